@@ -1,0 +1,158 @@
+"""JAX checkpoint folders: one sub-folder per component, each `config.json` + Orbax `params/`.
+
+    CKPT/unet/config.json            the component's config (original PyTorch field names)
+    CKPT/unet/params/                Orbax checkpoint of the module's variables
+    CKPT/vae/..., CKPT/text_encoder/..., CKPT/audio_encoder/...
+
+Variables are stored as a nested dict keyed by the module's attribute path, which
+is the PyTorch name of the parameter with `weight` spelled `kernel`/`scale`; so
+the stored tree is readable without this library.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+
+class CheckpointError(ValueError):
+  """A checkpoint folder is missing, incomplete or does not match the model."""
+
+
+def umasked(mode: int) -> int:
+  """`mode` under the process umask: temporary files and folders are private until renamed."""
+  mask = os.umask(0)
+  os.umask(mask)
+  return mode & ~mask
+
+
+def write_json_atomic(path: str | os.PathLike, obj: Any) -> None:
+  path = Path(path)
+  path.parent.mkdir(parents=True, exist_ok=True)
+  fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
+  with os.fdopen(fd, "w") as f:
+    json.dump(obj, f, indent=2, sort_keys=True)
+    f.write("\n")
+  os.chmod(tmp, umasked(0o666))
+  os.replace(tmp, path)
+
+
+def load_config(component_dir: str | os.PathLike) -> dict:
+  path = Path(component_dir) / "config.json"
+  if not path.is_file():
+    raise CheckpointError(f"{path}: no config.json (is {component_dir} a converted component folder?)")
+  try:
+    return json.loads(path.read_text())
+  except json.JSONDecodeError as e:
+    raise CheckpointError(f"{path}: not valid JSON ({e})") from e
+
+
+def _nest(flat: dict[tuple, Any]) -> dict:
+  tree: dict = {}
+  for path, value in flat.items():
+    node = tree
+    for key in path[:-1]:
+      node = node.setdefault(str(key), {})
+    node[str(path[-1])] = value
+  return tree
+
+
+def _flatten(tree: dict, prefix: tuple = ()) -> dict[tuple, Any]:
+  out = {}
+  for key, value in tree.items():
+    if isinstance(value, dict):
+      out.update(_flatten(value, prefix + (key,)))
+    else:
+      out[prefix + (key,)] = value
+  return out
+
+
+def _flat_variables(module: nnx.Module) -> dict[tuple, nnx.Variable]:
+  return {tuple(str(p) for p in path): var for path, var in nnx.to_flat_state(nnx.state(module))}
+
+
+def save_module(component_dir: str | os.PathLike, module: nnx.Module, config: dict) -> None:
+  """Writes `config.json` and the module's variables (Orbax writes atomically)."""
+  import orbax.checkpoint as ocp
+
+  component_dir = Path(component_dir).absolute()
+  component_dir.mkdir(parents=True, exist_ok=True)
+  tree = _nest({path: np.asarray(var.get_value()) for path, var in _flat_variables(module).items()})
+  with ocp.StandardCheckpointer() as ckptr:
+    ckptr.save(component_dir / "params", tree, force=True)
+    ckptr.wait_until_finished()
+  write_json_atomic(component_dir / "config.json", config)
+
+
+def restore_module(component_dir: str | os.PathLike, module: nnx.Module) -> nnx.Module:
+  """Fills `module` (typically built with `nnx.eval_shape`) with the stored variables.
+
+  Every variable of the module must be in the checkpoint with the same shape;
+  values are cast to the module's declared dtype.
+  """
+  import orbax.checkpoint as ocp
+
+  params_dir = Path(component_dir).absolute() / "params"
+  if not params_dir.is_dir():
+    raise CheckpointError(f"{params_dir}: missing (expected an Orbax checkpoint of the component)")
+  variables = _flat_variables(module)
+  with ocp.StandardCheckpointer() as ckptr:
+    try:
+      meta = ckptr.metadata(params_dir)
+      stored_tree = meta.item_metadata.tree if hasattr(meta, "item_metadata") else meta.tree
+    except Exception as e:  # orbax raises several types for unreadable folders
+      raise CheckpointError(f"{params_dir}: unreadable Orbax checkpoint ({e})") from e
+    stored = {path: tuple(m.shape) for path, m in _flatten(dict(stored_tree)).items()}
+    expected = {path: tuple(v.get_value().shape) for path, v in variables.items()}
+    missing = sorted(set(expected) - set(stored))
+    unexpected = sorted(set(stored) - set(expected))
+    misshaped = sorted(p for p in set(expected) & set(stored) if expected[p] != stored[p])
+    if missing or unexpected or misshaped:
+      raise CheckpointError(_mismatch_message(str(params_dir), missing, unexpected, misshaped,
+                                              expected, stored))
+    target = _nest({p: jax.ShapeDtypeStruct(expected[p], _stored_dtype(m))
+                    for p, m in _flatten(dict(stored_tree)).items()})
+    restored = _flatten(ckptr.restore(params_dir, target))
+  for path, var in variables.items():
+    var.set_value(jnp.asarray(restored[path], dtype=var.get_value().dtype))
+  return module
+
+
+def _stored_dtype(meta) -> Any:
+  return getattr(meta, "dtype", None) or jnp.float32
+
+
+def _mismatch_message(source, missing, unexpected, misshaped, expected, stored, show=5) -> str:
+  def fmt(paths):
+    return ", ".join(".".join(p) for p in paths[:show]) + (" ..." if len(paths) > show else "")
+  lines = [f"{source}: stored variables do not match the model"]
+  if missing:
+    lines.append(f"  {len(missing)} missing: {fmt(missing)}")
+  if unexpected:
+    lines.append(f"  {len(unexpected)} unexpected: {fmt(unexpected)}")
+  if misshaped:
+    lines.append(f"  {len(misshaped)} with wrong shape: " + ", ".join(
+        f"{'.'.join(p)} stored {stored[p]} expected {expected[p]}" for p in misshaped[:show]))
+  return "\n".join(lines)
+
+
+def component_dir(path: str | os.PathLike, name: str) -> Path:
+  """`path/name` when `path` is a whole checkpoint folder, else `path` itself.
+
+  Lets every loader take either the converted checkpoint root or one component folder.
+  """
+  path = Path(path)
+  if (path / name / "config.json").is_file():
+    return path / name
+  if (path / "config.json").is_file():
+    return path
+  raise CheckpointError(f"{path}: neither a checkpoint folder with {name}/config.json "
+                        f"nor a {name} folder with config.json")

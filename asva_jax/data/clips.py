@@ -1,0 +1,64 @@
+"""Which frames and audio samples make a 2-s clip (spec §6.6, §7.6, §8.3); pure numpy.
+
+The frame rule is the original video clip loader's: walk the decoded frames whose
+time is at most `start + duration + 1/(2 fps)`; keep a target time, initially
+`start`; take the first frame at or after the target and then advance the
+target by `1/fps` (accumulated, not recomputed); stop at `num_frames`; if fewer
+were found, repeat the last one. Audio: samples `[int(start * 16000),
++ duration * 16000)` of the whole 16-kHz track.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+FPS = 6
+NUM_FRAMES = 12
+CLIP_SECONDS = NUM_FRAMES / FPS
+
+
+def select_frames(frame_times: np.ndarray, start: float, fps: int = FPS,
+                  num_frames: int = NUM_FRAMES) -> np.ndarray:
+  """Indices into `frame_times` (decode order) of the clip's frames, (num_frames,) int64.
+
+  When no frame lies in the window (a start past the last frame) the last frame
+  is used for every position; the original code fails there.
+  """
+  times = np.asarray(frame_times, np.float64)
+  if times.size == 0:
+    raise ValueError("select_frames: the video has no frames")
+  step = 1.0 / fps
+  limit = start + num_frames / fps + step / 2.0
+  target = start
+  chosen: list[int] = []
+  for i, t in enumerate(times.tolist()):
+    if t > limit:
+      break
+    if t >= target:
+      chosen.append(i)
+      target += step
+      if len(chosen) == num_frames:
+        break
+  if not chosen:
+    chosen = [len(times) - 1]
+  chosen += [chosen[-1]] * (num_frames - len(chosen))
+  return np.asarray(chosen, np.int64)
+
+
+def random_start(rng: np.random.Generator, duration: float, clip_seconds: float = CLIP_SECONDS) -> float:
+  """Training clip start: uniform in [0, duration - clip_seconds], 0 for a shorter video."""
+  return max(0.0, float(rng.uniform(0.0, duration - clip_seconds)))
+
+
+def uniform_starts(duration: float, num_clips: int = 3, clip_seconds: float = CLIP_SECONDS) -> np.ndarray:
+  """Evaluation clip starts: the centre for one clip, else `linspace(0, duration - 2, k)`."""
+  if num_clips == 1:
+    return np.asarray([(duration - clip_seconds) / 2.0])
+  return np.linspace(0.0, duration - clip_seconds, num_clips)
+
+
+def audio_window(audio: np.ndarray, start: float, sample_rate: int = 16000,
+                 clip_seconds: float = CLIP_SECONDS) -> np.ndarray:
+  """The clip's samples of a whole mono track; shorter near the end of the track."""
+  begin = max(0, int(start * sample_rate))
+  return audio[begin:begin + int(round(clip_seconds * sample_rate))]

@@ -1,0 +1,44 @@
+"""Opening a split of the shards written by `data_prep.build` as a random-access source."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from asva_jax.data.features import VERSION
+
+
+class DataError(ValueError):
+  """The shards are missing, incomplete or not a dataset written by data_prep.build."""
+
+
+def dataset_dir(data_dir: str | os.PathLike, name: str | None = None) -> Path:
+  """The `<name>/<version>` folder under `data_dir` (or `data_dir` itself if it is one)."""
+  data_dir = Path(data_dir)
+  if (data_dir / "dataset_info.json").is_file():
+    return data_dir
+  if name is None:
+    names = sorted(p.parent.parent.name for p in data_dir.glob(f"*/{VERSION}/dataset_info.json"))
+    if len(names) != 1:
+      found = ", ".join(names) or "none"
+      raise DataError(f"{data_dir}: expected one dataset built by data_prep.build (found {found}); "
+                      f"pass name=")
+    name = names[0]
+  path = data_dir / name / VERSION
+  if not (path / "dataset_info.json").is_file():
+    raise DataError(f"{path}: no dataset_info.json (build it with python -m data_prep.build)")
+  return path
+
+
+def open_split(data_dir: str | os.PathLike, split: str, name: str | None = None):
+  """`tfds` ArrayRecord data source of one split: len() and [i] -> dict of numpy values.
+
+  Picklable, so grain can hand it to worker processes. Needs no TensorFlow.
+  """
+  import tensorflow_datasets as tfds
+  path = dataset_dir(data_dir, name)
+  builder = tfds.builder_from_directory(str(path))
+  if split not in builder.info.splits:
+    ready = ", ".join(builder.info.splits) or "none"
+    raise DataError(f"{path}: split {split!r} is not built or not finished (ready: {ready})")
+  return builder.as_data_source(split=split)

@@ -1,0 +1,1 @@
+"""Flax NNX models of AVSyncD: the video UNet and the frozen encoders."""

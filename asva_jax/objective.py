@@ -1,0 +1,41 @@
+"""AVSyncD's training objective (spec §1.1, §6.2, §6.3) for one batch, as one jit-able function."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+
+from asva_jax.models.vae import sample_latent
+from asva_jax.schedulers.noise_schedule import add_noise
+
+
+def video_to_latents(vae, video: jax.Array, key: jax.Array, scaling_factor: float) -> jax.Array:
+  """uint8 video (B, F, H, W, 3) -> scaled posterior samples (B, F, H/8, W/8, 4), as the original
+  (a sample of the posterior, not its mean)."""
+  images = video.astype(jnp.float32) / 127.5 - 1.0
+  mean, logvar = vae.encode(images)
+  return sample_latent(key, mean, logvar) * scaling_factor
+
+
+def diffusion_loss(unet, vae, audio_encoder, video: jax.Array, mel: jax.Array, text: jax.Array,
+                   audio_mask: jax.Array, alphas_cumprod: jax.Array, key: jax.Array, *,
+                   scaling_factor: float = 0.18215, audio_drop_prob: float = 0.2) -> jax.Array:
+  """ε-prediction MSE over frames 1..F-1, with frame 0 of x_t replaced by the clean latent.
+
+  video uint8 (B, F, H, W, 3); mel (B, 128, 204); text (B, N, D) per video;
+  audio_mask (F, T) segment masks. Audio is replaced by the null audio (the
+  encoder applied to an all-zero mel) with probability `audio_drop_prob` per sample.
+  """
+  k_latent, k_drop, k_t, k_noise = jax.random.split(key, 4)
+  b = video.shape[0]
+  x0 = video_to_latents(vae, video, k_latent, scaling_factor)
+  tokens = audio_encoder(mel)
+  null_tokens = audio_encoder(jnp.zeros_like(mel))
+  keep = jax.random.bernoulli(k_drop, 1.0 - audio_drop_prob, (b,))
+  audio = jnp.where(keep[:, None, None], tokens, null_tokens)
+  t = jax.random.randint(k_t, (b,), 0, alphas_cumprod.shape[0])
+  noise = jax.random.normal(k_noise, x0.shape, x0.dtype)
+  xt = add_noise(x0, noise, t, alphas_cumprod)
+  xt = xt.at[:, 0].set(x0[:, 0])
+  eps = unet(xt, t, text, audio, audio_mask)
+  return jnp.mean(jnp.square(eps[:, 1:].astype(jnp.float32) - noise[:, 1:].astype(jnp.float32)))

@@ -1,0 +1,1 @@
+"""Noise schedules and sampler steps (pure functions)."""

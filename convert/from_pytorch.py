@@ -1,0 +1,142 @@
+r"""PyTorch checkpoints -> one asva-jax checkpoint folder.
+
+  python -m convert.from_pytorch --sd15 SD15_ROOT --imagebind imagebind_huge.pth \
+      [--avsyncd MODULES] --out CKPT
+  python -m convert.from_pytorch --unet MODULES/unet --out CKPT          # one component
+
+Each component lands in CKPT/<name>/ (config.json + Orbax params), written
+atomically; converting into an existing folder replaces only the components
+named on the command line.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+from absl import app, flags, logging
+from tqdm import tqdm
+
+FLAGS = flags.FLAGS
+flags.DEFINE_string("out", None, "Output JAX checkpoint folder.", required=True)
+flags.DEFINE_string("unet", None, "An AVSyncD unet/ folder (config.json + weights).")
+flags.DEFINE_string("sd15", None, "An SD1.5 root: unet/ (inflated to video), vae/, text_encoder/, "
+                    "tokenizer/, scheduler/.")
+flags.DEFINE_string("avsyncd", None, "A released AVSyncD modules/ folder: unet/ and audio_encoder/.")
+flags.DEFINE_string("vae", None, "A diffusers vae/ folder.")
+flags.DEFINE_string("text-encoder", None, "A transformers text_encoder/ folder (CLIP text model).")
+flags.DEFINE_string("tokenizer", None, "A CLIPTokenizer tokenizer/ folder.")
+flags.DEFINE_string("imagebind", None, "The original imagebind_huge.pth (audio branch is used).")
+flags.DEFINE_string("audio-encoder", None, "AVSyncD's audio_encoder/ folder.")
+flags.DEFINE_string("audio-config", None, "JSON file or string with the audio encoder's dimensions "
+                    "(embed_dim, num_blocks, num_heads, out_embed_dim) for non-default sizes.")
+flags.DEFINE_list("text-encodings", [], "Precomputed class_clip_text_encodings_*.pt files.")
+flags.DEFINE_string("null-text-encoding", None, "openai-clip-l_null_text_encoding.pt; by default the "
+                    "null encoding is computed from the text encoder when it is converted.")
+flags.DEFINE_integer("seed", 0, "Seed for the new _temp/_audio parameters of an inflated SD1.5 UNet.")
+
+
+def _audio_config() -> dict | None:
+  value = FLAGS["audio-config"].value
+  if not value:
+    return None
+  path = Path(value)
+  text = path.read_text() if path.is_file() else value
+  try:
+    return json.loads(text)
+  except json.JSONDecodeError as e:
+    raise app.UsageError(f"--audio-config {value}: neither a JSON file nor JSON ({e})")
+
+
+def plan() -> list[tuple[str, str, object]]:
+  """(component, kind, source) for everything the flags ask for; later entries win."""
+  jobs: dict[str, tuple[str, object]] = {}
+  if FLAGS.sd15:
+    root = Path(FLAGS.sd15)
+    jobs["unet"] = ("sd15_unet", root / "unet")
+    jobs["vae"] = ("vae", root / "vae")
+    jobs["text_encoder"] = ("text_encoder", root / "text_encoder")
+    jobs["tokenizer"] = ("tokenizer", root / "tokenizer")
+    if (root / "scheduler").is_dir():
+      jobs["scheduler"] = ("scheduler", root / "scheduler")
+  if FLAGS.imagebind:
+    jobs["audio_encoder"] = ("imagebind", Path(FLAGS.imagebind))
+  if FLAGS.avsyncd:
+    jobs["unet"] = ("unet", Path(FLAGS.avsyncd) / "unet")
+    jobs["audio_encoder"] = ("audio_encoder", Path(FLAGS.avsyncd) / "audio_encoder")
+  for name, flag, kind in (("unet", "unet", "unet"), ("vae", "vae", "vae"),
+                           ("text_encoder", "text-encoder", "text_encoder"),
+                           ("tokenizer", "tokenizer", "tokenizer"),
+                           ("audio_encoder", "audio-encoder", "audio_encoder")):
+    if FLAGS[flag].value:
+      jobs[name] = (kind, Path(FLAGS[flag].value))
+  if FLAGS["text-encodings"].value or FLAGS["null-text-encoding"].value or "text_encoder" in jobs:
+    jobs["text_encodings"] = ("text_encodings", None)
+  return [(name, kind, src) for name, (kind, src) in jobs.items()]
+
+
+def convert_one(name: str, kind: str, source, out: Path) -> None:
+  from asva_jax.checkpoint import save_module
+  from convert.components import write_component
+
+  def save(result):
+    module, config = result
+    write_component(out, name, lambda tmp: save_module(tmp, module, config))
+
+  if kind == "unet":
+    from convert.unet import import_unet
+    save(import_unet(source))
+  elif kind == "sd15_unet":
+    from convert.unet import inflate_sd15
+    save(inflate_sd15(source, seed=FLAGS.seed))
+  elif kind == "vae":
+    from convert.vae import import_vae
+    save(import_vae(source))
+  elif kind == "text_encoder":
+    from convert.clip_text import import_text_encoder
+    save(import_text_encoder(source))
+  elif kind == "tokenizer":
+    from convert.clip_text import copy_tokenizer
+    write_component(out, name, lambda tmp: copy_tokenizer(source, tmp))
+  elif kind == "imagebind":
+    from convert.imagebind import import_imagebind
+    save(import_imagebind(source, _audio_config()))
+  elif kind == "audio_encoder":
+    from convert.imagebind import import_audio_encoder
+    save(import_audio_encoder(source, _audio_config()))
+  elif kind == "scheduler":
+    write_component(out, name, lambda tmp: shutil.copy2(Path(source) / "scheduler_config.json", tmp))
+  elif kind == "text_encodings":
+    from convert.clip_text import import_text_encodings, save_text_encodings
+    encodings = import_text_encodings(list(FLAGS["text-encodings"].value))
+    if FLAGS["null-text-encoding"].value:
+      encodings[""] = next(iter(import_text_encodings([FLAGS["null-text-encoding"].value]).values()))
+    elif "" not in encodings and (out / "text_encoder").is_dir() and (out / "tokenizer").is_dir():
+      from asva_jax.models.clip_text import load_text_encoder
+      from asva_jax.models.clip_tokenizer import encode_prompts, load_tokenizer
+      encodings[""] = encode_prompts(load_text_encoder(out), load_tokenizer(out), [""])[0]
+    if encodings:
+      write_component(out, name, lambda tmp: save_text_encodings(encodings, tmp))
+  else:
+    raise AssertionError(kind)
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+  if not FLAGS["verbosity"].present:
+    logging.set_verbosity(logging.WARNING)  # Orbax logs every file it writes at INFO
+  jobs = plan()
+  if not jobs:
+    raise app.UsageError("nothing to convert: give --sd15, --avsyncd, --unet, --vae, --text-encoder, "
+                         "--tokenizer, --imagebind or --audio-encoder")
+  out = Path(FLAGS.out)
+  for name, kind, source in tqdm(jobs, desc="converting", unit="component"):
+    logging.info("%s <- %s (%s)", name, source, kind)
+    convert_one(name, kind, source, out)
+  print(f"wrote {', '.join(n for n, _, _ in jobs)} to {out}")
+
+
+if __name__ == "__main__":
+  app.run(main)

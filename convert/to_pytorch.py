@@ -1,0 +1,75 @@
+r"""An asva-jax checkpoint folder -> folders the original PyTorch code loads.
+
+  python -m convert.to_pytorch --ckpt CKPT --out FOLDER
+
+writes FOLDER/unet/ (config.json + diffusion_pytorch_model.safetensors, the
+original's key names and shapes) and, when present in CKPT, FOLDER/audio_encoder/,
+FOLDER/vae/, FOLDER/text_encoder/ and FOLDER/tokenizer/, each atomically.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+from absl import app, flags, logging
+from tqdm import tqdm
+
+FLAGS = flags.FLAGS
+flags.DEFINE_string("ckpt", None, "asva-jax checkpoint folder (from convert.from_pytorch or training).",
+                    required=True)
+flags.DEFINE_string("out", None, "Output folder.", required=True)
+flags.DEFINE_list("components", [], "Only these components (default: every one present).")
+
+EXPORTABLE = ("unet", "audio_encoder", "vae", "text_encoder", "tokenizer")
+
+
+def export_one(name: str, ckpt: Path, out: Path) -> None:
+  from asva_jax import checkpoint
+  from convert.components import write_component
+  folder = ckpt / name
+  config = checkpoint.load_config(folder) if name != "tokenizer" else None
+  if name == "unet":
+    from asva_jax.models.unet_3d import load_unet
+    from convert.unet import export_unet
+    module = load_unet(folder)
+    write_component(out, name, lambda tmp: export_unet(module, config, tmp))
+  elif name == "audio_encoder":
+    from asva_jax.models.imagebind_audio import load_audio_encoder
+    from convert.imagebind import export_audio_encoder
+    module = load_audio_encoder(folder)
+    write_component(out, name, lambda tmp: export_audio_encoder(module, config, tmp))
+  elif name == "vae":
+    from asva_jax.models.vae import load_vae
+    from convert.vae import export_vae
+    module = load_vae(folder)
+    write_component(out, name, lambda tmp: export_vae(module, config, tmp))
+  elif name == "text_encoder":
+    from asva_jax.models.clip_text import load_text_encoder
+    from convert.clip_text import export_text_encoder
+    module = load_text_encoder(folder)
+    write_component(out, name, lambda tmp: export_text_encoder(module, config, tmp))
+  elif name == "tokenizer":
+    write_component(out, name, lambda tmp: shutil.copytree(folder, tmp, dirs_exist_ok=True))
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+  if not FLAGS["verbosity"].present:
+    logging.set_verbosity(logging.WARNING)  # Orbax logs every file it writes at INFO
+  ckpt, out = Path(FLAGS.ckpt), Path(FLAGS.out)
+  if not ckpt.is_dir():
+    raise app.UsageError(f"--ckpt {ckpt}: no such folder")
+  names = FLAGS.components or [n for n in EXPORTABLE if (ckpt / n).is_dir()]
+  unknown = [n for n in names if n not in EXPORTABLE or not (ckpt / n).is_dir()]
+  if unknown:
+    raise app.UsageError(f"{ckpt}: cannot export {unknown} (present: "
+                         f"{[n for n in EXPORTABLE if (ckpt / n).is_dir()]})")
+  for name in tqdm(names, desc="exporting", unit="component"):
+    export_one(name, ckpt, out)
+  print(f"wrote {', '.join(names)} to {out}")
+
+
+if __name__ == "__main__":
+  app.run(main)

@@ -1,0 +1,66 @@
+"""Writing mp4 files with PyAV: H.264 video and/or AAC audio, deterministic output.
+
+Used by the synthetic data generator and by tests that need deliberately odd
+files (audio only, video only, very short).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import av
+import numpy as np
+
+VIDEO_CODEC = "libx264"  # PyAV's bundled FFmpeg has it; checked by `video_codec()`
+AUDIO_CODEC = "aac"
+_AAC_FRAME = 1024
+
+
+def video_codec() -> str:
+  """H.264 when the bundled FFmpeg can encode it, else MPEG-4 part 2."""
+  return VIDEO_CODEC if VIDEO_CODEC in av.codecs_available else "mpeg4"
+
+
+def write_mp4(path: str | os.PathLike, frames: np.ndarray | None, fps: int,
+              audio: np.ndarray | None = None, sample_rate: int = 48000, crf: int = 12) -> None:
+  """Writes `frames` (T, H, W, 3) uint8 at `fps` and `audio` (channels, samples) float32.
+
+  Either may be None (a file without that stream). Single-threaded x264 so the
+  bytes depend only on the input. Written to a temporary name, then renamed.
+  """
+  if frames is None and audio is None:
+    raise ValueError(f"{path}: nothing to write (no frames and no audio)")
+  path = Path(path)
+  path.parent.mkdir(parents=True, exist_ok=True)
+  tmp = path.with_name(path.name + ".tmp.mp4")
+  container = av.open(str(tmp), "w", options={"fflags": "+bitexact"})
+  try:
+    vstream = astream = None
+    if frames is not None:
+      frames = np.asarray(frames, np.uint8)
+      vstream = container.add_stream(video_codec(), rate=fps)
+      vstream.height, vstream.width = frames.shape[1:3]
+      vstream.pix_fmt = "yuv420p"
+      vstream.options = {"crf": str(crf), "threads": "1"} if video_codec() == VIDEO_CODEC else {}
+    if audio is not None:
+      audio = np.atleast_2d(np.asarray(audio, np.float32))
+      astream = container.add_stream(AUDIO_CODEC, rate=sample_rate)
+      astream.layout = {1: "mono", 2: "stereo"}[audio.shape[0]]
+    if vstream is not None:
+      for i, image in enumerate(frames):
+        frame = av.VideoFrame.from_ndarray(image, format="rgb24")
+        frame.pts = i
+        container.mux(vstream.encode(frame))
+      container.mux(vstream.encode())
+    if astream is not None:
+      for start in range(0, audio.shape[1], _AAC_FRAME):
+        chunk = np.ascontiguousarray(audio[:, start:start + _AAC_FRAME])
+        frame = av.AudioFrame.from_ndarray(chunk, format="fltp", layout=astream.layout.name)
+        frame.sample_rate = sample_rate
+        frame.pts = start
+        container.mux(astream.encode(frame))
+      container.mux(astream.encode())
+  finally:
+    container.close()
+  os.replace(tmp, path)

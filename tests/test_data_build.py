@@ -1,0 +1,194 @@
+"""data_prep.build: records hold what the videos hold; resumable; bad input skipped and reported."""
+
+import json
+import shutil
+import subprocess
+import sys
+
+import av
+import numpy as np
+import pytest
+import tensorflow_datasets as tfds
+
+from asva_jax.audio.resample import resample
+from asva_jax.data.features import frame_times
+from asva_jax.data.source import open_split
+from asva_jax.data.transforms import decode_image
+from data_prep import build as build_lib
+from data_prep import resize, sources, synthetic
+from data_prep.mp4 import write_mp4
+from tests import data_pipeline_fixtures as fx
+
+
+@pytest.fixture(scope="module")
+def root(tmp_path_factory):
+  return fx.synthetic_root(tmp_path_factory)
+
+
+@pytest.fixture(scope="module")
+def shards(tmp_path_factory):
+  return fx.built_shards(tmp_path_factory)
+
+
+@pytest.fixture(scope="module")
+def truth(root):
+  return json.loads((root / "events.json").read_text())
+
+
+def test_readable_with_tfds_data_source(shards, truth):
+  train = tfds.data_source("avsync15", data_dir=str(shards), split="train")
+  test = tfds.data_source("avsync15", data_dir=str(shards), split="test")
+  keys = sorted(r["key"].decode() for r in list(train) + list(test))
+  assert keys == sorted(truth["videos"])
+  summary = json.loads((shards / "summary-train.json").read_text())
+  assert summary["num_skipped"] == 0
+  assert sum(summary["counts_per_class"].values()) == len(train)
+  assert not list(shards.rglob("*.tmp"))
+
+
+def test_record_holds_every_frame_and_the_audio(shards, root, truth):
+  source = open_split(shards, "train")
+  sample_rate = truth["sample_rate"]
+  for record in [source[0], source[3]]:
+    info = truth["videos"][record["key"].decode()]
+    clip = synthetic.make_clip(fx.SEED, info["class_index"], info["video_index"],
+                               height=fx.SOURCE_SIZE[0], width=fx.SOURCE_SIZE[1], fps=truth["fps"],
+                               sample_rate=sample_rate)
+    assert record["prompt"].decode() == synthetic.class_spec(info["class_index"]).prompt
+    assert record["class_folder"].decode() == info["class"]
+    # Every frame, with its exact time k / fps.
+    times = frame_times(record)
+    np.testing.assert_allclose(times, np.arange(info["num_frames"]) / truth["fps"], atol=1e-9)
+    assert abs(float(record["duration"]) - info["duration"]) < 0.05
+    # Stored (PNG, lossless) frames = the decoded source frames; close to the rendered ones.
+    with av.open(record["source_path"].decode()) as c:
+      decoded = np.stack([f.to_ndarray(format="rgb24") for f in c.decode(video=0)])
+    stored = np.stack([decode_image(b) for b in record["frames"]])
+    np.testing.assert_array_equal(stored, resize.crop_and_resize(decoded, fx.BUILD_SIZE))
+    assert np.abs(stored.astype(float) - clip.frames).mean() < 3.0
+    # Audio: the 16-kHz mono downmix (0.75 x left channel), aligned within one 10-ms hop.
+    expected = resample(clip.audio.mean(axis=0), sample_rate, 16000)
+    audio = np.asarray(record["audio"])
+    n = min(len(audio), len(expected))
+    lags = np.arange(-480, 481)
+    scores = [np.dot(audio[480:n - 480], expected[480 + k:n - 480 + k]) for k in lags]
+    assert abs(int(lags[int(np.argmax(scores))])) <= 160
+    gain = np.dot(audio[:n], expected[:n]) / np.dot(expected[:n], expected[:n])
+    assert 0.9 < gain < 1.1, gain
+
+
+def test_rerun_skips_finished_shards(tmp_path, root):
+  config = fx.build_config(root, tmp_path / "out", "train", videos_per_shard=4)
+  first = build_lib.build(config, progress=False)
+  assert first["videos_processed_this_run"] == first["num_listed"] == 6
+  second = build_lib.build(config, progress=False)
+  assert second["videos_processed_this_run"] == 0
+  # Lose the last shard (as if the build had been interrupted before it): only it is redone.
+  last = build_lib.shard_path(config, 1, 2)
+  before = last.read_bytes()
+  last.with_name(last.name + ".json").unlink()
+  last.unlink()
+  third = build_lib.build(config, progress=False)
+  assert third["videos_processed_this_run"] == 2
+  assert last.read_bytes() == before
+  assert third["num_written"] == 6 and third["counts_per_class"] == first["counts_per_class"]
+  with pytest.raises(ValueError, match="other settings"):
+    build_lib.build(fx.build_config(root, tmp_path / "out", "train", videos_per_shard=3), progress=False)
+
+
+@pytest.fixture(scope="module")
+def bad_dataset(tmp_path_factory, root):
+  """The synthetic dataset plus one file of each bad kind, all listed in train.txt."""
+  bad = tmp_path_factory.mktemp("bad_dataset")
+  shutil.copytree(root, bad, dirs_exist_ok=True)
+  folder = sorted(json.loads((root / "class_mapping.json").read_text()))[0]
+  videos = bad / "videos" / folder
+  good = sorted(videos.glob("*.mp4"))[0].read_bytes()
+  clip = synthetic.make_clip(0, 0, 0, height=24, width=32)
+  (videos / "corrupt.mp4").write_bytes(np.random.default_rng(0).bytes(4000))
+  (videos / "truncated.mp4").write_bytes(good[: len(good) // 2])
+  write_mp4(videos / "no_audio.mp4", clip.frames, 25, None)
+  write_mp4(videos / "no_video.mp4", None, 25, clip.audio, 48000)
+  write_mp4(videos / "short.mp4", clip.frames[:40], 25, clip.audio[:, :int(1.6 * 48000)], 48000)
+  names = ["corrupt", "truncated", "no_audio", "no_video", "short", "missing"]
+  with open(bad / "train.txt", "a") as f:
+    f.writelines(f"{folder}/{n}.mp4\n" for n in names)
+  return bad, folder
+
+
+EXPECTED_REASONS = {
+    "corrupt": "corrupt or unreadable mp4", "truncated": "corrupt or unreadable mp4",
+    "no_audio": "no audio stream", "no_video": "no video stream", "short": "shorter than 2 s",
+    "missing": "listed but the file does not exist",
+}
+
+
+def test_bad_input_is_skipped_and_reported(tmp_path, bad_dataset):
+  bad, folder = bad_dataset
+  summary = build_lib.build(fx.build_config(bad, tmp_path, "train"), progress=False)
+  reasons = {s["key"].split("/")[-1][:-4]: s["reason"] for s in summary["skipped"]}
+  assert sorted(reasons) == sorted(EXPECTED_REASONS)
+  for name, reason in EXPECTED_REASONS.items():
+    assert reasons[name].startswith(reason), (name, reasons[name])
+  assert summary["num_written"] == 6
+  assert json.loads((tmp_path / "summary-train.json").read_text())["skipped"] == summary["skipped"]
+  assert len(open_split(tmp_path, "train")) == 6
+
+
+def test_truncated_with_index_first_is_reported(tmp_path, root):
+  """A truncated file whose index (moov) comes first opens, but decodes short."""
+  src = sorted((root / "videos").rglob("*.mp4"))[0]
+  fast = tmp_path / "fast.mp4"
+  with av.open(str(src)) as inp, av.open(str(fast), "w", options={"movflags": "faststart"}) as out:
+    streams = {s.index: out.add_stream_from_template(s) for s in inp.streams}
+    for packet in inp.demux():
+      if packet.dts is not None:
+        packet.stream = streams[packet.stream.index]
+        out.mux(packet)
+  data = fast.read_bytes()
+  (tmp_path / "cut.mp4").write_bytes(data[: len(data) // 2])
+  from data_prep.decode import SkipVideo, decode_video
+  with pytest.raises(SkipVideo, match="truncated"):
+    decode_video(str(tmp_path / "cut.mp4"), (24, 32))
+
+
+def test_cli_parallel_build_exits_zero_on_bad_input(tmp_path, bad_dataset):
+  bad, _ = bad_dataset
+  out = tmp_path / "out"
+  cmd = [sys.executable, "-m", "data_prep.build", "--dataset", "avsync15", "--root", str(bad),
+         "--split", "train", "--out", str(out), "--size", "24,32", "--num-workers", "2",
+         "--videos-per-shard", "5"]
+  result = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+  assert result.returncode == 0, result.stderr[-2000:]
+  summary = json.loads((out / "summary-train.json").read_text())
+  assert summary["num_written"] == 6 and summary["num_skipped"] == len(EXPECTED_REASONS)
+  for name in EXPECTED_REASONS:
+    assert f"{name}.mp4" in result.stdout
+  record = open_split(out, "train")[0]
+  assert decode_image(record["frames"][0]).shape == (24, 32, 3)
+
+
+def test_sources_layouts(tmp_path):
+  (tmp_path / "tgh" / "videos").mkdir(parents=True)
+  (tmp_path / "tgh" / "train.txt").write_text("0001_denoised_thumb.mp4\n\n")
+  listing = sources.list_videos("thegreatesthits", tmp_path / "tgh", "train")
+  assert [e.prompt for e in listing.entries] == [sources.GREATEST_HITS_PROMPT]
+  assert listing.entries[0].path.endswith("tgh/videos/0001_denoised_thumb.mp4")
+  (tmp_path / "ls" / "videos" / "test" / "fire_crackling").mkdir(parents=True)
+  (tmp_path / "ls" / "test.txt").write_text("fire_crackling/a.mp4\n")
+  (tmp_path / "ls" / "class_mapping.json").write_text('{"fire_crackling": "fire crackling"}')
+  entry = sources.list_videos("landscapes", tmp_path / "ls", "test").entries[0]
+  assert entry.path.endswith("ls/videos/test/fire_crackling/a.mp4") and entry.prompt == "fire crackling"
+  (tmp_path / "f" / "dog_barking").mkdir(parents=True)
+  (tmp_path / "f" / "dog_barking" / "x.mp4").write_bytes(b"")
+  listing = sources.list_videos("folder", tmp_path / "f", "train")
+  assert [(e.key, e.prompt) for e in listing.entries] == [("dog_barking/x.mp4", "dog barking")]
+  with pytest.raises(sources.DatasetLayoutError, match="class_mapping.json"):
+    sources.list_videos("avsync15", tmp_path / "f", "train")
+
+
+def test_aspect_crop_box_matches_the_original_rule():
+  assert resize.aspect_crop_box(360, 640, (256, 256)) == (0, 140, 360, 360)
+  assert resize.aspect_crop_box(640, 360, (256, 256)) == (140, 0, 360, 360)
+  assert resize.aspect_crop_box(360, 640, (128, 256)) == (20, 0, 320, 640)
+  assert resize.aspect_crop_box(100, 300, (128, 256)) == (0, 50, 100, 200)

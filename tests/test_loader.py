@@ -1,0 +1,192 @@
+"""The grain loader: clip contents, 6-fps rule, determinism, exact resume, per-host shards."""
+
+import json
+
+import numpy as np
+import pytest
+
+from asva_jax.audio.fbank import waveform_to_mel
+from asva_jax.data import clips, eval_loader, open_split, train_loader
+from asva_jax.data.features import frame_times
+from asva_jax.data.transforms import decode_image, make_clip
+from data_prep import synthetic
+from tests import data_pipeline_fixtures as fx
+
+
+@pytest.fixture(scope="module")
+def shards(tmp_path_factory):
+  return fx.built_shards(tmp_path_factory)
+
+
+@pytest.fixture(scope="module")
+def truth(tmp_path_factory):
+  return json.loads((fx.synthetic_root(tmp_path_factory) / "events.json").read_text())
+
+
+def reference_select(times, start, fps=6, n=12):
+  """The original loop, written out literally (spec §8.3)."""
+  out, target = [], start
+  for i, t in enumerate(times):
+    if t > start + n / fps + 1 / fps / 2:
+      break
+    if t >= target:
+      out.append(i)
+      target += 1 / fps
+    if len(out) == n:
+      break
+  return out + [out[-1]] * (n - len(out))
+
+
+@pytest.mark.parametrize("fps", [25, 29.97, 30, 6, 4])
+def test_select_frames_is_the_original_rule(fps):
+  rng = np.random.default_rng(int(fps * 100))
+  times = np.arange(int(5 * fps)) / fps
+  for start in list(rng.uniform(0, 3, 20)) + [0.0, 1.0, 3.0, 4.5]:
+    assert clips.select_frames(times, start).tolist() == reference_select(times.tolist(), start)
+  if fps == 25:  # targets k/6 from 0: the first frame at or after each
+    assert clips.select_frames(times, 0.0).tolist() == [0, 5, 9, 13, 17, 21, 25, 30, 34, 38, 42, 46]
+  if fps == 4:  # fewer frames than targets: each taken once, then the last repeated
+    assert clips.select_frames(times, 0.0).tolist() == list(range(9)) + [8, 8, 8]
+
+
+def test_uniform_starts():
+  np.testing.assert_allclose(clips.uniform_starts(5.0, 3), [0.0, 1.5, 3.0])
+  np.testing.assert_allclose(clips.uniform_starts(5.0, 1), [1.5])
+
+
+def test_example_layout_and_contents(shards, truth):
+  """Frames = the rendered frames chosen by the 6-fps rule; mel = the aligned 2 s of audio."""
+  batch = next(iter(train_loader(shards, 4, seed=0, process_index=0, process_count=1)))
+  assert batch["video"].shape == (4, 12) + fx.BUILD_SIZE + (3,) and batch["video"].dtype == np.uint8
+  assert batch["mel"].shape == (4, 128, 204) and batch["mel"].dtype == np.float32
+  source = open_split(shards, "train")
+  by_key = {source[i]["key"]: source[i] for i in range(len(source))}
+  for b in range(4):
+    record = by_key[batch["key"][b]]
+    info = truth["videos"][record["key"].decode()]
+    start, flip = float(batch["start"][b]), bool(batch["flip"][b])
+    assert 0.0 <= start <= float(record["duration"]) - 2.0
+    rendered = synthetic.make_clip(fx.SEED, info["class_index"], info["video_index"],
+                                   height=fx.SOURCE_SIZE[0], width=fx.SOURCE_SIZE[1]).frames
+    # float32 start in the batch; the clip itself used the float64 value, so recompute it
+    example = make_clip(record, start, flip)
+    np.testing.assert_array_equal(example["video"][:, :, ::-1] if flip else example["video"],
+                                  np.stack([decode_image(record["frames"][i]) for i in
+                                            clips.select_frames(frame_times(record), start)]))
+    idx = clips.select_frames(np.arange(info["num_frames"]) / truth["fps"], start)
+    video = batch["video"][b][:, :, ::-1] if flip else batch["video"][b]
+    err = np.abs(video.astype(float) - rendered[idx]).mean(axis=(1, 2, 3))
+    assert err.max() < 3.0, err
+    for k in range(12):  # and not a neighbouring frame where those differ
+      for j in (idx[k] - 1, idx[k] + 1):
+        if 0 <= j < len(rendered) and np.abs(rendered[j].astype(float) - rendered[idx[k]]).mean() > 4:
+          assert np.abs(video[k].astype(float) - rendered[j]).mean() > err[k]
+    audio = clips.audio_window(np.asarray(record["audio"]), float(batch["start"][b]))
+    np.testing.assert_allclose(batch["mel"][b], waveform_to_mel(audio), atol=1e-4)
+    assert batch["prompt"][b] == record["prompt"] and batch["label"][b] == record["label"]
+
+
+def test_audio_events_line_up_with_the_window(shards, truth):
+  """A burst at event time t shows up in the clip's mel at column (t - start) / 10 ms, +-1."""
+  source = open_split(shards, "train")
+  for i in range(len(source)):
+    record = source[i]
+    info = truth["videos"][record["key"].decode()]
+    event = info["events"][0]
+    start = max(0.0, event - 0.7)
+    if start > float(record["duration"]) - 2.0:
+      continue
+    mel = make_clip(record, start, False)["mel"]
+    energy = mel.mean(axis=0)[:196]
+    later = [t for t in info["events"][1:] if t - start < 1.96]
+    if later:  # only up to the next burst
+      energy = energy[:int((later[0] - start) / 0.01) - 3]
+    onset = int(np.argmax(np.diff(energy))) + 1
+    expected = (event - start) / 0.01
+    assert abs(onset - expected) <= 2.5, (record["key"], onset, expected)
+
+
+def test_deterministic_per_seed_and_flip_shared_by_frames(shards):
+  def batches(seed):
+    it = iter(train_loader(shards, 3, seed=seed, process_index=0, process_count=1))
+    return [next(it) for _ in range(4)]
+  a, b, c = batches(1), batches(1), batches(2)
+  for x, y in zip(a, b):
+    for k in x:
+      np.testing.assert_array_equal(x[k], y[k])
+  assert any(not np.array_equal(x["start"], y["start"]) for x, y in zip(a, c))
+  flips = np.concatenate([x["flip"] for x in a + c])
+  assert flips.any() and not flips.all()
+
+
+def test_epochs_reshuffle_and_cover_the_split(shards):
+  it = iter(train_loader(shards, 1, seed=3, process_index=0, process_count=1, num_epochs=2,
+                         drop_remainder=False))
+  keys = [next(it)["key"][0] for _ in range(12)]
+  assert sorted(keys[:6]) == sorted(keys[6:]) and len(set(keys[:6])) == 6
+  assert keys[:6] != keys[6:]
+
+
+def test_resume_continues_with_the_same_batches(shards):
+  it = iter(train_loader(shards, 2, seed=5, process_index=0, process_count=1))
+  for _ in range(4):  # past one epoch (6 records / 2 per batch)
+    next(it)
+  state = it.get_state()
+  expected = [next(it) for _ in range(3)]
+  resumed = iter(train_loader(shards, 2, seed=5, process_index=0, process_count=1))
+  resumed.set_state(state)
+  for x in expected:
+    y = next(resumed)
+    for k in x:
+      np.testing.assert_array_equal(x[k], y[k])
+
+
+def test_multiprocess_workers_give_the_same_examples_and_resume(shards):
+  """With W workers grain batches within each worker (record i goes to worker i % W), so
+  the batch order differs from in-process loading, but the examples are the same."""
+  def examples(batches):
+    return sorted((bytes(k), float(s), bool(f)) for b in batches
+                  for k, s, f in zip(b["key"], b["start"], b["flip"]))
+  it0 = iter(train_loader(shards, 2, seed=4, process_index=0, process_count=1))
+  it2 = iter(train_loader(shards, 2, seed=4, process_index=0, process_count=1, worker_count=2))
+  assert examples([next(it0) for _ in range(6)]) == examples([next(it2) for _ in range(6)])
+  state = it2.get_state()
+  after = [next(it2) for _ in range(2)]
+  resumed = iter(train_loader(shards, 2, seed=4, process_index=0, process_count=1, worker_count=2))
+  resumed.set_state(state)
+  for x in after:
+    y = next(resumed)
+    for k in x:
+      np.testing.assert_array_equal(x[k], y[k])
+
+
+def test_per_host_parts_are_disjoint_and_complete(shards):
+  source = open_split(shards, "train")
+  all_keys = sorted(source[i]["key"] for i in range(len(source)))
+  for hosts in (2, 3, 4):
+    parts = []
+    for host in range(hosts):
+      loader = train_loader(shards, 1, seed=0, num_epochs=1, process_index=host, process_count=hosts,
+                            drop_remainder=True)
+      parts.append([b["key"][0] for b in loader])
+    flat = [k for p in parts for k in p]
+    assert len(flat) == len(set(flat))                 # disjoint
+    assert len({len(p) for p in parts}) == 1           # equal parts, remainder unused
+    assert len(flat) == len(all_keys) // hosts * hosts
+    if len(all_keys) % hosts == 0:
+      assert sorted(flat) == all_keys                  # complete
+
+
+def test_eval_three_uniform_clips_per_video(shards):
+  source = open_split(shards, "test")
+  for hosts in (1, 2, 4):  # 3 videos x 3 clips: unequal parts for 2 and 4 hosts
+    seen = []
+    for host in range(hosts):
+      for batch in eval_loader(shards, 2, process_index=host, process_count=hosts):
+        assert not batch["flip"].any()
+        seen += [(int(v), int(c), float(s)) for v, c, s in
+                 zip(batch["video_index"], batch["clip_index"], batch["start"])]
+    assert sorted((v, c) for v, c, _ in seen) == [(v, c) for v in range(len(source)) for c in range(3)]
+    for v, c, s in seen:
+      expected = clips.uniform_starts(float(source[v]["duration"]), 3)[c]
+      assert abs(s - expected) < 1e-5
