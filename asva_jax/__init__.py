@@ -25,3 +25,13 @@ def load_text_encoder(path, **options):
 def load_audio_encoder(path, **options):
   from asva_jax.models.imagebind_audio import load_audio_encoder as _load
   return _load(path, **options)
+
+
+def load_tokenizer(path):
+  from asva_jax.models.clip_tokenizer import load_tokenizer as _load
+  return _load(path)
+
+
+def load_text_encodings(path):
+  from asva_jax.text_encodings import load_text_encodings as _load
+  return _load(path)

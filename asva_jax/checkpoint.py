@@ -112,12 +112,11 @@ def restore_module(component_dir: str | os.PathLike, module: nnx.Module) -> nnx.
       raise CheckpointError(f"{params_dir}: unreadable Orbax checkpoint ({e})") from e
     stored = {path: tuple(m.shape) for path, m in _flatten(dict(stored_tree)).items()}
     expected = {path: tuple(v.get_value().shape) for path, v in variables.items()}
-    missing = sorted(set(expected) - set(stored))
-    unexpected = sorted(set(stored) - set(expected))
-    misshaped = sorted(p for p in set(expected) & set(stored) if expected[p] != stored[p])
-    if missing or unexpected or misshaped:
-      raise CheckpointError(_mismatch_message(str(params_dir), missing, unexpected, misshaped,
-                                              expected, stored))
+    report = describe_mismatch({".".join(p): s for p, s in expected.items()},
+                               {".".join(p): s for p, s in stored.items()},
+                               f"{params_dir}: stored variables do not match the model")
+    if report:
+      raise CheckpointError(report)
     target = _nest({p: jax.ShapeDtypeStruct(expected[p], _stored_dtype(m))
                     for p, m in _flatten(dict(stored_tree)).items()})
     restored = _flatten(ckptr.restore(params_dir, target))
@@ -130,17 +129,24 @@ def _stored_dtype(meta) -> Any:
   return getattr(meta, "dtype", None) or jnp.float32
 
 
-def _mismatch_message(source, missing, unexpected, misshaped, expected, stored, show=5) -> str:
-  def fmt(paths):
-    return ", ".join(".".join(p) for p in paths[:show]) + (" ..." if len(paths) > show else "")
-  lines = [f"{source}: stored variables do not match the model"]
+def describe_mismatch(expected: dict[str, tuple], found: dict[str, tuple], header: str,
+                      show: int = 5) -> str | None:
+  """None when `found` has exactly the `expected` names and shapes, else a report listing the
+  missing, unexpected and mis-shaped names (counts and the first `show` of each)."""
+  missing = sorted(set(expected) - set(found))
+  unexpected = sorted(set(found) - set(expected))
+  misshaped = sorted(k for k in set(expected) & set(found) if tuple(expected[k]) != tuple(found[k]))
+  if not (missing or unexpected or misshaped):
+    return None
+  more = lambda names: " ..." if len(names) > show else ""
+  lines = [header]
   if missing:
-    lines.append(f"  {len(missing)} missing: {fmt(missing)}")
+    lines.append(f"  {len(missing)} missing: {', '.join(missing[:show])}{more(missing)}")
   if unexpected:
-    lines.append(f"  {len(unexpected)} unexpected: {fmt(unexpected)}")
+    lines.append(f"  {len(unexpected)} unexpected: {', '.join(unexpected[:show])}{more(unexpected)}")
   if misshaped:
     lines.append(f"  {len(misshaped)} with wrong shape: " + ", ".join(
-        f"{'.'.join(p)} stored {stored[p]} expected {expected[p]}" for p in misshaped[:show]))
+        f"{k} {tuple(found[k])} (expected {tuple(expected[k])})" for k in misshaped[:show]) + more(misshaped))
   return "\n".join(lines)
 
 

@@ -35,7 +35,7 @@ from asva_jax.models.unet_config import CROSS_ATTN_DOWN, CROSS_ATTN_UP, DEFAULT_
 
 FLAGS = flags.FLAGS
 flags.DEFINE_enum("size", None, ["small", "full"],
-                  "UNet size; default: small on CPU, full (AVSyncD / SD1.5, 1.17 B parameters) elsewhere")
+                  "UNet size; default: small on CPU, full (AVSyncD/SD1.5, 1.17 B parameters) elsewhere")
 flags.DEFINE_list("batch", ["1"], "batch sizes (videos per call)")
 flags.DEFINE_list("dtype", ["float32"], "compute dtypes: float32 and/or bfloat16")
 flags.DEFINE_enum("param_dtype", "float32", ["float32", "bfloat16"], "parameter storage dtype")
@@ -43,7 +43,7 @@ flags.DEFINE_list("attention", ["auto"], "attention implementations: auto, xla, 
 flags.DEFINE_integer("latent", 32, "latent height = width (32 = 256x256 video)")
 flags.DEFINE_integer("frames", 12, "frames per clip")
 flags.DEFINE_integer("runs", 5, "timed calls per row (after one warm-up call)")
-flags.DEFINE_bool("backward", False, "time value_and_grad over the trainable parameters instead of the forward")
+flags.DEFINE_bool("backward", False, "time value_and_grad over the trainable parameters, not the forward")
 flags.DEFINE_enum("remat", "both", ["both", "off", "on"], "rematerialisation in --backward rows")
 flags.DEFINE_bool("flops_only", False, "abstract model, lower only: FLOPs without weights or execution")
 flags.DEFINE_alias("flops-only", "flops_only")
@@ -53,8 +53,11 @@ flags.DEFINE_integer("seed", 0, "seed of weights and inputs")
 TEXT_TOKENS, AUDIO_TOKENS, CONTEXT_DIM = 77, 229, 768
 # Four levels with every block type of the full model (audio/text/temporal cross-attention
 # down, resnet-only down, audio mid block, and the mirrored up blocks) at a CPU-friendly width.
+# `attention_head_dim` is a head count (the SD1.5 naming quirk): 16-wide heads, as 8 heads of
+# width 4 make CPU time go to the softmax instead of the matmuls.
 SMALL_CONFIG: dict[str, Any] = dict(
-    block_out_channels=[32, 64, 64, 64], layers_per_block=2, attention_head_dim=[2, 4, 4, 4], norm_num_groups=32,
+    block_out_channels=[32, 64, 64, 64], layers_per_block=2, attention_head_dim=[2, 4, 4, 4],
+    norm_num_groups=32,
     cross_attention_dim=CONTEXT_DIM, audio_cross_attention_dim=CONTEXT_DIM,
     down_block_types=[CROSS_ATTN_DOWN[0]] * 3 + [RES_DOWN[0]], mid_block_type=MID[0],
     up_block_types=[RES_UP[0]] + [CROSS_ATTN_UP[0]] * 3)
@@ -135,14 +138,18 @@ def time_calls(fn: Callable, args: tuple, runs: int) -> float:
   return statistics.median(times)
 
 
-def bench_row(config: dict, *, batch: int, dtype: str, attention: str, remat: bool, backward: bool,
-              flops_only: bool, compile_abstract: bool) -> dict:
-  abstract = flops_only
-  model = build_unet(config, abstract=abstract, seed=FLAGS.seed, dtype=jnp.dtype(dtype),
+def bench_row(config: dict, weights: nnx.State, *, batch: int, dtype: str, attention: str, remat: bool,
+              backward: bool, flops_only: bool, compile_abstract: bool) -> dict:
+  """One table row. The options add no variables, so every row reuses the same `weights`
+  (concrete, or abstract with `flops_only`) under its own abstract graph: one slow eager init."""
+  model = build_unet(config, abstract=True, seed=FLAGS.seed, dtype=jnp.dtype(dtype),
                      param_dtype=jnp.dtype(FLAGS.param_dtype), attention=attention, remat=remat)
-  graph, state = nnx.split(model)
+  graph, own = nnx.split(model)
+  if jax.tree.structure(own) != jax.tree.structure(weights):
+    raise ValueError(f"UNet variables differ with dtype={dtype}, attention={attention}, remat={remat}")
+  state = weights
   params, train_params = param_counts(state)
-  inputs = make_inputs(batch, FLAGS.frames, FLAGS.latent, jnp.dtype(dtype), abstract, FLAGS.seed + 1)
+  inputs = make_inputs(batch, FLAGS.frames, FLAGS.latent, jnp.dtype(dtype), flops_only, FLAGS.seed + 1)
   fn = jax.jit(train_grad_fn(graph) if backward else forward_fn(graph))
   row = dict(batch=batch, dtype=dtype, attention=attention, remat=remat if backward else None,
              params=params, trainable=train_params, seconds=float("nan"), compile=float("nan"),
@@ -166,12 +173,13 @@ def fmt(x: float, scale: float = 1.0, spec: str = ".3f") -> str:
 
 
 def print_table(rows: list[dict], frames: int) -> None:
-  header = ["batch", "dtype", "attention", "remat", "s/call", f"s/{frames}f clip", "compile s",
+  header = ["batch", "dtype", "attention", "remat", "s/call", f"s/{frames}f clip", "lower+compile s",
             "GFLOP/call", "GFLOP/s", "temp GiB", "flops from"]
   lines = []
   for r in rows:
     per_clip = r["seconds"] / r["batch"]
-    lines.append([str(r["batch"]), r["dtype"], r["attention"], "-" if r["remat"] is None else str(r["remat"]),
+    remat = "-" if r["remat"] is None else str(r["remat"])
+    lines.append([str(r["batch"]), r["dtype"], r["attention"], remat,
                   fmt(r["seconds"]), fmt(per_clip), fmt(r["compile"], spec=".1f"), fmt(r["flops"], 1e9, ".1f"),
                   fmt(r["flops"] / r["seconds"], 1e9, ".1f"), fmt(r["temp"], 2**30, ".2f"), r["flops_from"]])
   widths = [max(len(h), *(len(l[i]) for l in lines)) for i, h in enumerate(header)]
@@ -202,12 +210,18 @@ def main(argv):
         f"latent {FLAGS.latent}x{FLAGS.latent} ({8 * FLAGS.latent}px), {FLAGS.frames} frames; "
         f"param dtype {FLAGS.param_dtype}; " + ("abstract, no execution" if FLAGS.flops_only
                                                  else f"median of {FLAGS.runs} runs"), flush=True)
+  start = time.perf_counter()
+  weights = nnx.split(build_unet(CONFIGS[size], abstract=FLAGS.flops_only, seed=FLAGS.seed,
+                                 param_dtype=jnp.dtype(FLAGS.param_dtype)))[1]
+  print(f"  built {'abstract ' if FLAGS.flops_only else ''}weights in {time.perf_counter() - start:.1f} s",
+        flush=True)
   rows = []
   for batch, dtype, attention, remat in itertools.product(batches, dtypes, attentions, remats):
-    rows.append(bench_row(CONFIGS[size], batch=batch, dtype=dtype, attention=attention, remat=remat,
+    rows.append(bench_row(CONFIGS[size], weights, batch=batch, dtype=dtype, attention=attention, remat=remat,
                           backward=FLAGS.backward, flops_only=FLAGS.flops_only,
                           compile_abstract=FLAGS.compile))
-    print(f"  done: batch {batch} {dtype} {attention}" + (f" remat={remat}" if FLAGS.backward else ""), flush=True)
+    print(f"  done: batch {batch} {dtype} {attention}" + (f" remat={remat}" if FLAGS.backward else ""),
+          flush=True)
   print(f"parameters: {rows[0]['params'] / 1e6:.2f} M, trainable (_temp/_audio): "
         f"{rows[0]['trainable'] / 1e6:.2f} M")
   print_table(rows, FLAGS.frames)

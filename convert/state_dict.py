@@ -22,7 +22,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from asva_jax.checkpoint import umasked
+from asva_jax.checkpoint import describe_mismatch, umasked
 
 DIFFUSERS_WEIGHTS = ("diffusion_pytorch_model.safetensors", "diffusion_pytorch_model.bin")
 TRANSFORMERS_WEIGHTS = ("model.safetensors", "pytorch_model.bin")
@@ -165,21 +165,10 @@ def torch_key_map(module: nnx.Module, rename: Callable[[str], str] | None = None
 def check_keys(expected: Mapping[str, tuple], found: Mapping[str, tuple], source: str,
                show: int = 5) -> None:
   """Raises ConversionError listing missing, unexpected and mis-shaped keys."""
-  missing = sorted(set(expected) - set(found))
-  unexpected = sorted(set(found) - set(expected))
-  misshaped = sorted(k for k in set(expected) & set(found) if tuple(expected[k]) != tuple(found[k]))
-  if not (missing or unexpected or misshaped):
-    return
-  lines = [f"{source}: the tensors do not match the model ({len(found)} in the file, {len(expected)} expected)"]
-  more = lambda ks: " ..." if len(ks) > show else ""
-  if missing:
-    lines.append(f"  {len(missing)} missing: {', '.join(missing[:show])}{more(missing)}")
-  if unexpected:
-    lines.append(f"  {len(unexpected)} unexpected: {', '.join(unexpected[:show])}{more(unexpected)}")
-  if misshaped:
-    lines.append(f"  {len(misshaped)} with wrong shape: " + ", ".join(
-        f"{k} {tuple(found[k])} (expected {tuple(expected[k])})" for k in misshaped[:show]) + more(misshaped))
-  raise ConversionError("\n".join(lines))
+  report = describe_mismatch(dict(expected), dict(found), f"{source}: the tensors do not match the model "
+                             f"({len(found)} in the file, {len(expected)} expected)", show)
+  if report:
+    raise ConversionError(report)
 
 
 def load_into(module: nnx.Module, state_dict: Mapping, source: str,
