@@ -71,8 +71,8 @@ from tqdm import tqdm
 
 from asva_jax.checkpoint import write_json_atomic
 from asva_jax.data import features as features_lib
-from data_prep import sources
 from asva_jax.data.transforms import decode_image
+from data_prep import sources
 from data_prep.decode import SkipVideo, decode_video, encode_image
 
 
@@ -107,6 +107,12 @@ def shard_path(config: BuildConfig, index: int, count: int) -> Path:
       DATASET=config.name, SPLIT=config.split, FILEFORMAT="array_record",
       SHARD_X_OF_Y=f"{index:05d}-of-{count:05d}")
   return config.version_dir / name
+
+
+def sidecar_path(config: BuildConfig, index: int, count: int) -> Path:
+  """The shard's `.json` sidecar: written last, so its presence marks the shard finished."""
+  path = shard_path(config, index, count)
+  return path.with_name(path.name + ".json")
 
 
 @functools.lru_cache(maxsize=4)
@@ -199,7 +205,7 @@ def _write_shard(config: BuildConfig, index: int, count: int, results: list[dict
       "skipped": [{"key": r["key"], "path": r["path"], "reason": r["reason"]}
                   for r in results if "reason" in r],
   }
-  write_json_atomic(path.with_name(path.name + ".json"), sidecar)
+  write_json_atomic(sidecar_path(config, index, count), sidecar)
   return sidecar
 
 
@@ -229,8 +235,7 @@ def _write_tfds_metadata(config: BuildConfig, class_names: list[str]) -> list[st
                        f"a TFDS dataset needs one schema for all splits")
     count = _num_shards(len(settings["keys"]), settings["videos_per_shard"])
     split_config = dataclasses.replace(config, split=split)
-    sidecars = [shard_path(split_config, i, count).with_name(
-        shard_path(split_config, i, count).name + ".json") for i in range(count)]
+    sidecars = [sidecar_path(split_config, i, count) for i in range(count)]
     if not all(p.is_file() for p in sidecars):
       continue
     infos = [json.loads(p.read_text()) for p in sidecars]
@@ -285,8 +290,7 @@ def build(config: BuildConfig, num_workers: int = 0, progress: bool = True) -> d
   class_names = tuple(listing.class_names)
   count = _num_shards(len(entries), config.videos_per_shard)
   shards = [entries[i * config.videos_per_shard:(i + 1) * config.videos_per_shard] for i in range(count)]
-  todo = [i for i in range(count)
-          if not shard_path(config, i, count).with_name(shard_path(config, i, count).name + ".json").is_file()]
+  todo = [i for i in range(count) if not sidecar_path(config, i, count).is_file()]
   tasks = [e for i in todo for e in shards[i]]
   logging.info("%s/%s: %d videos in %d shards, %d shards to build", config.dataset, config.split,
                len(entries), count, len(todo))
@@ -313,8 +317,7 @@ def build(config: BuildConfig, num_workers: int = 0, progress: bool = True) -> d
 def _summary(config, listing, count, elapsed, num_processed, done_splits) -> dict:
   per_class, skipped, num_bytes = Counter(), [], 0
   for i in range(count):
-    path = shard_path(config, i, count)
-    info = json.loads(path.with_name(path.name + ".json").read_text())
+    info = json.loads(sidecar_path(config, i, count).read_text())
     per_class.update(info["classes"])
     skipped.extend(info["skipped"])
     num_bytes += info["num_bytes"]

@@ -102,7 +102,7 @@ def decode_video(path: str, size: tuple[int, int]) -> DecodedVideo:
     header_audio = audio_duration(path)
     audio = load_audio(path, sample_rate=AUDIO_SAMPLE_RATE)
   except AudioDecodeError as e:
-    reason = str(e).split(": ", 1)[-1]
+    reason = str(e).removeprefix(f"{Path(path)}: ")
     raise SkipVideo(reason if reason == "no audio stream" else f"audio: {reason}") from e
   decoded_audio = len(audio) / AUDIO_SAMPLE_RATE
   if decoded_audio < header_audio - _TRUNCATION_SLACK_S:

@@ -34,33 +34,38 @@ def write_mp4(path: str | os.PathLike, frames: np.ndarray | None, fps: int,
   path = Path(path)
   path.parent.mkdir(parents=True, exist_ok=True)
   tmp = path.with_name(path.name + ".tmp.mp4")
-  container = av.open(str(tmp), "w", options={"fflags": "+bitexact"})
   try:
-    vstream = astream = None
-    if frames is not None:
-      frames = np.asarray(frames, np.uint8)
-      vstream = container.add_stream(video_codec(), rate=fps)
-      vstream.height, vstream.width = frames.shape[1:3]
-      vstream.pix_fmt = "yuv420p"
-      vstream.options = {"crf": str(crf), "threads": "1"} if video_codec() == VIDEO_CODEC else {}
-    if audio is not None:
-      audio = np.atleast_2d(np.asarray(audio, np.float32))
-      astream = container.add_stream(AUDIO_CODEC, rate=sample_rate)
-      astream.layout = {1: "mono", 2: "stereo"}[audio.shape[0]]
-    if vstream is not None:
-      for i, image in enumerate(frames):
-        frame = av.VideoFrame.from_ndarray(image, format="rgb24")
-        frame.pts = i
-        container.mux(vstream.encode(frame))
-      container.mux(vstream.encode())
-    if astream is not None:
-      for start in range(0, audio.shape[1], _AAC_FRAME):
-        chunk = np.ascontiguousarray(audio[:, start:start + _AAC_FRAME])
-        frame = av.AudioFrame.from_ndarray(chunk, format="fltp", layout=astream.layout.name)
-        frame.sample_rate = sample_rate
-        frame.pts = start
-        container.mux(astream.encode(frame))
-      container.mux(astream.encode())
-  finally:
-    container.close()
+    with av.open(str(tmp), "w", options={"fflags": "+bitexact"}) as container:
+      _mux(container, frames, fps, audio, sample_rate, crf)
+  except BaseException:
+    tmp.unlink(missing_ok=True)  # a leftover "*.tmp.mp4" would look like a video to a folder listing
+    raise
   os.replace(tmp, path)
+
+
+def _mux(container, frames, fps, audio, sample_rate, crf) -> None:
+  vstream = astream = None
+  if frames is not None:
+    frames = np.asarray(frames, np.uint8)
+    vstream = container.add_stream(video_codec(), rate=fps)
+    vstream.height, vstream.width = frames.shape[1:3]
+    vstream.pix_fmt = "yuv420p"
+    vstream.options = {"crf": str(crf), "threads": "1"} if video_codec() == VIDEO_CODEC else {}
+  if audio is not None:
+    audio = np.atleast_2d(np.asarray(audio, np.float32))
+    astream = container.add_stream(AUDIO_CODEC, rate=sample_rate)
+    astream.layout = {1: "mono", 2: "stereo"}[audio.shape[0]]
+  if vstream is not None:
+    for i, image in enumerate(frames):
+      frame = av.VideoFrame.from_ndarray(image, format="rgb24")
+      frame.pts = i
+      container.mux(vstream.encode(frame))
+    container.mux(vstream.encode())
+  if astream is not None:
+    for start in range(0, audio.shape[1], _AAC_FRAME):
+      chunk = np.ascontiguousarray(audio[:, start:start + _AAC_FRAME])
+      frame = av.AudioFrame.from_ndarray(chunk, format="fltp", layout=astream.layout.name)
+      frame.sample_rate = sample_rate
+      frame.pts = start
+      container.mux(astream.encode(frame))
+    container.mux(astream.encode())

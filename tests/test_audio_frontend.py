@@ -143,6 +143,20 @@ def test_resample_removes_content_above_new_nyquist():
   assert np.abs(out[100:-100]).max() < 1e-3
 
 
+@pytest.mark.parametrize("orig, new", [(44100, 16000), (48000, 16000), (8000, 16000), (22050, 16000)])
+def test_resample_is_torchaudios_windowed_sinc(orig, new):
+  """Output n = sum_k x[k] h(k / orig - n / new): torchaudio's Hann-windowed sinc (width 6,
+  rolloff 0.99) written as one sum over the input, not as its polyphase blocks."""
+  x = np.random.default_rng(3).normal(size=900)
+  g = np.gcd(orig, new)
+  o, n_ = orig // g, new // g
+  base = min(o, n_) * 0.99
+  n = np.arange(int(np.ceil(len(x) * n_ / o)))[:, None]
+  t = np.clip((np.arange(len(x))[None, :] / o - n / n_) * base, -6, 6)
+  h = np.sinc(t) * np.cos(t * np.pi / 12) ** 2 * base / o
+  np.testing.assert_allclose(resample(x, orig, new), h @ x, atol=1e-5)
+
+
 def test_resample_batched_and_lengths():
   wave = np.random.default_rng(2).normal(size=(2, 3, 44101)).astype(np.float32)
   out = resample(wave, 44100, 16000)

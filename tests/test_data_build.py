@@ -86,7 +86,7 @@ def test_rerun_skips_finished_shards(tmp_path, root):
   # Lose the last shard (as if the build had been interrupted before it): only it is redone.
   last = build_lib.shard_path(config, 1, 2)
   before = last.read_bytes()
-  last.with_name(last.name + ".json").unlink()
+  build_lib.sidecar_path(config, 1, 2).unlink()
   last.unlink()
   third = build_lib.build(config, progress=False)
   assert third["videos_processed_this_run"] == 2

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from asva_jax.audio.io import load_audio
-from data_prep import synthetic
+from data_prep import mp4, synthetic
 from tests import data_pipeline_fixtures as fx
 
 
@@ -95,3 +95,16 @@ def test_classes_differ():
   assert len({s.folder for s in specs}) == 6
   assert {s.behaviour for s in specs} == set(synthetic.BEHAVIOURS)
   assert {s.sound for s in specs} == set(synthetic.SOUNDS)
+
+
+def test_interrupted_write_leaves_no_file(tmp_path, monkeypatch):
+  """A failure after data went out (here: once everything is muxed) removes the temporary file."""
+  def mux_then_fail(*args):
+    real_mux(*args)
+    raise RuntimeError("interrupted")
+  real_mux = mp4._mux
+  monkeypatch.setattr(mp4, "_mux", mux_then_fail)
+  clip = synthetic.make_clip(0, 0, 0, height=16, width=16)
+  with pytest.raises(RuntimeError, match="interrupted"):
+    mp4.write_mp4(tmp_path / "x.mp4", clip.frames, 25, clip.audio)
+  assert not list(tmp_path.iterdir())

@@ -4,8 +4,8 @@ The frame rule is the original video clip loader's: walk the decoded frames whos
 time is at most `start + duration + 1/(2 fps)`; keep a target time, initially
 `start`; take the first frame at or after the target and then advance the
 target by `1/fps` (accumulated, not recomputed); stop at `num_frames`; if fewer
-were found, repeat the last one. Audio: samples `[int(start * 16000),
-+ duration * 16000)` of the whole 16-kHz track.
+were found, repeat the last one. Audio: the `duration * 16000` samples from
+`int(start * 16000)` on of the whole 16-kHz track.
 """
 
 from __future__ import annotations
