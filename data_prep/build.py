@@ -29,10 +29,12 @@ What a record stores, and why (schema: `asva_jax.data.features`):
 * Audio: the whole track at 16 kHz, mono as the mean of the channels (a correct
   downmix). The original reads each packet's (samples, channels) array with a reshape
   to (channels, samples), so for stereo its "channel 0" interleaves samples of both
-  channels from the first half of each packet; not reproduced. The loader slices
-  `[int(start * 16000), +32000)`, where the original collects whole ~20-ms packets
-  whose time lies in [start, start + 2] and centre-crops: alignment differs by at most
-  one packet.
+  channels from the first half of each packet; not reproduced. The time of the track's
+  first sample on the frames' time axis is stored too (`audio_start`: audio streams often
+  start later or earlier than the video, e.g. AAC priming, edit lists), and the loader
+  slices `[floor((start - audio_start) * 16000), +32000)` (zeros before the audio begins),
+  where the original collects whole ~20-ms packets whose timestamp lies in
+  [start, start + 2] and centre-crops: alignment differs by at most one packet.
 * `--vae-latents CKPT` (a converted checkpoint, `CKPT/vae/`): also the VAE posterior
   moments (mean, logvar; float16, (T, H/8, W/8, 4)) of every stored frame and of its
   mirror image, computed from the frames as stored (see `data_prep.latents` for the
@@ -40,6 +42,9 @@ What a record stores, and why (schema: `asva_jax.data.features`):
   while the workers decode; ~32 KB per frame at 256 x 256.
 * Durations from the stream headers (the original's `min(video, audio)` metadata rule),
   stored as float32 (tf.train.Example has no float64; timestamps are int64, so exact).
+  They are lengths, not end times, as in the original: when the streams start at
+  different times a clip may reach past the end of one of them (audio: a shorter
+  window, padded by the log-mel; video: the last frame repeated).
 
 Bad input never stops the build: a listed file that is missing, a corrupt or
 truncated mp4, no audio or no video stream, or a clip shorter than 2 s is skipped
@@ -134,7 +139,7 @@ def process_video(entry: sources.VideoEntry, config: BuildConfig,
         "prompt": entry.prompt, "label": class_names.index(entry.class_folder),
         "frames": [encode_image(f, config.image_format, config.jpeg_quality) for f in video.frames],
         "frame_pts": video.frame_pts, "time_base": np.asarray(video.time_base, np.int64),
-        "audio": video.audio,
+        "audio": video.audio, "audio_start": video.audio_start,
         "video_duration": video.video_duration, "audio_duration": video.audio_duration,
         "duration": min(video.video_duration, video.audio_duration),
         "height": config.size[0], "width": config.size[1],
@@ -211,7 +216,9 @@ def _write_shard(config: BuildConfig, index: int, count: int, results: list[dict
 
 def _check_settings(config: BuildConfig, listing: sources.DatasetListing) -> None:
   path = config.version_dir / f"build-{config.split}.json"
-  settings = dict(config.settings(), class_names=listing.class_names,
+  # The record fields too: finished shards of an older schema must not be mixed with new ones.
+  fields = sorted(_features(tuple(listing.class_names), bool(config.vae_latents)).keys())
+  settings = dict(config.settings(), class_names=listing.class_names, fields=fields,
                   keys=[e.key for e in listing.entries])
   if path.is_file():
     previous = json.loads(path.read_text())

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from asva_jax.audio.io import AudioDecodeError, audio_duration, load_audio
+from asva_jax.audio.io import AudioDecodeError, audio_duration, audio_start_time, load_audio
 from asva_jax.data.clips import CLIP_SECONDS
 from asva_jax.data.features import AUDIO_SAMPLE_RATE
 from data_prep.resize import crop_and_resize
@@ -27,6 +27,7 @@ class DecodedVideo:
   frame_pts: np.ndarray     # (T,) int64 in units of time_base
   time_base: tuple[int, int]
   audio: np.ndarray         # (N,) float32, 16 kHz mono
+  audio_start: float        # time in s of audio[0], on the frames' time axis
   video_duration: float
   audio_duration: float
   source_height: int
@@ -101,6 +102,7 @@ def decode_video(path: str, size: tuple[int, int]) -> DecodedVideo:
   try:
     header_audio = audio_duration(path)
     audio = load_audio(path, sample_rate=AUDIO_SAMPLE_RATE)
+    audio_start = audio_start_time(path)
   except AudioDecodeError as e:
     reason = str(e).removeprefix(f"{Path(path)}: ")
     raise SkipVideo(reason if reason == "no audio stream" else f"audio: {reason}") from e
@@ -112,6 +114,7 @@ def decode_video(path: str, size: tuple[int, int]) -> DecodedVideo:
     raise SkipVideo(f"shorter than {CLIP_SECONDS:g} s (video {video_duration:.2f} s, "
                     f"audio {header_audio:.2f} s)")
   return DecodedVideo(frames=frames, frame_pts=pts, time_base=time_base, audio=audio,
+                      audio_start=audio_start,
                       video_duration=video_duration, audio_duration=header_audio,
                       source_height=source_h, source_width=source_w, source_fps=fps)
 

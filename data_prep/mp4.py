@@ -23,27 +23,34 @@ def video_codec() -> str:
 
 
 def write_mp4(path: str | os.PathLike, frames: np.ndarray | None, fps: int,
-              audio: np.ndarray | None = None, sample_rate: int = 48000, crf: int = 12) -> None:
+              audio: np.ndarray | None = None, sample_rate: int = 48000, crf: int = 12,
+              audio_offset: float = 0.0) -> None:
   """Writes `frames` (T, H, W, 3) uint8 at `fps` and `audio` (channels, samples) float32.
 
-  Either may be None (a file without that stream). Single-threaded x264 so the
-  bytes depend only on the input. Written to a temporary name, then renamed.
+  Either may be None (a file without that stream). `audio_offset` >= 0 s makes the
+  audio start that much later than the video: `audio`'s first sample is presented at
+  that time (rounded to whole samples; the AAC encoder's ~1024 priming samples then
+  remain in the stream just before it), as in files whose streams start apart.
+  Single-threaded x264 so the bytes depend only on the input. Written to a temporary
+  name, then renamed.
   """
   if frames is None and audio is None:
     raise ValueError(f"{path}: nothing to write (no frames and no audio)")
+  if audio_offset < 0:
+    raise ValueError(f"{path}: audio_offset must be >= 0, got {audio_offset}")
   path = Path(path)
   path.parent.mkdir(parents=True, exist_ok=True)
   tmp = path.with_name(path.name + ".tmp.mp4")
   try:
     with av.open(str(tmp), "w", options={"fflags": "+bitexact"}) as container:
-      _mux(container, frames, fps, audio, sample_rate, crf)
+      _mux(container, frames, fps, audio, sample_rate, crf, int(round(audio_offset * sample_rate)))
   except BaseException:
     tmp.unlink(missing_ok=True)  # a leftover "*.tmp.mp4" would look like a video to a folder listing
     raise
   os.replace(tmp, path)
 
 
-def _mux(container, frames, fps, audio, sample_rate, crf) -> None:
+def _mux(container, frames, fps, audio, sample_rate, crf, audio_delay) -> None:
   vstream = astream = None
   if frames is not None:
     frames = np.asarray(frames, np.uint8)
@@ -66,6 +73,6 @@ def _mux(container, frames, fps, audio, sample_rate, crf) -> None:
       chunk = np.ascontiguousarray(audio[:, start:start + _AAC_FRAME])
       frame = av.AudioFrame.from_ndarray(chunk, format="fltp", layout=astream.layout.name)
       frame.sample_rate = sample_rate
-      frame.pts = start
+      frame.pts = audio_delay + start
       container.mux(astream.encode(frame))
     container.mux(astream.encode())

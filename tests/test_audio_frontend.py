@@ -8,8 +8,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from asva_jax.audio import (AudioDecodeError, audio_duration, load_audio, resample,
-                            segment_masks, waveform_to_mel, waveform_to_mel_jax)
+from asva_jax.audio import (AudioDecodeError, audio_duration, audio_start_time, load_audio,
+                            resample, segment_masks, waveform_to_mel, waveform_to_mel_jax)
 from asva_jax.audio import fbank
 
 DATA = Path(__file__).parent / "data"
@@ -273,10 +273,15 @@ def test_window_equals_slice_of_whole_file(media, kind, start):
   files, _ = media
   whole = load_audio(files[kind])
   window = load_audio(files[kind], start=start, duration=1.0)
-  begin = int(round(start * 16000))
+  # Windows are in presentation time; FFmpeg presents an mp3's first sample after the
+  # encoder delay (1105 samples), so the track starts there and the window has zeros before.
+  t0 = audio_start_time(files[kind])
+  assert t0 == pytest.approx(1105 / RATE if kind == "mp3" else 0.0, abs=1e-6)
+  begin = int(round((start - t0) * 16000))
+  expected = np.concatenate([np.zeros(max(-begin, 0), np.float32), whole[max(begin, 0):begin + 16000]])
   assert window.shape == (16000,)
   # AAC frames decoded after a seek differ from a linear decode in the last bits.
-  np.testing.assert_allclose(window, whole[begin:begin + 16000], atol=1e-6 if kind == "wav" else 1e-4)
+  np.testing.assert_allclose(window, expected, atol=1e-6 if kind == "wav" else 1e-4)
 
 
 def test_window_past_the_end_is_short(media):

@@ -9,11 +9,15 @@ import av
 import numpy as np
 import pytest
 import tensorflow_datasets as tfds
+from scipy.signal import correlate
 
+from asva_jax.audio.fbank import waveform_to_mel
+from asva_jax.audio.io import audio_start_time, load_audio
 from asva_jax.audio.resample import resample
+from asva_jax.data import clips
 from asva_jax.data.features import frame_times
-from asva_jax.data.source import open_split
-from asva_jax.data.transforms import decode_image
+from asva_jax.data.source import DataError, open_split
+from asva_jax.data.transforms import decode_image, make_clip
 from data_prep import build as build_lib
 from data_prep import resize, sources, synthetic
 from data_prep.mp4 import write_mp4
@@ -192,3 +196,59 @@ def test_aspect_crop_box_matches_the_original_rule():
   assert resize.aspect_crop_box(640, 360, (256, 256)) == (140, 0, 360, 360)
   assert resize.aspect_crop_box(360, 640, (128, 256)) == (20, 0, 320, 640)
   assert resize.aspect_crop_box(100, 300, (128, 256)) == (0, 50, 100, 200)
+
+
+AUDIO_OFFSET = 0.25
+
+
+def _burst_lag(window, truth, start, max_lag=8000):
+  """Lag in samples (|lag| <= max_lag, 0.5 s: more than the 0.25-s offset) that best aligns
+  a window cut at `start` s with `truth` (time 0 = the first video frame)."""
+  s0 = int(start * 16000)
+  n = min(len(window), len(truth) - s0)
+  padded = np.pad(truth, (max_lag, max_lag + len(window)))[s0:s0 + n + 2 * max_lag]
+  scores = correlate(padded, window[:n], mode="valid", method="fft")
+  return int(np.argmax(scores)) - max_lag
+
+
+def test_audio_stream_starting_after_the_video_stays_aligned(tmp_path):
+  """Audio whose stream starts 0.25 s after the video: clips and `load_audio` windows cut it
+  by presentation time, so each click is heard when the ball is seen to move."""
+  clip = synthetic.make_clip(fx.SEED, 1, 1, height=fx.SOURCE_SIZE[0], width=fx.SOURCE_SIZE[1])
+  assert clip.events[0] > AUDIO_OFFSET + 0.2
+  delay = int(AUDIO_OFFSET * 48000)
+  # The rendered soundtrack from 0.25 s on, presented from 0.25 s on: events stay in sync.
+  path = tmp_path / "src" / "late_audio" / "late.mp4"
+  write_mp4(path, clip.frames, 25, clip.audio[:, delay:], 48000, audio_offset=AUDIO_OFFSET)
+  assert abs(audio_start_time(path) - AUDIO_OFFSET) < 0.03  # AAC priming moves it slightly
+  build_lib.build(fx.build_config(tmp_path / "src", tmp_path / "out", "train", dataset="folder",
+                                  name="late"), num_workers=0, progress=False)
+  record = open_split(tmp_path / "out", "train")[0]
+  audio, audio_start = np.asarray(record["audio"]), float(record["audio_start"])
+  assert audio_start == pytest.approx(audio_start_time(path), abs=1e-6)
+  times = frame_times(record)
+  truth = resample(clip.audio.mean(axis=0), 48000, 16000)  # time 0 = first video frame
+  for event in clip.events:
+    k = int(np.argmin(np.abs(times - event)))  # seen: the ball moves at the event's frame
+    assert abs(times[k] - event) < 1e-9
+    frames = [decode_image(record["frames"][j]).astype(float) for j in (k - 1, k)]
+    assert np.abs(frames[1] - frames[0]).mean() > 1.0
+    start = max(0.0, event - 0.7)
+    window = clips.audio_window(audio, start, audio_start=audio_start)
+    assert min(32000, len(truth) - int(start * 16000)) <= len(window) <= 32000
+    assert abs(_burst_lag(window, truth, start)) <= 160, event  # heard within one 10-ms hop
+    mel = make_clip(record, start, False)["mel"]
+    np.testing.assert_allclose(mel, waveform_to_mel(window), atol=1e-5)
+    # load_audio windows use the same times.
+    direct = load_audio(path, start=start, duration=2.0)
+    assert abs(len(direct) - len(window)) <= 1
+    assert abs(_burst_lag(direct, truth, start)) <= 160, event
+  # A clip from 0 s begins before the audio does: silence until the audio starts.
+  head = clips.audio_window(audio, 0.0, audio_start=audio_start)
+  first = -int(np.floor(-audio_start * 16000))  # samples before the audio
+  assert len(head) == 32000 and not head[:first].any() and head[first:].any()
+  np.testing.assert_array_equal(head[first:], audio[:32000 - first])
+  assert not load_audio(path, start=0.0, duration=0.2).any()
+  # Shards from before audio_start was stored are refused, not silently misaligned.
+  with pytest.raises(DataError, match="rebuild"):
+    make_clip({k: v for k, v in record.items() if k != "audio_start"}, 0.0, False)

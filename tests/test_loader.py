@@ -56,6 +56,17 @@ def test_select_frames_is_the_original_rule(fps):
     assert clips.select_frames(times, 0.0).tolist() == list(range(9)) + [8, 8, 8]
 
 
+def test_audio_window_cuts_by_presentation_time():
+  audio = np.arange(1, 48001, dtype=np.float32)  # 3 s at 16 kHz, first sample at 0.5 s
+  np.testing.assert_array_equal(clips.audio_window(audio, 0.75, audio_start=0.5), audio[4000:36000])
+  head = clips.audio_window(audio, 0.25, audio_start=0.5)  # zeros before the audio begins
+  np.testing.assert_array_equal(head, np.concatenate([np.zeros(4000), audio[:28000]]))
+  assert not clips.audio_window(audio, -3.0, audio_start=0.5).any()
+  assert clips.audio_window(audio, -3.0, audio_start=0.5).shape == (32000,)
+  np.testing.assert_array_equal(clips.audio_window(audio, 2.5, audio_start=0.5), audio[32000:])
+  np.testing.assert_array_equal(clips.audio_window(audio, 1.0, audio_start=-0.5), audio[24000:])
+
+
 def test_uniform_starts():
   np.testing.assert_allclose(clips.uniform_starts(5.0, 3), [0.0, 1.5, 3.0])
   np.testing.assert_allclose(clips.uniform_starts(5.0, 1), [1.5])
@@ -86,7 +97,8 @@ def test_example_layout_and_contents(shards, truth):
       for j in (idx[k] - 1, idx[k] + 1):
         if 0 <= j < len(rendered) and np.abs(rendered[j].astype(float) - rendered[idx[k]]).mean() > 4:
           assert np.abs(video[k].astype(float) - rendered[j]).mean() > err[k]
-    audio = clips.audio_window(np.asarray(record["audio"]), float(batch["start"][b]))
+    audio = clips.audio_window(np.asarray(record["audio"]), float(batch["start"][b]),
+                               audio_start=float(record["audio_start"]))
     np.testing.assert_allclose(batch["mel"][b], waveform_to_mel(audio), atol=1e-4)
     assert batch["prompt"][b] == record["prompt"] and batch["label"][b] == record["label"]
 

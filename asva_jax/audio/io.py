@@ -42,7 +42,8 @@ def _open(path: Path):
 
 
 def audio_duration(path: str | os.PathLike) -> float:
-  """Duration of the file's first audio stream in seconds.
+  """Duration of the file's first audio stream in seconds (a length: the audio ends at
+  `audio_start_time(path) + audio_duration(path)`).
 
   Taken from the stream header, else the container header, else by decoding.
   """
@@ -61,9 +62,44 @@ def audio_duration(path: str | os.PathLike) -> float:
   return len(samples) / rate
 
 
+def _header_start(stream) -> float:
+  if stream.start_time is not None and stream.time_base is not None:
+    return float(stream.start_time * stream.time_base)
+  return 0.0
+
+
+def _frame_start(frame, stream) -> float:
+  """Time of a decoded frame's first sample; the header's stream start for untimed frames."""
+  return float(frame.time) if frame.time is not None else _header_start(stream)
+
+
+def audio_start_time(path: str | os.PathLike) -> float:
+  """Presentation time in seconds of the first sample `load_audio(path)` returns.
+
+  The time axis is the container's, the one video frame timestamps use: the time of the
+  first decoded audio frame, after FFmpeg has dropped the codec's priming samples (AAC
+  edit lists, mp3 encoder delay; an mp3 file's first sample is at ~0.025 s). Not 0 when
+  the audio stream starts later (or earlier) than the video. Frames without timestamps:
+  the stream header's start time, else 0.
+  """
+  import av
+  path = Path(path)
+  container = _open(path)
+  try:
+    stream = container.streams.audio[0]
+    for packet in container.demux(stream):
+      for frame in packet.decode():
+        return _frame_start(frame, stream)
+    return _header_start(stream)
+  except (av.FFmpegError, ValueError) as e:
+    raise AudioDecodeError(f"{path}: corrupt audio stream ({e})") from e
+  finally:
+    container.close()
+
+
 def _decode(path: Path, start: float | None, stop: float | None) -> tuple[np.ndarray, int, float]:
-  """Mono float32 samples at the native rate covering [start, stop), the rate, and the
-  time in seconds of the first returned sample (0 when decoding from the beginning).
+  """Mono float32 samples at the native rate covering the presentation times [start, stop),
+  the rate, and the presentation time in seconds of the first returned sample.
 
   Starts far into the file are reached by seeking; if the frames then carry no
   timestamps, or nothing follows, the file is decoded from the beginning instead.
@@ -77,13 +113,9 @@ def _decode(path: Path, start: float | None, stop: float | None) -> tuple[np.nda
     stream = container.streams.audio[0]
     rate = stream.codec_context.sample_rate or stream.rate
     to_float = av.AudioResampler(format="fltp")
-    # Times are relative to the stream's first sample (e.g. mp3 encoder delay shifts it).
-    origin = 0.0
-    if stream.start_time is not None and stream.time_base is not None:
-      origin = float(stream.start_time * stream.time_base)
-    if start is not None and start > _SEEK_BACK_S and stream.time_base is not None:
-      container.seek(int((start - _SEEK_BACK_S + origin) / stream.time_base), stream=stream,
-                     backward=True)
+    far = start is not None and start - _header_start(stream) > _SEEK_BACK_S
+    if far and stream.time_base is not None:
+      container.seek(int((start - _SEEK_BACK_S) / stream.time_base), stream=stream, backward=True)
       seeked = True
     decoded = 0
     untimed = False
@@ -93,7 +125,7 @@ def _decode(path: Path, start: float | None, stop: float | None) -> tuple[np.nda
           untimed = seeked and frame.time is None
           if untimed:
             break
-          first_time = float(frame.time) - origin if seeked else 0.0
+          first_time = _frame_start(frame, stream)
         for converted in to_float.resample(frame):
           chunks.append(converted.to_ndarray().mean(axis=0, dtype=np.float64))
         decoded += frame.samples
@@ -108,38 +140,52 @@ def _decode(path: Path, start: float | None, stop: float | None) -> tuple[np.nda
   if not chunks:
     raise AudioDecodeError(f"{path}: the audio stream holds no decodable samples")
   samples = np.concatenate(chunks).astype(np.float32)
-  return samples, int(rate), first_time or 0.0
+  return samples, int(rate), first_time
 
 
 def load_audio(path: str | os.PathLike, sample_rate: int = 16000, start: float | None = None,
                duration: float | None = None) -> np.ndarray:
   """Mono float32 samples of `path` at `sample_rate`, optionally the window [start, start + duration) s.
 
-  The window is cut after resampling: samples round(start * sample_rate) up to
-  round((start + duration) * sample_rate) of the resampled track, so a window equals
-  that slice of the whole resampled file. Times count from the audio stream's first
-  sample. A window reaching past the end of the audio is returned shorter (possibly empty).
+  Without `start`: the whole track (or its first `duration` s) from its first sample,
+  which lies at presentation time `t0 = audio_start_time(path)`. With `start`: times
+  are presentation times on the container's time axis, the one of the video frame
+  timestamps (as the original selects audio packets by timestamp), not offsets into
+  the track, so a window of a video's audio lines up with its frames even when the
+  audio stream starts later or earlier than the video. The window is cut after
+  resampling: track samples round((start - t0) * sample_rate) up to
+  round((start + duration - t0) * sample_rate), so it equals that slice of the whole
+  resampled track. Its part before the first sample (start < t0) is zeros; a window
+  reaching past the end of the audio is returned shorter (possibly empty). Offsets from
+  the first sample instead (the original's loader for a separate audio file slices
+  `[int(s * 16000), int((s + 2) * 16000))` of the track): slice `load_audio(path)`.
   """
   path = Path(path)
-  if start is not None and start < 0:
-    raise ValueError(f"load_audio: start must be >= 0, got {start}")
   if duration is not None and duration < 0:
     raise ValueError(f"load_audio: duration must be >= 0, got {duration}")
-  begin = start or 0.0
+  if start is None and duration is None:
+    return resample(*_decode(path, None, None)[:2], sample_rate)
+  t0 = audio_start_time(path)
+  begin = t0 if start is None else float(start)
   stop = None if duration is None else begin + duration
-  fetch_start = None if begin == 0.0 else max(0.0, begin - _WINDOW_MARGIN_S)
+  fetch_start = begin - _WINDOW_MARGIN_S
   fetch_stop = None if stop is None else stop + _WINDOW_MARGIN_S
-  samples, rate, first_time = _decode(path, fetch_start, fetch_stop)
-  # Start resampling on an input sample whose index is a multiple of the reduced rate
-  # ratio's `orig`: the output then lies on the whole file's output grid, so a window is
-  # exactly the corresponding slice of the whole resampled file.
+  samples, rate, first_time = _decode(path, fetch_start if fetch_start > t0 else None, fetch_stop)
+  # Start resampling on an input sample whose index (in the track) is a multiple of the
+  # reduced rate ratio's `orig`: the output then lies on the whole track's output grid, so
+  # a window is exactly the corresponding slice of the whole resampled track.
   g = math.gcd(rate, sample_rate)
   orig, new = rate // g, sample_rate // g
-  first_index = int(round(first_time * rate))
-  wanted = first_index if fetch_start is None else max(first_index, int(fetch_start * rate))
+  first_index = int(round((first_time - t0) * rate))
+  wanted = max(first_index, int((fetch_start - t0) * rate))
   aligned = -(-wanted // orig) * orig
   samples = resample(samples[aligned - first_index:], rate, sample_rate)
   first_out = aligned // orig * new
-  begin_out = int(round(begin * sample_rate)) - first_out
-  end_out = None if stop is None else int(round(stop * sample_rate)) - first_out
-  return np.ascontiguousarray(samples[max(begin_out, 0):end_out])
+  begin_out = int(round((begin - t0) * sample_rate))
+  end_out = None if stop is None else int(round((stop - t0) * sample_rate))
+  end = None if end_out is None else max(end_out - first_out, 0)
+  window = samples[max(begin_out - first_out, 0):end]
+  if begin_out < 0:  # before the first sample: silence
+    pad = -begin_out if end_out is None else min(-begin_out, end_out - begin_out)
+    window = np.concatenate([np.zeros(pad, np.float32), window])
+  return np.ascontiguousarray(window)

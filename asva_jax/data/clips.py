@@ -4,11 +4,16 @@ The frame rule is the original video clip loader's: walk the decoded frames whos
 time is at most `start + duration + 1/(2 fps)`; keep a target time, initially
 `start`; take the first frame at or after the target and then advance the
 target by `1/fps` (accumulated, not recomputed); stop at `num_frames`; if fewer
-were found, repeat the last one. Audio: the `duration * 16000` samples from
-`int(start * 16000)` on of the whole 16-kHz track.
+were found, repeat the last one. Audio: the `duration * 16000` samples of the whole
+16-kHz track from the one at time `start`. Times are the container's presentation
+times (those of the frames); the track's first sample lies at `audio_start`, which is
+not 0 when the audio stream starts later or earlier than the video, so the window
+begins at track sample `floor((start - audio_start) * 16000)`.
 """
 
 from __future__ import annotations
+
+import math
 
 import numpy as np
 
@@ -58,7 +63,15 @@ def uniform_starts(duration: float, num_clips: int = 3, clip_seconds: float = CL
 
 
 def audio_window(audio: np.ndarray, start: float, sample_rate: int = 16000,
-                 clip_seconds: float = CLIP_SECONDS) -> np.ndarray:
-  """The clip's samples of a whole mono track; shorter near the end of the track."""
-  begin = max(0, int(start * sample_rate))
-  return audio[begin:begin + int(round(clip_seconds * sample_rate))]
+                 clip_seconds: float = CLIP_SECONDS, *, audio_start: float) -> np.ndarray:
+  """The clip's samples of a whole mono track whose first sample lies at time `audio_start`.
+
+  A clip starting before the audio does gets zeros in front (the original's packet
+  selection finds no audio there either); near the end of the track it is shorter.
+  """
+  length = int(round(clip_seconds * sample_rate))
+  begin = math.floor((start - audio_start) * sample_rate)
+  if begin >= 0:
+    return audio[begin:begin + length]
+  pad = min(-begin, length)
+  return np.concatenate([np.zeros(pad, audio.dtype), audio[:length - pad]])

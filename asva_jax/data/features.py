@@ -9,6 +9,9 @@ shards with numpy alone:
   time_base       (2,) int64    its unit as (numerator, denominator): times are exact
                                 (`frame_times`); float features are stored as float32
   audio           (N,) float32  the whole audio track, 16 kHz mono (channel mean)
+  audio_start     float32       time in s of `audio`'s first sample on the frames' time axis
+                                (`asva_jax.audio.io.audio_start_time`): audio and video streams
+                                may start at different times, clips are cut by absolute time
   video_duration, audio_duration, duration (= their min)   from the container headers
   key (path relative to the dataset's video root), source_path, class_folder, prompt, label
   height, width                 stored frame size; source_height, source_width, source_fps
@@ -45,6 +48,7 @@ def make_features(class_names: list[str], vae_latents: bool = False):
       "frame_pts": f.Tensor(shape=(None,), dtype=np.int64),
       "time_base": f.Tensor(shape=(2,), dtype=np.int64),
       "audio": f.Tensor(shape=(None,), dtype=np.float32),
+      "audio_start": f.Scalar(dtype=np.float32),
       "video_duration": f.Scalar(dtype=np.float32),
       "audio_duration": f.Scalar(dtype=np.float32),
       "duration": f.Scalar(dtype=np.float32),
@@ -65,3 +69,14 @@ def frame_times(record) -> np.ndarray:
   """(T,) float64 seconds of a record's frames: pts * numerator / denominator."""
   num, den = (int(v) for v in record["time_base"])
   return np.asarray(record["frame_pts"], np.float64) * num / den
+
+
+def audio_start(record) -> float:
+  """Time in seconds of the first sample of a record's audio (on the frames' time axis)."""
+  if "audio_start" not in record:
+    key = record.get("key", b"?")
+    key = key.decode() if isinstance(key, bytes) else key
+    from asva_jax.data.source import DataError  # source imports this module
+    raise DataError(f"record {key!r} has no audio_start: the shards predate it and may pair "
+                   f"frames with shifted audio; rebuild them with python -m data_prep.build")
+  return float(record["audio_start"])

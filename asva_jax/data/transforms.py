@@ -16,7 +16,7 @@ import numpy as np
 
 from asva_jax.audio.fbank import waveform_to_mel
 from asva_jax.data import clips
-from asva_jax.data.features import AUDIO_SAMPLE_RATE, VAE_KEYS, frame_times
+from asva_jax.data.features import AUDIO_SAMPLE_RATE, VAE_KEYS, audio_start, frame_times
 
 
 def decode_image(data: bytes) -> np.ndarray:
@@ -38,7 +38,8 @@ def make_clip(record: dict, start: float, flip: bool) -> dict:
   video = decoded[inverse]
   if flip:
     video = video[:, :, ::-1]
-  audio = clips.audio_window(np.asarray(record["audio"]), start, AUDIO_SAMPLE_RATE)
+  audio = clips.audio_window(np.asarray(record["audio"]), start, AUDIO_SAMPLE_RATE,
+                             audio_start=audio_start(record))
   example = {
       "video": np.ascontiguousarray(video),
       "mel": waveform_to_mel(audio, AUDIO_SAMPLE_RATE),
