@@ -15,6 +15,7 @@ import json
 import os
 import tempfile
 from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 import jax
@@ -162,3 +163,17 @@ def component_dir(path: str | os.PathLike, name: str) -> Path:
     return path
   raise CheckpointError(f"{path}: neither a checkpoint folder with {name}/config.json "
                         f"nor a {name} folder with config.json")
+
+
+def load_component(path: str | os.PathLike, name: str,
+                   make_module: Callable[[dict, str], nnx.Module]) -> nnx.Module:
+  """The `name` component of a checkpoint (root or component folder) with its stored weights.
+
+  `make_module(config, source)` builds the module from the stored config (`source`
+  names the config file for error messages); it runs under `nnx.eval_shape`, so no
+  weights are allocated before the stored ones are read.
+  """
+  folder = component_dir(path, name)
+  config = load_config(folder)
+  abstract = nnx.eval_shape(lambda: make_module(config, str(folder / "config.json")))
+  return restore_module(folder, abstract)

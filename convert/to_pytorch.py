@@ -24,33 +24,30 @@ flags.DEFINE_list("components", [], "Only these components (default: every one p
 EXPORTABLE = ("unet", "audio_encoder", "vae", "text_encoder", "tokenizer")
 
 
+def _exporters() -> dict:
+  """component -> (loader of our checkpoint folder, writer of the PyTorch folder)."""
+  from asva_jax.models.clip_text import load_text_encoder
+  from asva_jax.models.imagebind_audio import load_audio_encoder
+  from asva_jax.models.unet_3d import load_unet
+  from asva_jax.models.vae import load_vae
+  from convert.clip_text import export_text_encoder
+  from convert.imagebind import export_audio_encoder
+  from convert.unet import export_unet
+  from convert.vae import export_vae
+  return {"unet": (load_unet, export_unet), "audio_encoder": (load_audio_encoder, export_audio_encoder),
+          "vae": (load_vae, export_vae), "text_encoder": (load_text_encoder, export_text_encoder)}
+
+
 def export_one(name: str, ckpt: Path, out: Path) -> None:
   from asva_jax import checkpoint
   from convert.components import write_component
   folder = ckpt / name
-  config = checkpoint.load_config(folder) if name != "tokenizer" else None
-  if name == "unet":
-    from asva_jax.models.unet_3d import load_unet
-    from convert.unet import export_unet
-    module = load_unet(folder)
-    write_component(out, name, lambda tmp: export_unet(module, config, tmp))
-  elif name == "audio_encoder":
-    from asva_jax.models.imagebind_audio import load_audio_encoder
-    from convert.imagebind import export_audio_encoder
-    module = load_audio_encoder(folder)
-    write_component(out, name, lambda tmp: export_audio_encoder(module, config, tmp))
-  elif name == "vae":
-    from asva_jax.models.vae import load_vae
-    from convert.vae import export_vae
-    module = load_vae(folder)
-    write_component(out, name, lambda tmp: export_vae(module, config, tmp))
-  elif name == "text_encoder":
-    from asva_jax.models.clip_text import load_text_encoder
-    from convert.clip_text import export_text_encoder
-    module = load_text_encoder(folder)
-    write_component(out, name, lambda tmp: export_text_encoder(module, config, tmp))
-  elif name == "tokenizer":
+  if name == "tokenizer":
     write_component(out, name, lambda tmp: shutil.copytree(folder, tmp, dirs_exist_ok=True))
+    return
+  load, export = _exporters()[name]
+  module, config = load(folder), checkpoint.load_config(folder)
+  write_component(out, name, lambda tmp: export(module, config, tmp))
 
 
 def main(argv):

@@ -5,8 +5,8 @@
         [--vae-latents CKPT]
 
 Output: `OUT/<name>/1.0.0/` (shards `<name>-<split>.array_record-0000i-of-0000n`,
-`features.json`, `dataset_info.json`) and `OUT/summary-<split>.json` (counts per class,
-every skipped file and why). Read it with `tfds.data_source(<name>, data_dir=OUT)` or
+`features.json`, `dataset_info.json`) and `OUT/summary-<name>-<split>.json` (counts per
+class, every skipped file and why). Read it with `tfds.data_source(<name>, data_dir=OUT)` or
 `asva_jax.data.open_split(OUT, split)`.
 
 What a record stores, and why (schema: `asva_jax.data.features`):
@@ -47,7 +47,9 @@ What a record stores, and why (schema: `asva_jax.data.features`):
   window, padded by the log-mel; video: the last frame repeated).
 
 Bad input never stops the build: a listed file that is missing, a corrupt or
-truncated mp4, no audio or no video stream, or a clip shorter than 2 s is skipped
+truncated mp4, no audio or no video stream, a clip shorter than 2 s, or a file whose
+decoding kills its worker process (a crash in FFmpeg, the OOM killer; the videos then
+in flight are decoded again one at a time, so only the culprit is skipped) is skipped
 and reported with its reason (console, shard sidecar, summary); the exit status is 0.
 
 Videos are decoded in parallel processes; a shard (a fixed, contiguous run of the
@@ -59,13 +61,15 @@ rerun with the same settings skips finished shards.
 
 from __future__ import annotations
 
-import concurrent.futures as cf
 import dataclasses
 import functools
 import json
 import math
 import multiprocessing
 import os
+import shutil
+import signal
+import tempfile
 import time
 from collections import Counter
 from pathlib import Path
@@ -77,7 +81,7 @@ from tqdm import tqdm
 from asva_jax.checkpoint import write_json_atomic
 from asva_jax.data import features as features_lib
 from asva_jax.data.transforms import decode_image
-from data_prep import sources
+from data_prep import sources, workers
 from data_prep.decode import SkipVideo, decode_video, encode_image
 
 
@@ -120,6 +124,15 @@ def sidecar_path(config: BuildConfig, index: int, count: int) -> Path:
   return path.with_name(path.name + ".json")
 
 
+def summary_path(config: BuildConfig) -> Path:
+  """`OUT/summary-<name>-<split>.json`: named by dataset too, so datasets sharing an --out keep theirs."""
+  return Path(config.out) / f"summary-{config.name}-{config.split}.json"
+
+
+# The environment variable of process_video's crash test hook.
+CRASH_HOOK_ENV = "ASVA_TEST_CRASH_ON"
+
+
 @functools.lru_cache(maxsize=4)
 def _features(class_names: tuple[str, ...], vae: bool):
   return features_lib.make_features(list(class_names), vae_latents=vae)
@@ -131,7 +144,14 @@ def process_video(entry: sources.VideoEntry, config: BuildConfig,
 
   With `config.vae_latents` the unserialized "example" is returned instead of "record":
   the VAE runs once, in the main process (`_add_vae_moments`), not in every worker.
+
+  Test hook: in a worker process (never in the main one), a video whose path contains
+  the value of the environment variable `ASVA_TEST_CRASH_ON` kills its process with
+  SIGKILL, as a decoder crash or the OOM killer would (tests/test_data_build.py).
   """
+  crash_on = os.environ.get(CRASH_HOOK_ENV)
+  if crash_on and crash_on in entry.path and multiprocessing.parent_process() is not None:
+    os.kill(os.getpid(), signal.SIGKILL)
   try:
     video = decode_video(entry.path, config.size)
     example = {
@@ -176,22 +196,23 @@ def _init_worker() -> None:
     pass
 
 
+def _crashed(entry: sources.VideoEntry, how: str) -> dict:
+  return {"key": entry.key, "path": entry.path, "reason": f"decoder process crashed ({how})"}
+
+
 def _ordered_results(tasks, config, class_names, num_workers):
-  """Yields process_video results in task order, decoding up to `num_workers` videos at once."""
+  """Yields process_video results in task order, decoding up to `num_workers` videos at once.
+
+  A video whose decoder takes its process down is skipped with the reason "decoder
+  process crashed (...)" and the others are still decoded (`data_prep.workers`). With
+  `num_workers=0` (in this process) nothing guards against that.
+  """
   if num_workers <= 0:
     for entry in tasks:
       yield process_video(entry, config, class_names)
     return
-  ctx = multiprocessing.get_context("spawn")
-  with cf.ProcessPoolExecutor(num_workers, mp_context=ctx, initializer=_init_worker) as pool:
-    window, pending = 2 * num_workers, []
-    it = iter(tasks)
-    for entry in it:
-      pending.append(pool.submit(process_video, entry, config, class_names))
-      if len(pending) >= window:
-        yield pending.pop(0).result()
-    for future in pending:
-      yield future.result()
+  fn = functools.partial(process_video, config=config, class_names=class_names)
+  yield from workers.ordered_map(fn, tasks, num_workers, on_crash=_crashed, initializer=_init_worker)
 
 
 def _write_shard(config: BuildConfig, index: int, count: int, results: list[dict]) -> dict:
@@ -231,7 +252,23 @@ def _check_settings(config: BuildConfig, listing: sources.DatasetListing) -> Non
 
 
 def _write_tfds_metadata(config: BuildConfig, class_names: list[str]) -> list[str]:
-  """features.json + dataset_info.json for every split whose shards are all finished."""
+  """features.json + dataset_info.json for every split whose shards are all finished.
+
+  Splits built at the same time into one --out (e.g. train and test, by two processes)
+  take turns through a lock file, so the last writer's metadata lists every finished
+  split; each writes through its own temporary folder.
+  """
+  import fcntl
+  with open(config.version_dir / ".metadata.lock", "a") as lock:
+    try:
+      fcntl.flock(lock, fcntl.LOCK_EX)
+    except OSError as e:  # e.g. a network file system without locks: build one split at a time
+      logging.warning("%s: no file lock (%s); concurrent builds may drop a split from "
+                      "dataset_info.json", lock.name, e)
+    return _write_tfds_metadata_locked(config, class_names)
+
+
+def _write_tfds_metadata_locked(config: BuildConfig, class_names: list[str]) -> list[str]:
   import tensorflow_datasets as tfds
   split_infos, done = [], []
   for build_file in sorted(config.version_dir.glob("build-*.json")):
@@ -264,13 +301,15 @@ def _write_tfds_metadata(config: BuildConfig, class_names: list[str]) -> list[st
       description=f"{config.dataset} videos prepared by data_prep.build (see its docstring).")
   info.set_file_format(file_adapters.FileFormat.ARRAY_RECORD)
   info.set_splits(splits.SplitDict(split_infos))
-  # Written beside, then renamed in, so a reader never sees half-written metadata.
-  staging = config.version_dir / ".metadata.tmp"
-  staging.mkdir(exist_ok=True)
-  info.write_to_directory(staging)
-  for item in sorted(staging.iterdir()):
-    os.replace(item, config.version_dir / item.name)
-  staging.rmdir()
+  # Written beside (a folder of its own), then renamed in, so a reader never sees
+  # half-written metadata.
+  staging = Path(tempfile.mkdtemp(prefix=".metadata-", suffix=".tmp", dir=config.version_dir))
+  try:
+    info.write_to_directory(staging)
+    for item in sorted(staging.iterdir()):
+      os.replace(item, config.version_dir / item.name)
+  finally:
+    shutil.rmtree(staging, ignore_errors=True)
   return done
 
 
@@ -317,7 +356,7 @@ def build(config: BuildConfig, num_workers: int = 0, progress: bool = True) -> d
   bar.close()
   done = _write_tfds_metadata(config, list(class_names))
   summary = _summary(config, listing, count, time.time() - t0, len(tasks), done)
-  write_json_atomic(Path(config.out) / f"summary-{config.split}.json", summary)
+  write_json_atomic(summary_path(config), summary)
   return summary
 
 
@@ -384,7 +423,7 @@ def main(argv):
                        vae_latents=FLAGS.vae_latents)
   summary = build(config, num_workers=FLAGS.num_workers)
   print(f"{summary['name']}/{summary['split']}: {summary['num_written']} written, "
-        f"{summary['num_skipped']} skipped (see {Path(FLAGS.out) / ('summary-' + FLAGS.split + '.json')})")
+        f"{summary['num_skipped']} skipped (see {summary_path(config)})")
   for s in summary["skipped"]:
     print(f"  skipped {s['path']}: {s['reason']}")
 

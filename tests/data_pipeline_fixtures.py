@@ -38,7 +38,7 @@ def built_shards(tmp_path_factory) -> Path:
   """data_dir with the train and test splits of the synthetic dataset (PNG frames, lossless)."""
   root = synthetic_root(tmp_path_factory)
   out = tmp_path_factory.getbasetemp() / "synthetic_shards"
-  if not (out / "summary-test.json").is_file():
+  if not build_lib.summary_path(build_config(root, out, "test")).is_file():
     for split in ("train", "test"):
       build_lib.build(build_config(root, out, split), num_workers=0, progress=False)
   return out

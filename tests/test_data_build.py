@@ -1,7 +1,9 @@
 """data_prep.build: records hold what the videos hold; resumable; bad input skipped and reported."""
 
+import concurrent.futures as cf
 import json
 import shutil
+import signal
 import subprocess
 import sys
 
@@ -19,7 +21,7 @@ from asva_jax.data.features import frame_times
 from asva_jax.data.source import DataError, open_split
 from asva_jax.data.transforms import decode_image, make_clip
 from data_prep import build as build_lib
-from data_prep import resize, sources, synthetic
+from data_prep import resize, sources, synthetic, workers
 from data_prep.mp4 import write_mp4
 from tests import data_pipeline_fixtures as fx
 
@@ -44,7 +46,7 @@ def test_readable_with_tfds_data_source(shards, truth):
   test = tfds.data_source("avsync15", data_dir=str(shards), split="test")
   keys = sorted(r["key"].decode() for r in list(train) + list(test))
   assert keys == sorted(truth["videos"])
-  summary = json.loads((shards / "summary-train.json").read_text())
+  summary = json.loads((shards / "summary-avsync15-train.json").read_text())
   assert summary["num_skipped"] == 0
   assert sum(summary["counts_per_class"].values()) == len(train)
   assert not list(shards.rglob("*.tmp"))
@@ -135,7 +137,7 @@ def test_bad_input_is_skipped_and_reported(tmp_path, bad_dataset):
   for name, reason in EXPECTED_REASONS.items():
     assert reasons[name].startswith(reason), (name, reasons[name])
   assert summary["num_written"] == 6
-  assert json.loads((tmp_path / "summary-train.json").read_text())["skipped"] == summary["skipped"]
+  assert json.loads((tmp_path / "summary-avsync15-train.json").read_text())["skipped"] == summary["skipped"]
   assert len(open_split(tmp_path, "train")) == 6
 
 
@@ -164,12 +166,59 @@ def test_cli_parallel_build_exits_zero_on_bad_input(tmp_path, bad_dataset):
          "--videos-per-shard", "5"]
   result = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
   assert result.returncode == 0, result.stderr[-2000:]
-  summary = json.loads((out / "summary-train.json").read_text())
+  summary = json.loads((out / "summary-avsync15-train.json").read_text())
   assert summary["num_written"] == 6 and summary["num_skipped"] == len(EXPECTED_REASONS)
   for name in EXPECTED_REASONS:
     assert f"{name}.mp4" in result.stdout
   record = open_split(out, "train")[0]
   assert decode_image(record["frames"][0]).shape == (24, 32, 3)
+
+
+def _sidecar_keys(config, count):
+  return [k for i in range(count)
+          for k in json.loads(build_lib.sidecar_path(config, i, count).read_text())["keys"]]
+
+
+def test_crashing_decoder_process_skips_only_its_video(tmp_path, root, shards, monkeypatch):
+  """A worker process killed while decoding one video (test hook: SIGKILL, as a segfault in
+  FFmpeg or the OOM killer) costs that video only; the shards keep their order."""
+  reference = fx.build_config(root, shards, "test")
+  order = _sidecar_keys(reference, 2)
+  victim = order[1]
+  monkeypatch.setenv(build_lib.CRASH_HOOK_ENV, victim)
+  config = fx.build_config(root, tmp_path, "test")
+  summary = build_lib.build(config, num_workers=2, progress=False)
+  assert [(s["key"], s["reason"]) for s in summary["skipped"]] == [
+      (victim, "decoder process crashed (killed by signal 9 (SIGKILL))")]
+  assert summary["num_written"] == len(order) - 1
+  assert _sidecar_keys(config, 2) == [k for k in order if k != victim]
+  assert json.loads((tmp_path / "summary-avsync15-test.json").read_text())["skipped"] == summary["skipped"]
+  assert [r["key"].decode() for r in open_split(tmp_path, "test")] == [k for k in order if k != victim]
+
+
+def test_ordered_map_replaces_a_broken_pool():
+  """Two crashes among ten items on two workers: only the killing items fail, in place, and a
+  new pool takes the rest. `signal.raise_signal` (cheap to spawn) returns for signals whose
+  default action is to ignore them and kills its process for SIGKILL / SIGTERM."""
+  items = [signal.SIGCHLD, signal.SIGURG, signal.SIGKILL, signal.SIGWINCH, signal.SIGCHLD,
+           signal.SIGURG, signal.SIGWINCH, signal.SIGTERM, signal.SIGCHLD, signal.SIGURG]
+  results = list(workers.ordered_map(signal.raise_signal, items, 2, on_crash=lambda item, how: (item, how)))
+  assert results == [None, None, (signal.SIGKILL, "killed by signal 9 (SIGKILL)"), None, None, None,
+                     None, (signal.SIGTERM, "killed by signal 15 (SIGTERM)"), None, None]
+
+
+def test_concurrent_metadata_writes_do_not_collide(tmp_path, shards):
+  """Builds of two splits finishing at once each stage metadata in a folder of their own
+  and take turns: no error, no leftover temporary folder, and both splits listed."""
+  shutil.copytree(shards, tmp_path, dirs_exist_ok=True)
+  class_names = json.loads((tmp_path / "avsync15/1.0.0/build-train.json").read_text())["class_names"]
+  configs = [fx.build_config("unused", tmp_path, split) for split in ("train", "test")] * 3
+  with cf.ThreadPoolExecutor(len(configs)) as pool:
+    done = list(pool.map(lambda c: build_lib._write_tfds_metadata(c, class_names), configs))
+  assert all(sorted(d) == ["test", "train"] for d in done)
+  version_dir = tmp_path / "avsync15" / "1.0.0"
+  assert not [p.name for p in version_dir.iterdir() if p.name.endswith(".tmp")]
+  assert len(tfds.data_source("avsync15", data_dir=str(tmp_path), split="test")) == fx.NUM_CLASSES
 
 
 def test_sources_layouts(tmp_path):

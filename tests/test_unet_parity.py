@@ -83,6 +83,11 @@ def test_scalar_timestep_broadcasts(io, unet):
   np.testing.assert_array_equal(scalar, vector)
 
 
+def test_missing_audio_is_an_error(io, unet):
+  with pytest.raises(ValueError, match="audio_states is required"):
+    unet(jnp.asarray(io["sample"]).transpose(0, 2, 3, 4, 1), io["timestep"], io["text"])
+
+
 def test_audio_mask_matters(io, unet):
   """Letting every frame see every audio token changes the output: the mask is applied."""
   out = run(unet, io, audio_mask=np.ones_like(io["audio_mask"]))

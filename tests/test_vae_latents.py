@@ -82,7 +82,7 @@ def shards(tmp_path_factory, ckpt):
          f"--vae-latents={ckpt}"]
   done = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
   assert done.returncode == 0, done.stderr[-3000:]
-  summary = json.loads((out / f"summary-{SPLIT}.json").read_text())
+  summary = json.loads((out / f"summary-avsync15-{SPLIT}.json").read_text())
   assert summary["num_written"] == fx.NUM_CLASSES and summary["num_skipped"] == 0, summary["skipped"]
   return out
 

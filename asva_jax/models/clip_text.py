@@ -147,8 +147,6 @@ class CLIPTextModel(nnx.Module):
 
 def load_text_encoder(path, *, dtype=None, param_dtype=jnp.float32) -> CLIPTextModel:
   """Loads a converted text encoder from a checkpoint root (`path/text_encoder/`) or that folder."""
-  cdir = checkpoint.component_dir(path, "text_encoder")
-  config = CLIPTextConfig.from_transformers(checkpoint.load_config(cdir), source=str(cdir / "config.json"))
-  abstract = nnx.eval_shape(lambda: CLIPTextModel(config, dtype=dtype, param_dtype=param_dtype,
-                                                  rngs=nnx.Rngs(0)))
-  return checkpoint.restore_module(cdir, abstract)
+  return checkpoint.load_component(path, "text_encoder", lambda config, source: CLIPTextModel(
+      CLIPTextConfig.from_transformers(config, source=source), dtype=dtype, param_dtype=param_dtype,
+      rngs=nnx.Rngs(0)))

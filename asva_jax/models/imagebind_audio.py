@@ -162,8 +162,6 @@ def build_audio_encoder(config: ImageBindAudioConfig | Mapping | None = None, *,
 def load_audio_encoder(path: str | os.PathLike, *, dtype=None, param_dtype=jnp.float32,
                        attention: str = "auto") -> ImageBindAudioEncoder:
   """Loads a converted audio encoder from a checkpoint root (`path/audio_encoder/`) or that folder."""
-  cdir = checkpoint.component_dir(path, "audio_encoder")
-  config = ImageBindAudioConfig.from_dict(checkpoint.load_config(cdir), source=str(cdir / "config.json"))
-  abstract = build_audio_encoder(config, abstract=True, dtype=dtype, param_dtype=param_dtype,
-                                 attention=attention)
-  return checkpoint.restore_module(cdir, abstract)
+  return checkpoint.load_component(path, "audio_encoder", lambda config, source: ImageBindAudioEncoder(
+      ImageBindAudioConfig.from_dict(config, source=source), attention=attention, dtype=dtype,
+      param_dtype=param_dtype, rngs=nnx.Rngs(0)))

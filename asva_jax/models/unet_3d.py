@@ -75,6 +75,8 @@ class AudioUNet3D(nnx.Module):
           heads=rev_heads[i], remat=remat, audio_cross_attention_dim=audio_dim(block_type), **common))
     self.up_blocks = nnx.List(up)
 
+    self.uses_audio = any(has_audio(t) for t in
+                          config.down_block_types + config.up_block_types + (config.mid_block_type,))
     self.conv_norm_out = GroupNorm(config.norm_num_groups, ch[0], eps=config.norm_eps, dtype=dtype,
                                    param_dtype=param_dtype)
     self.conv_out = FFInflatedConv(ch[0], config.out_channels, 3, padding=1, **kw)
@@ -98,6 +100,8 @@ class AudioUNet3D(nnx.Module):
 
     text = _per_frame(text_states, "text_states").astype(dtype)
     audio = mask = None
+    if audio_states is None and self.uses_audio:
+      raise ValueError("audio_states is required: this UNet has audio cross-attention blocks")
     if audio_states is not None:
       audio = _per_frame(audio_states, "audio_states").astype(dtype)
       if audio_mask is None:
@@ -140,6 +144,5 @@ def load_unet(path: str | os.PathLike, **options) -> AudioUNet3D:
 
   options: dtype, param_dtype, remat, attention (see AudioUNet3D).
   """
-  folder = checkpoint.component_dir(path, "unet")
-  config = UNet3DConfig.from_dict(checkpoint.load_config(folder), source=str(folder / "config.json"))
-  return checkpoint.restore_module(folder, build_unet(config, abstract=True, **options))
+  return checkpoint.load_component(path, "unet", lambda config, source: AudioUNet3D(
+      UNet3DConfig.from_dict(config, source=source), rngs=nnx.Rngs(0), **options))

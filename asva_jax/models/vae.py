@@ -167,8 +167,6 @@ def sample_latent(key: jax.Array, mean: jax.Array, logvar: jax.Array) -> jax.Arr
 
 def load_vae(path, *, dtype=None, param_dtype=jnp.float32) -> AutoencoderKL:
   """Loads a converted VAE from a checkpoint root (`path/vae/`) or the `vae/` folder itself."""
-  cdir = checkpoint.component_dir(path, "vae")
-  config = VAEConfig.from_diffusers(checkpoint.load_config(cdir), source=str(cdir / "config.json"))
-  abstract = nnx.eval_shape(lambda: AutoencoderKL(config, dtype=dtype, param_dtype=param_dtype,
-                                                  rngs=nnx.Rngs(0)))
-  return checkpoint.restore_module(cdir, abstract)
+  return checkpoint.load_component(path, "vae", lambda config, source: AutoencoderKL(
+      VAEConfig.from_diffusers(config, source=source), dtype=dtype, param_dtype=param_dtype,
+      rngs=nnx.Rngs(0)))
