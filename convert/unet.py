@@ -2,28 +2,17 @@
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 
-import jax.numpy as jnp
 from flax import nnx
 
+from asva_jax.checkpoint import write_json_atomic
 from asva_jax.models.unet_3d import AudioUNet3D, build_unet, trainable
 from asva_jax.models.unet_config import DEFAULT_CONFIG, UNet3DConfig
 from convert import state_dict as sd
 
 CLASS_NAME = "AudioUNet3DConditionModel"
-
-
-def read_config(folder: str | os.PathLike) -> dict:
-  path = Path(folder) / "config.json"
-  if not path.is_file():
-    raise sd.ConversionError(f"{path}: missing (a diffusers unet/ folder has config.json)")
-  try:
-    return json.loads(path.read_text())
-  except json.JSONDecodeError as e:
-    raise sd.ConversionError(f"{path}: not valid JSON ({e})") from e
 
 
 def _parse(config: dict, source: str) -> UNet3DConfig:
@@ -35,7 +24,7 @@ def _parse(config: dict, source: str) -> UNet3DConfig:
 
 def import_unet(folder: str | os.PathLike, **options) -> tuple[AudioUNet3D, dict]:
   """An original AVSyncD `unet/` folder (config.json + safetensors or .bin) -> (module, config)."""
-  config = read_config(folder)
+  config = sd.read_json_config(folder)
   module = build_unet(_parse(config, str(Path(folder) / "config.json")), abstract=True, **options)
   weights = sd.find_weights_file(folder)
   sd.load_into(module, sd.TorchStateDict(weights), str(weights))
@@ -66,18 +55,11 @@ def inflate_sd15(folder: str | os.PathLike, *, seed: int = 0, audio_cross_attent
   PyTorch's default init otherwise). Stricter than the original: a 2-D tensor
   that finds no place, or a 2-D place without its tensor, is an error.
   """
-  config = inflated_config(read_config(folder), audio_cross_attention_dim)
+  config = inflated_config(sd.read_json_config(folder), audio_cross_attention_dim)
   module = build_unet(_parse(config, str(Path(folder) / "config.json")), seed=seed, **options)
   weights = sd.find_weights_file(folder)
-  state_2d = sd.TorchStateDict(weights)
-  keymap = sd.torch_key_map(module)
-  vars_ = sd.variables(module)
-  expected = {k: sd.torch_shape(p, tuple(vars_[p].get_value().shape))
-              for k, p in keymap.items() if not trainable(p)}
-  sd.check_keys(expected, {k: sd.shape_of(state_2d, k) for k in state_2d}, str(weights))
-  for key in expected:
-    var = vars_[keymap[key]]
-    var.set_value(jnp.asarray(sd.from_torch_layout(keymap[key], state_2d[key]), dtype=var.get_value().dtype))
+  sd15_part = nnx.All(nnx.Param, nnx.Not(trainable))
+  sd.load_into(module, sd.TorchStateDict(weights), str(weights), kind=sd15_part)
   return module, config
 
 
@@ -86,6 +68,5 @@ def export_unet(module: nnx.Module, config: dict, out_folder: str | os.PathLike)
   out_folder = Path(out_folder)
   out_folder.mkdir(parents=True, exist_ok=True)
   sd.save_safetensors(sd.export_state_dict(module), out_folder / sd.DIFFUSERS_WEIGHTS[0])
-  from asva_jax.checkpoint import write_json_atomic
   write_json_atomic(out_folder / "config.json", {**config, "_class_name": CLASS_NAME})
   return out_folder

@@ -17,7 +17,6 @@ right at different gains so a downmix is testable), `DIR/train.txt`,
 from __future__ import annotations
 
 import dataclasses
-import json
 from pathlib import Path
 
 import numpy as np

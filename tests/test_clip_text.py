@@ -1,6 +1,5 @@
 """CLIP text encoder, tokenizer and precomputed text encodings."""
 
-import json
 
 import jax.numpy as jnp
 import numpy as np

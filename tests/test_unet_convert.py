@@ -18,7 +18,7 @@ from asva_jax.models.unet_3d import build_unet, trainable
 from asva_jax.models.unet_config import DEFAULT_CONFIG
 from convert import state_dict as sd
 from convert.unet import export_unet, import_unet, inflate_sd15
-from tests.reference_models import TINY_UNET_2D, rel_err, tiny_unet_2d, write_tiny_sd15
+from tests.reference_models import TINY_UNET_2D, rel_err, write_tiny_sd15
 
 ROOT = Path(__file__).parents[1]
 DATA = Path(__file__).parent / "data"
