@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from asva_jax.audio.io import AudioDecodeError, audio_duration, audio_start_time, load_audio
+from asva_jax.audio.io import AudioDecodeError, audio_duration, load_audio_track
 from asva_jax.data.clips import CLIP_SECONDS
 from asva_jax.data.features import AUDIO_SAMPLE_RATE
 from data_prep.resize import crop_and_resize
@@ -101,8 +101,7 @@ def decode_video(path: str, size: tuple[int, int]) -> DecodedVideo:
                     f"the header announces")
   try:
     header_audio = audio_duration(path)
-    audio = load_audio(path, sample_rate=AUDIO_SAMPLE_RATE)
-    audio_start = audio_start_time(path)
+    audio, audio_start = load_audio_track(path, sample_rate=AUDIO_SAMPLE_RATE)
   except AudioDecodeError as e:
     reason = str(e).removeprefix(f"{Path(path)}: ")
     raise SkipVideo(reason if reason == "no audio stream" else f"audio: {reason}") from e

@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 from asva_jax.audio import (AudioDecodeError, audio_duration, audio_start_time, load_audio,
-                            resample, segment_masks, waveform_to_mel, waveform_to_mel_jax)
+                            load_audio_track, resample, segment_masks, waveform_to_mel,
+                            waveform_to_mel_jax)
 from asva_jax.audio import fbank
 
 DATA = Path(__file__).parent / "data"
@@ -282,6 +283,14 @@ def test_window_equals_slice_of_whole_file(media, kind, start):
   assert window.shape == (16000,)
   # AAC frames decoded after a seek differ from a linear decode in the last bits.
   np.testing.assert_allclose(window, expected, atol=1e-6 if kind == "wav" else 1e-4)
+
+
+@pytest.mark.parametrize("kind", ["wav", "mp3"])
+def test_track_and_its_start_come_from_one_decode(media, kind):
+  files, _ = media
+  track, t0 = load_audio_track(files[kind])
+  np.testing.assert_array_equal(track, load_audio(files[kind]))
+  assert t0 == audio_start_time(files[kind])
 
 
 def test_window_past_the_end_is_short(media):

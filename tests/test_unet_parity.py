@@ -102,7 +102,7 @@ def test_bfloat16_and_remat(io):
   out16 = run(unet16, io).astype(np.float32)
   assert np.isfinite(out16).all()
   err = np.abs(out16 - io["expected"]).max() / np.abs(io["expected"]).max()
-  assert err < 0.1, err  # bf16 has 8 mantissa bits; this catches a broken path, not rounding
+  assert err < 0.05, err  # measured 0.024: bf16 keeps 8 mantissa bits; a broken path gives O(1)
 
 
 def test_remat_gradients_equal():

@@ -143,6 +143,13 @@ def _decode(path: Path, start: float | None, stop: float | None) -> tuple[np.nda
   return samples, int(rate), first_time
 
 
+def load_audio_track(path: str | os.PathLike, sample_rate: int = 16000) -> tuple[np.ndarray, float]:
+  """The whole track at `sample_rate` (mono float32) and the presentation time in seconds of its
+  first sample (`audio_start_time`), from one decode of the file."""
+  samples, rate, first_time = _decode(Path(path), None, None)
+  return resample(samples, rate, sample_rate), first_time
+
+
 def load_audio(path: str | os.PathLike, sample_rate: int = 16000, start: float | None = None,
                duration: float | None = None) -> np.ndarray:
   """Mono float32 samples of `path` at `sample_rate`, optionally the window [start, start + duration) s.
@@ -164,7 +171,7 @@ def load_audio(path: str | os.PathLike, sample_rate: int = 16000, start: float |
   if duration is not None and duration < 0:
     raise ValueError(f"load_audio: duration must be >= 0, got {duration}")
   if start is None and duration is None:
-    return resample(*_decode(path, None, None)[:2], sample_rate)
+    return load_audio_track(path, sample_rate)[0]
   t0 = audio_start_time(path)
   begin = t0 if start is None else float(start)
   stop = None if duration is None else begin + duration

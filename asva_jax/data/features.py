@@ -27,6 +27,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from asva_jax.data.errors import DataError
+
 AUDIO_SAMPLE_RATE = 16000
 VERSION = "1.0.0"
 FILENAME_TEMPLATE = "{DATASET}-{SPLIT}.{FILEFORMAT}-{SHARD_X_OF_Y}"
@@ -76,7 +78,6 @@ def audio_start(record) -> float:
   if "audio_start" not in record:
     key = record.get("key", b"?")
     key = key.decode() if isinstance(key, bytes) else key
-    from asva_jax.data.source import DataError  # source imports this module
     raise DataError(f"record {key!r} has no audio_start: the shards predate it and may pair "
                    f"frames with shifted audio; rebuild them with python -m data_prep.build")
   return float(record["audio_start"])

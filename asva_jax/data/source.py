@@ -5,11 +5,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from asva_jax.data.errors import DataError
 from asva_jax.data.features import VERSION
-
-
-class DataError(ValueError):
-  """The shards are missing, incomplete or not a dataset written by data_prep.build."""
 
 
 def dataset_dir(data_dir: str | os.PathLike, name: str | None = None) -> Path:

@@ -75,8 +75,6 @@ class AudioUNet3D(nnx.Module):
           heads=rev_heads[i], remat=remat, audio_cross_attention_dim=audio_dim(block_type), **common))
     self.up_blocks = nnx.List(up)
 
-    self.uses_audio = any(has_audio(t) for t in
-                          config.down_block_types + config.up_block_types + (config.mid_block_type,))
     self.conv_norm_out = GroupNorm(config.norm_num_groups, ch[0], eps=config.norm_eps, dtype=dtype,
                                    param_dtype=param_dtype)
     self.conv_out = FFInflatedConv(ch[0], config.out_channels, 3, padding=1, **kw)
@@ -100,7 +98,7 @@ class AudioUNet3D(nnx.Module):
 
     text = _per_frame(text_states, "text_states").astype(dtype)
     audio = mask = None
-    if audio_states is None and self.uses_audio:
+    if audio_states is None and self.config.uses_audio:
       raise ValueError("audio_states is required: this UNet has audio cross-attention blocks")
     if audio_states is not None:
       audio = _per_frame(audio_states, "audio_states").astype(dtype)

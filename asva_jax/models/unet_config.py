@@ -58,6 +58,11 @@ class UNet3DConfig:
   up_block_types: tuple[str, ...] = tuple(DEFAULT_CONFIG["up_block_types"])
 
   @property
+  def uses_audio(self) -> bool:
+    """Whether any block has audio cross-attention (then the UNet needs audio states)."""
+    return any(has_audio(t) for t in self.down_block_types + self.up_block_types + (self.mid_block_type,))
+
+  @property
   def time_embed_dim(self) -> int:
     return 4 * self.block_out_channels[0]
 
