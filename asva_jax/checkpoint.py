@@ -23,8 +23,10 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from asva_jax.errors import AsvaError
 
-class CheckpointError(ValueError):
+
+class CheckpointError(AsvaError, ValueError):
   """A checkpoint folder is missing, incomplete or does not match the model."""
 
 

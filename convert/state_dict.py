@@ -22,13 +22,14 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from asva_jax.errors import AsvaError
 from asva_jax.checkpoint import describe_mismatch, umasked
 
 DIFFUSERS_WEIGHTS = ("diffusion_pytorch_model.safetensors", "diffusion_pytorch_model.bin")
 TRANSFORMERS_WEIGHTS = ("model.safetensors", "pytorch_model.bin")
 
 
-class ConversionError(ValueError):
+class ConversionError(AsvaError, ValueError):
   """The PyTorch files cannot be converted: missing, unreadable or mismatched tensors."""
 
 

@@ -18,6 +18,8 @@ import dataclasses
 import json
 from pathlib import Path
 
+from asva_jax.errors import AsvaError
+
 DATASETS = ("avsync15", "landscapes", "thegreatesthits", "folder")
 GREATEST_HITS_PROMPT = "hitting with a stick"
 # Frame size (height, width) of each dataset's training data.
@@ -25,7 +27,7 @@ DEFAULT_SIZES = {"avsync15": (256, 256), "landscapes": (256, 256), "thegreatesth
                  "folder": (256, 256)}
 
 
-class DatasetLayoutError(ValueError):
+class DatasetLayoutError(AsvaError, ValueError):
   """The dataset folder does not have the expected layout."""
 
 

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from asva_jax.errors import AsvaError
 from asva_jax.audio.resample import resample
 
 # Decoded beyond a requested window on both sides so that resampling sees real
@@ -23,7 +24,7 @@ _WINDOW_MARGIN_S = 0.1
 _SEEK_BACK_S = 1.0
 
 
-class AudioDecodeError(ValueError):
+class AudioDecodeError(AsvaError, ValueError):
   """An audio or video file cannot be read, or has no audio stream."""
 
 
