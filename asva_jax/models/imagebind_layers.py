@@ -1,4 +1,10 @@
-"""Building blocks of ImageBind's audio branch (spec §4.2-4.4), named as in PyTorch."""
+"""Building blocks of ImageBind's towers (spec §4.2-4.4), named as in PyTorch.
+
+The audio branch (AVSyncD's frozen encoder) and the evaluation's vision and text
+towers share the trunk: the attention appends a learned key/value only for audio
+(`add_bias_kv`), only vision has a LayerNorm before the blocks, only text masks
+(causally).
+"""
 
 from __future__ import annotations
 
@@ -59,32 +65,35 @@ class AudioPreprocessor(nnx.Module):
 
 
 class MultiheadAttentionBiasKV(nnx.Module):
-  """`torch.nn.MultiheadAttention(bias=True, add_bias_kv=True)`, batch-first.
+  """`torch.nn.MultiheadAttention(bias=True, add_bias_kv=...)`, batch-first.
 
-  Q, K, V come from one fused projection `in_proj` (kernel (D, 3D): q | k | v); after it
-  one learned key `bias_k` and value `bias_v` are appended to the sequence, so keys and
-  values have one position more than the queries.
+  Q, K, V come from one fused projection `in_proj` (kernel (D, 3D): q | k | v); with
+  `add_bias_kv` one learned key `bias_k` and value `bias_v` are appended to the sequence
+  after it, so keys and values have one position more than the queries.
   """
 
-  def __init__(self, embed_dim: int, num_heads: int, *, attention: str = "auto", dtype=None,
-               param_dtype=jnp.float32, rngs: nnx.Rngs):
+  def __init__(self, embed_dim: int, num_heads: int, *, add_bias_kv: bool = True,
+               attention: str = "auto", dtype=None, param_dtype=jnp.float32, rngs: nnx.Rngs):
     if embed_dim % num_heads:
       raise ValueError(f"MultiheadAttention: {embed_dim} channels do not split into {num_heads} heads")
     kw = dict(dtype=dtype, param_dtype=param_dtype, rngs=rngs)
     self.num_heads = num_heads
     self.attention = attention
     self.in_proj = Linear(embed_dim, 3 * embed_dim, **kw)
-    self.bias_k = nnx.Param(0.02 * jax.random.normal(rngs.params(), (1, 1, embed_dim), param_dtype))
-    self.bias_v = nnx.Param(0.02 * jax.random.normal(rngs.params(), (1, 1, embed_dim), param_dtype))
+    extra = lambda: nnx.Param(0.02 * jax.random.normal(rngs.params(), (1, 1, embed_dim), param_dtype))
+    self.bias_k = extra() if add_bias_kv else None
+    self.bias_v = extra() if add_bias_kv else None
     self.out_proj = Linear(embed_dim, embed_dim, **kw)
 
-  def __call__(self, x: jax.Array) -> jax.Array:
+  def __call__(self, x: jax.Array, mask: jax.Array | None = None) -> jax.Array:
+    """x (B, L, D); mask boolean (L, L), True = may attend (not with add_bias_kv)."""
     b, _, d = x.shape
     q, k, v = jnp.split(self.in_proj(x), 3, axis=-1)
-    k = jnp.concatenate([k, jnp.broadcast_to(self.bias_k[...], (b, 1, d)).astype(k.dtype)], axis=1)
-    v = jnp.concatenate([v, jnp.broadcast_to(self.bias_v[...], (b, 1, d)).astype(v.dtype)], axis=1)
+    if self.bias_k is not None:
+      k = jnp.concatenate([k, jnp.broadcast_to(self.bias_k[...], (b, 1, d)).astype(k.dtype)], axis=1)
+      v = jnp.concatenate([v, jnp.broadcast_to(self.bias_v[...], (b, 1, d)).astype(v.dtype)], axis=1)
     heads = lambda t: t.reshape(t.shape[:-1] + (self.num_heads, d // self.num_heads))
-    out = dot_product_attention(heads(q), heads(k), heads(v), implementation=self.attention)
+    out = dot_product_attention(heads(q), heads(k), heads(v), mask=mask, implementation=self.attention)
     return self.out_proj(out.reshape(out.shape[:-2] + (d,)))
 
 
@@ -106,32 +115,38 @@ class BlockWithMasking(nnx.Module):
   ImageBind's DropPath is omitted: the block is deterministic (eval mode).
   """
 
-  def __init__(self, dim: int, num_heads: int, mlp_ratio: int = 4, *, attention: str = "auto",
-               dtype=None, param_dtype=jnp.float32, rngs: nnx.Rngs):
+  def __init__(self, dim: int, num_heads: int, mlp_ratio: int = 4, *, add_bias_kv: bool = True,
+               attention: str = "auto", dtype=None, param_dtype=jnp.float32, rngs: nnx.Rngs):
     kw = dict(dtype=dtype, param_dtype=param_dtype)
-    self.attn = MultiheadAttentionBiasKV(dim, num_heads, attention=attention, rngs=rngs, **kw)
+    self.attn = MultiheadAttentionBiasKV(dim, num_heads, add_bias_kv=add_bias_kv, attention=attention,
+                                         rngs=rngs, **kw)
     self.norm_1 = LayerNorm(dim, eps=1e-6, **kw)
     self.mlp = Mlp(dim, mlp_ratio * dim, rngs=rngs, **kw)
     self.norm_2 = LayerNorm(dim, eps=1e-6, **kw)
 
-  def __call__(self, x: jax.Array) -> jax.Array:
-    x = x + self.attn(self.norm_1(x))
+  def __call__(self, x: jax.Array, mask: jax.Array | None = None) -> jax.Array:
+    x = x + self.attn(self.norm_1(x), mask)
     return x + self.mlp(self.norm_2(x))
 
 
 class SimpleTransformer(nnx.Module):
-  """The trunk: a stack of blocks, no final norm."""
+  """The trunk: an optional LayerNorm (`pre_transformer_layer.0`, vision), the blocks, no final norm."""
 
-  def __init__(self, dim: int, num_blocks: int, num_heads: int, *, attention: str = "auto",
+  def __init__(self, dim: int, num_blocks: int, num_heads: int, *, add_bias_kv: bool = True,
+               pre_transformer_ln: bool = False, mlp_ratio: int = 4, attention: str = "auto",
                dtype=None, param_dtype=jnp.float32, rngs: nnx.Rngs):
+    self.pre_transformer_layer = (nnx.List([LayerNorm(dim, eps=1e-6, dtype=dtype, param_dtype=param_dtype)])
+                                  if pre_transformer_ln else None)
     self.blocks = nnx.List([
-        BlockWithMasking(dim, num_heads, attention=attention, dtype=dtype,
-                         param_dtype=param_dtype, rngs=rngs)
+        BlockWithMasking(dim, num_heads, mlp_ratio, add_bias_kv=add_bias_kv, attention=attention,
+                         dtype=dtype, param_dtype=param_dtype, rngs=rngs)
         for _ in range(num_blocks)])
 
-  def __call__(self, x: jax.Array) -> jax.Array:
+  def __call__(self, x: jax.Array, mask: jax.Array | None = None) -> jax.Array:
+    if self.pre_transformer_layer is not None:
+      x = self.pre_transformer_layer[0](x)
     for block in self.blocks:
-      x = block(x)
+      x = block(x, mask)
     return x
 
 
