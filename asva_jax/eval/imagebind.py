@@ -21,7 +21,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 
 import jax
@@ -34,6 +34,7 @@ from asva_jax.models.imagebind_layers import (AudioPreprocessor, Buffer, LogitSc
                                               PosEmbedding, SelectToken, SimpleTransformer)
 from asva_jax.models.linear import Linear, torch_uniform
 from asva_jax.models.normalization import LayerNorm
+from convert.state_dict import shape_of
 
 MODALITIES = ("vision", "text", "audio")
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
@@ -302,6 +303,36 @@ _TOWER_PREFIXES = tuple(f"modality_{part}.{m}." for part in ("preprocessors", "t
                                                               "postprocessors") for m in MODALITIES)
 
 
+class Conv3dView(Mapping):
+  """`state_dict` with every 5-D `*.weight` (the vision stem's Conv3d, (out, in, t, h, w)) renamed
+  `*.kernel` and moved channels-last (t, h, w, in, out), the layout `load_into` expects."""
+
+  def __init__(self, state_dict: Mapping):
+    self.base = state_dict
+    self.renamed = {}
+    for key in state_dict:
+      if key.endswith(".weight") and len(shape_of(state_dict, key)) == 5:
+        self.renamed[key[:-len("weight")] + "kernel"] = key
+    self.keys_ = [k for k in state_dict if k not in set(self.renamed.values())] + list(self.renamed)
+
+  def __getitem__(self, key: str) -> np.ndarray:
+    if key in self.renamed:
+      return np.transpose(np.asarray(self.base[self.renamed[key]]), (2, 3, 4, 1, 0))
+    return self.base[key]
+
+  def shape(self, key: str) -> tuple[int, ...]:
+    if key in self.renamed:
+      o, i, t, h, w = shape_of(self.base, self.renamed[key])
+      return (t, h, w, i, o)
+    return shape_of(self.base, key)
+
+  def __iter__(self) -> Iterator[str]:
+    return iter(self.keys_)
+
+  def __len__(self) -> int:
+    return len(self.keys_)
+
+
 def _torch_name(key: str) -> str:
   """Our NNX-derived key -> ImageBind's (`attn.in_proj.weight` -> `attn.in_proj_weight`)."""
   return key.replace(".attn.in_proj.weight", ".attn.in_proj_weight").replace(
@@ -373,8 +404,7 @@ def load_imagebind(path: str | os.PathLike, *, vocab_path: str | os.PathLike | N
   `vocab_path`: ImageBind's `bpe_simple_vocab_16e6.txt.gz` for `tokenize` (default: that
   file beside the weights, if present).
   """
-  from convert.state_dict import TorchStateDict
-  from asva_jax.eval.weights import load_weights
+  from convert.state_dict import TorchStateDict, load_into
   file = weights_file(path)
   sd = TorchStateDict(file)
   config = _config(_inferred_dims(sd, str(file)), dims, str(file))
@@ -383,5 +413,5 @@ def load_imagebind(path: str | os.PathLike, *, vocab_path: str | os.PathLike | N
   abstract = nnx.eval_shape(lambda: ImageBind(
       config, attention=attention, dtype=dtype, vocab_path=None if vocab_path is None else str(vocab_path),
       rngs=nnx.Rngs(0)))
-  return load_weights(abstract, sd, str(file), rename=_torch_name,
-                      ignore=lambda k: not k.startswith(_TOWER_PREFIXES))
+  return load_into(abstract, Conv3dView(sd), str(file), rename=_torch_name, kind=nnx.Variable,
+                   ignore=lambda k: not k.startswith(_TOWER_PREFIXES))

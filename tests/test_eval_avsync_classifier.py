@@ -1,0 +1,87 @@
+"""AVSync classifier (RelSync/AlignSync): parity with the original (fixture `avsync_classifier/`),
+widths from the tensors, .bin files, loader errors."""
+
+import shutil
+from pathlib import Path
+
+import jax.numpy as jnp
+import numpy as np
+import pytest
+import torch
+from safetensors.numpy import load_file, save_file
+
+from asva_jax.errors import AsvaError
+from asva_jax.eval import load_avsync_classifier
+
+FIXTURE = Path(__file__).parent / "data" / "eval" / "avsync_classifier"
+MODULES = FIXTURE / "modules"
+RTOL = 1e-4
+
+
+@pytest.fixture(scope="module")
+def io():
+  return dict(np.load(FIXTURE / "io.npz"))
+
+
+@pytest.fixture(scope="module")
+def model():
+  return load_avsync_classifier(MODULES)
+
+
+def assert_close(actual, expected, rtol=RTOL):
+  actual = np.asarray(actual, np.float64)
+  assert actual.shape == expected.shape
+  err = np.abs(actual - expected).max() / np.abs(expected).max()
+  assert err < rtol, err
+
+
+def channels_last(video):
+  return jnp.asarray(np.transpose(video, (0, 2, 3, 4, 1)))
+
+
+def test_widths_from_tensors(model):
+  assert model.audio_encoder.block4.conv2.kernel.shape[-1] == 64
+  assert model.video_encoder.conv5x[1].out_bn.scale.shape == (64,)
+  assert model.head.fc[0].kernel.shape == (128, 64)
+
+
+def test_small_clip(model, io):
+  audio, video = jnp.asarray(io["audio"]), channels_last(io["video"])
+  assert_close(model.audio_encoder(audio[:, 0]), io["audio_emb"])
+  assert_close(model.video_encoder(video), io["video_emb"])
+  assert_close(model(audio, video), io["score"])
+
+
+def test_full_resolution_clip(model, io):
+  coarse, tile = io["video224_coarse"], io["video224_tile"]
+  video = np.repeat(np.repeat(coarse, 8, -2), 8, -1) + np.tile(tile, (1, 1, 28, 28))
+  video = channels_last(video)
+  assert_close(model.video_encoder(video), io["video224_emb"])
+  assert_close(model(jnp.asarray(io["audio224"][:, 0]), video), io["score224"])
+
+
+def test_bin_files(tmp_path, io):
+  """The original loader reads `diffusion_pytorch_model.bin`; so do we (weights_only)."""
+  for name in ("audio_encoder", "video_encoder", "head"):
+    (tmp_path / name).mkdir()
+    tensors = {k: torch.from_numpy(v) for k, v in
+               load_file(str(MODULES / name / "diffusion_pytorch_model.safetensors")).items()}
+    torch.save(tensors, tmp_path / name / "diffusion_pytorch_model.bin")
+  model = load_avsync_classifier(tmp_path)
+  assert_close(model(jnp.asarray(io["audio"]), channels_last(io["video"])), io["score"])
+
+
+def test_errors(tmp_path):
+  with pytest.raises(AsvaError, match="no such folder"):
+    load_avsync_classifier(tmp_path / "modules")
+  shutil.copytree(MODULES, tmp_path / "modules")
+  shutil.rmtree(tmp_path / "modules" / "head")
+  with pytest.raises(AsvaError, match="head"):
+    load_avsync_classifier(tmp_path / "modules")
+  shutil.copytree(MODULES / "head", tmp_path / "modules" / "head")
+  path = tmp_path / "modules" / "video_encoder" / "diffusion_pytorch_model.safetensors"
+  sd = load_file(str(path))
+  del sd["conv4x.1.tmp_bn1.running_var"]
+  save_file(sd, str(path))
+  with pytest.raises(AsvaError, match="conv4x.1.tmp_bn1.running_var"):
+    load_avsync_classifier(tmp_path / "modules")
