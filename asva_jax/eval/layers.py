@@ -1,0 +1,101 @@
+"""Layers shared by the evaluation networks: float32 convolutions and inference BatchNorm.
+
+Attribute names are PyTorch's (`weight`, `bias`, `running_mean`, `running_var`;
+a convolution's `kernel` is PyTorch's `weight` in channels-last layout), so
+`asva_jax.eval.weights` maps a state dict onto a module by name alone.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+# Detector features feed Fréchet distances and similarities compared to the original
+# to ~1e-5: no reduced-precision (TF32/bf16 pass) convolutions or matmuls.
+PRECISION = jax.lax.Precision.HIGHEST
+
+
+class Conv(nnx.Module):
+  """A PyTorch-style N-d convolution over channels-last input (B, *spatial, C).
+
+  `padding` is symmetric zero padding per spatial axis, as PyTorch's `padding=`.
+  Parameters start at zero: these networks are only ever used with loaded weights,
+  and zeros make building one (even abstractly, at full size) cheap.
+  """
+
+  def __init__(self, in_channels: int, out_channels: int, kernel: Sequence[int],
+               stride: Sequence[int] | int = 1, padding: Sequence[int] | int = 0, use_bias: bool = False):
+    kernel = tuple(kernel)
+    n = len(kernel)
+    self.stride = (stride,) * n if isinstance(stride, int) else tuple(stride)
+    padding = (padding,) * n if isinstance(padding, int) else tuple(padding)
+    self.padding = tuple((p, p) for p in padding)
+    self.kernel = nnx.Param(jnp.zeros(kernel + (in_channels, out_channels), jnp.float32))
+    self.bias = nnx.Param(jnp.zeros((out_channels,), jnp.float32)) if use_bias else None
+
+  def __call__(self, x: jax.Array) -> jax.Array:
+    n = len(self.stride)
+    spatial = tuple(range(1, n + 1))
+    numbers = jax.lax.ConvDimensionNumbers(lhs_spec=(0, n + 1) + spatial,
+                                           rhs_spec=(n + 1, n) + tuple(range(n)),
+                                           out_spec=(0, n + 1) + spatial)
+    y = jax.lax.conv_general_dilated(x, self.kernel[...], self.stride, self.padding,
+                                     dimension_numbers=numbers, precision=PRECISION)
+    return y if self.bias is None else y + self.bias[...]
+
+
+class Linear(nnx.Module):
+  """PyTorch's Linear on the last axis; `kernel` is its `weight` transposed. Starts at zero."""
+
+  def __init__(self, in_features: int, out_features: int, use_bias: bool = True):
+    self.kernel = nnx.Param(jnp.zeros((in_features, out_features), jnp.float32))
+    self.bias = nnx.Param(jnp.zeros((out_features,), jnp.float32)) if use_bias else None
+
+  def __call__(self, x: jax.Array) -> jax.Array:
+    y = jnp.matmul(x, self.kernel[...], precision=PRECISION)
+    return y if self.bias is None else y + self.bias[...]
+
+
+class BatchNorm(nnx.Module):
+  """BatchNorm with running statistics (evaluation mode only), over the last axis."""
+
+  def __init__(self, num_features: int, eps: float = 1e-5):
+    self.eps = eps
+    self.weight = nnx.Param(jnp.ones((num_features,), jnp.float32))
+    self.bias = nnx.Param(jnp.zeros((num_features,), jnp.float32))
+    self.running_mean = nnx.BatchStat(jnp.zeros((num_features,), jnp.float32))
+    self.running_var = nnx.BatchStat(jnp.ones((num_features,), jnp.float32))
+
+  def __call__(self, x: jax.Array) -> jax.Array:
+    # PyTorch's inference form: x * alpha + beta.
+    alpha = self.weight[...] * jax.lax.rsqrt(self.running_var[...] + self.eps)
+    return x * alpha + (self.bias[...] - self.running_mean[...] * alpha)
+
+
+def max_pool(x: jax.Array, window: Sequence[int], stride: Sequence[int],
+             padding: Sequence[int] | int = 0) -> jax.Array:
+  """PyTorch MaxPool (floor mode) over the spatial axes of (B, *spatial, C); padding never wins."""
+  n = len(window)
+  padding = (padding,) * n if isinstance(padding, int) else tuple(padding)
+  pads = ((0, 0),) + tuple((p, p) for p in padding) + ((0, 0),)
+  return jax.lax.reduce_window(x, -jnp.inf, jax.lax.max, (1, *window, 1), (1, *stride, 1), pads)
+
+
+def avg_pool(x: jax.Array, window: Sequence[int], stride: Sequence[int], padding: Sequence[int] | int = 0,
+             count_include_pad: bool = True) -> jax.Array:
+  """PyTorch AvgPool over the spatial axes of (B, *spatial, C)."""
+  n = len(window)
+  padding = (padding,) * n if isinstance(padding, int) else tuple(padding)
+  pads = ((0, 0),) + tuple((p, p) for p in padding) + ((0, 0),)
+  dims, strides = (1, *window, 1), (1, *stride, 1)
+  total = jax.lax.reduce_window(x, 0.0, jax.lax.add, dims, strides, pads)
+  if count_include_pad or not any(padding):
+    count = 1
+    for w in window:
+      count *= w
+    return total / count
+  ones = jnp.ones((1, *x.shape[1:-1], 1), x.dtype)
+  return total / jax.lax.reduce_window(ones, 0.0, jax.lax.add, dims, strides, pads)
