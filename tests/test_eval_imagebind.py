@@ -1,20 +1,17 @@
 """ImageBind towers of the evaluation: parity with the original (fixture `imagebind_towers/`),
 the BPE tokenizer, loader errors."""
 
-import gzip
-import json
-from pathlib import Path
-
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from flax import nnx
 from safetensors.numpy import load_file, save_file
 
 from asva_jax.errors import AsvaError
-from asva_jax.eval.bpe_tokenizer import NUM_MERGES, BPETokenizer, byte_alphabet
-from asva_jax.eval.imagebind import ImageBindConfig, load_imagebind
+from asva_jax.eval.bpe_tokenizer import BPETokenizer
+from asva_jax.eval.imagebind import load_imagebind
+from tests.eval_fixtures import IMAGEBIND as FIXTURE, imagebind_dims, write_tiny_vocab
 
-FIXTURE = Path(__file__).parent / "data" / "eval" / "imagebind_towers"
 WEIGHTS = FIXTURE / "imagebind_towers.safetensors"
 RTOL = 1e-4
 
@@ -26,9 +23,7 @@ def io():
 
 @pytest.fixture(scope="module")
 def dims():
-  """The fixture's sizes, restricted to the constructor's field names."""
-  d = json.loads((FIXTURE / "dims.json").read_text())
-  return {k: v for k, v in d.items() if k in ImageBindConfig.field_names()}
+  return imagebind_dims()
 
 
 @pytest.fixture(scope="module")
@@ -48,62 +43,43 @@ def test_dims_are_the_fixtures(model, dims):
     assert getattr(model.config, key) == (tuple(value) if isinstance(value, list) else value)
 
 
-def test_vision_tower(model, io):
-  image = jnp.asarray(io["image"].transpose(0, 2, 3, 1))
-  assert_close(model.vision_trunk(image), io["vision_trunk"])
-  assert_close(model.vision_head(image), io["vision_head"])
-  assert_close(model.encode_image(image), io["image_emb_clipmodel"])
-  assert_close(model.embed("vision", image), io["vision_emb"])
+@pytest.fixture(scope="module")
+def out(model, io):
+  """Trunk, head and evaluation-wrapper outputs of the three towers, from one jitted call."""
+  def run(m, image, ids, mel):
+    return dict(vision_trunk=m.vision_trunk(image), vision_head=m.vision_head(image),
+                image_emb_clipmodel=m.encode_image(image),
+                text_trunk=m.text_trunk(ids), text_head=m.text_head(ids), text_emb=m.encode_text(ids),
+                audio_trunk=m.audio_trunk(mel[:, 0]), audio_head=m.audio_head(mel[:, 0]),
+                audio_emb=m.encode_audio(mel))  # (B, 1, 128, 204) as the original, or (B, 128, 204)
+  result = nnx.jit(run)(model, jnp.asarray(io["image"].transpose(0, 2, 3, 1)),
+                        jnp.asarray(io["text_tokens"]), jnp.asarray(io["mel"]))
+  return {k: np.asarray(v) for k, v in result.items()}
 
 
-def test_text_tower(model, io):
-  ids = jnp.asarray(io["text_tokens"])
-  assert_close(model.text_trunk(ids), io["text_trunk"])
-  assert_close(model.text_head(ids), io["text_head"])
-  assert_close(model.embed("text", ids), io["text_emb_scaled"])
-  assert_close(model.encode_text(ids), io["text_emb"])
+@pytest.mark.parametrize("tower", ["vision", "text", "audio"])
+def test_tower(out, io, tower):
+  keys = {"vision": ("vision_trunk", "vision_head", "image_emb_clipmodel"),
+          "text": ("text_trunk", "text_head", "text_emb"),
+          "audio": ("audio_trunk", "audio_head", "audio_emb")}[tower]
+  for key in keys:
+    assert_close(out[key], io[key])
 
 
-def test_audio_tower(model, io):
-  mel = jnp.asarray(io["mel"])
-  assert_close(model.audio_trunk(mel), io["audio_trunk"])
-  assert_close(model.audio_head(mel), io["audio_head"])
-  assert_close(model.embed("audio", mel), io["audio_emb_scaled"])
-  assert_close(model.encode_audio(mel[:, 0]), io["audio_emb"])
-  assert np.allclose(np.linalg.norm(np.asarray(model.encode_audio(mel)), axis=-1), 1.0, atol=1e-5)
-
-
-def test_similarities_as_the_wrapper(model, io):
-  image = model.encode_image(jnp.asarray(io["image"].transpose(0, 2, 3, 1)))
-  assert_close((image * model.encode_audio(jnp.asarray(io["mel"]))).sum(-1), io["ia_sim"])
-  assert_close((image * model.encode_text(jnp.asarray(io["text_tokens"][:2]))).sum(-1), io["it_sim"])
-
-
-def write_tiny_vocab(path: Path, io) -> Path:
-  """A BPE file with the real file's length whose merges produce the fixture's token ids.
-
-  Each needed word gets a left-to-right chain of merges, its last merge at the line that
-  gives the word its real id; every other line is an unused filler merge.
-  """
-  alphabet = byte_alphabet()
-  words = {"dog": 1929, "barking": 32676, "playing": 1629, "violin": 17058, "fiddle": 35968,
-           "hitting": 7957, "with": 593, "stick": 4987}
-  merges = [None] * NUM_MERGES
-  merges[3838 - 512] = ("_", "_</w>")
-  for word, token_id in words.items():
-    merges[token_id - 512] = (word[:-1], word[-1] + "</w>")
-  free = (i for i in range(NUM_MERGES) if merges[i] is None)
-  for word in words:
-    for n in range(2, len(word)):
-      merges[next(free)] = (word[:n - 1], word[n - 1])
-  text = "#version: tiny\n" + "\n".join(
-      " ".join(m) if m else f"{alphabet[0x80]}{i} {alphabet[0x81]}" for i, m in enumerate(merges))
-  path.write_bytes(gzip.compress(text.encode("utf-8")))
-  return path
+def test_wrapper_semantics(out, io, model):
+  """Unit vectors; ImageBind's own outputs are them times the logit scales (17.5, 20)."""
+  for key in ("image_emb_clipmodel", "text_emb", "audio_emb"):
+    assert np.allclose(np.linalg.norm(out[key], axis=-1), 1.0, atol=1e-5)
+  assert_close(out["image_emb_clipmodel"], io["vision_emb"])
+  scale = lambda m: float(np.exp(np.asarray(model.modality_postprocessors[m][1].log_logit_scale[...])))
+  assert_close(out["text_emb"] * scale("text"), io["text_emb_scaled"])
+  assert_close(out["audio_emb"] * scale("audio"), io["audio_emb_scaled"])
+  assert_close((out["image_emb_clipmodel"] * out["audio_emb"]).sum(-1), io["ia_sim"])
+  assert_close((out["image_emb_clipmodel"] * out["text_emb"][:2]).sum(-1), io["it_sim"])
 
 
 def test_tokenizer_matches_imagebind(tmp_path, io):
-  tokenizer = BPETokenizer(write_tiny_vocab(tmp_path / "bpe_simple_vocab_16e6.txt.gz", io))
+  tokenizer = BPETokenizer(write_tiny_vocab(tmp_path / "bpe_simple_vocab_16e6.txt.gz"))
   assert (tokenizer.sot, tokenizer.eot) == (49406, 49407)
   np.testing.assert_array_equal(tokenizer(list(io["texts"])), io["text_tokens"])
   # Lower-cased, HTML-unescaped (twice), whitespace collapsed, like the original.
@@ -114,7 +90,7 @@ def test_tokenizer_matches_imagebind(tmp_path, io):
 
 
 def test_tokenize_through_the_model(tmp_path, dims, io):
-  vocab = write_tiny_vocab(tmp_path / "vocab.txt.gz", io)
+  vocab = write_tiny_vocab(tmp_path / "vocab.txt.gz")
   model = load_imagebind(WEIGHTS, vocab_path=vocab, **dims)
   np.testing.assert_array_equal(model.tokenize(list(io["texts"])), io["text_tokens"])
 

@@ -21,44 +21,13 @@ from pathlib import Path
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 from flax import nnx
 
-from asva_jax.models.linear import Conv2d, Linear, torch_uniform
+from asva_jax.eval.errors import EvalModelError
+from asva_jax.eval.layers import BatchNorm, Conv, Linear, max_pool
 
 MODULES = ("audio_encoder", "video_encoder", "head")
-
-
-class BatchNorm(nnx.Module):
-  """Inference BatchNorm over the last (channel) axis with running statistics."""
-
-  def __init__(self, channels: int, *, eps: float = 1e-5, param_dtype=jnp.float32):
-    self.eps = eps
-    self.scale = nnx.Param(jnp.ones((channels,), param_dtype))
-    self.bias = nnx.Param(jnp.zeros((channels,), param_dtype))
-    self.running_mean = nnx.BatchStat(jnp.zeros((channels,), jnp.float32))
-    self.running_var = nnx.BatchStat(jnp.ones((channels,), jnp.float32))
-
-  def __call__(self, x: jax.Array) -> jax.Array:
-    inv = jax.lax.rsqrt(self.running_var[...] + self.eps) * self.scale[...]
-    return (x - self.running_mean[...]) * inv + self.bias[...]
-
-
-class Conv3d(nnx.Module):
-  """Bias-free 3-D convolution, (t, h, w) kernel, stride and symmetric padding as in PyTorch."""
-
-  def __init__(self, in_channels: int, out_channels: int, kernel_size: Sequence[int],
-               stride: Sequence[int] = (1, 1, 1), padding: Sequence[int] = (0, 0, 0), *,
-               param_dtype=jnp.float32, rngs: nnx.Rngs):
-    self.kernel = nnx.Param(torch_uniform(in_channels * int(np.prod(kernel_size)))(
-        rngs.params(), tuple(kernel_size) + (in_channels, out_channels), param_dtype))
-    self.stride = tuple(stride)
-    self.padding = tuple(padding)
-
-  def __call__(self, x: jax.Array) -> jax.Array:
-    return jax.lax.conv_general_dilated(
-        x, self.kernel[...].astype(x.dtype), window_strides=self.stride,
-        padding=[(p, p) for p in self.padding], dimension_numbers=("NDHWC", "DHWIO", "NDHWC"))
+WEIGHT_FILES = ("diffusion_pytorch_model.safetensors", "diffusion_pytorch_model.bin")
 
 
 class Slot(nnx.Module):
@@ -73,17 +42,16 @@ class Slot(nnx.Module):
 
 def max_pool_133(x: jax.Array) -> jax.Array:
   """MaxPool3d kernel (1, 3, 3), stride (1, 2, 2), padding (0, 1, 1) on (B, T, H, W, C)."""
-  return jax.lax.reduce_window(x, -jnp.inf, jax.lax.max, (1, 1, 3, 3, 1), (1, 1, 2, 2, 1),
-                               ((0, 0), (0, 0), (1, 1), (1, 1), (0, 0)))
+  return max_pool(x, (1, 3, 3), (1, 2, 2), (0, 1, 1))
 
 
 class Basic2DBlock(nnx.Module):
   """conv3x3 (strided) + BN + ReLU, conv3x3 + BN + ReLU; no residual."""
 
-  def __init__(self, cin: int, cout: int, stride: int, *, rngs: nnx.Rngs):
-    self.conv1 = Conv2d(cin, cout, 3, stride=stride, padding=1, use_bias=False, rngs=rngs)
+  def __init__(self, cin: int, cout: int, stride: int):
+    self.conv1 = Conv(cin, cout, (3, 3), stride, 1)
     self.bn1 = BatchNorm(cout)
-    self.conv2 = Conv2d(cout, cout, 3, padding=1, use_bias=False, rngs=rngs)
+    self.conv2 = Conv(cout, cout, (3, 3), 1, 1)
     self.bn2 = BatchNorm(cout)
 
   def __call__(self, x: jax.Array) -> jax.Array:
@@ -94,14 +62,14 @@ class Basic2DBlock(nnx.Module):
 class AudioConv2DNet(nnx.Module):
   """mel (B, 128, 204) -> (B, widths[-1]); `widths` = stem, block1..block4 (64, 64, 128, 256, 512)."""
 
-  def __init__(self, widths: Sequence[int] = (64, 64, 128, 256, 512), *, rngs: nnx.Rngs):
+  def __init__(self, widths: Sequence[int] = (64, 64, 128, 256, 512)):
     w = list(widths)
-    self.conv1 = nnx.List([Conv2d(1, w[0], 7, stride=2, padding=3, use_bias=False, rngs=rngs),
+    self.conv1 = nnx.List([Conv(1, w[0], (7, 7), 2, 3),
                            BatchNorm(w[0]), Slot(jax.nn.relu)])
-    self.block1 = Basic2DBlock(w[0], w[1], 2, rngs=rngs)
-    self.block2 = Basic2DBlock(w[1], w[2], 2, rngs=rngs)
-    self.block3 = Basic2DBlock(w[2], w[3], 2, rngs=rngs)
-    self.block4 = Basic2DBlock(w[3], w[4], 1, rngs=rngs)
+    self.block1 = Basic2DBlock(w[0], w[1], 2)
+    self.block2 = Basic2DBlock(w[1], w[2], 2)
+    self.block3 = Basic2DBlock(w[2], w[3], 2)
+    self.block4 = Basic2DBlock(w[3], w[4], 1)
 
   def __call__(self, mel: jax.Array) -> jax.Array:
     x = mel[..., None]
@@ -116,17 +84,17 @@ class BasicR2P1DBlock(nnx.Module):
   """Two (spatial conv, BN, ReLU, temporal conv) halves, a residual (1x1x1 strided conv when the
   shape changes), then BN and ReLU on the sum."""
 
-  def __init__(self, cin: int, cout: int, stride: int = 1, *, rngs: nnx.Rngs):
+  def __init__(self, cin: int, cout: int, stride: int = 1):
     s = stride
-    self.spt_conv1 = Conv3d(cin, cout, (1, 3, 3), (1, s, s), (0, 1, 1), rngs=rngs)
+    self.spt_conv1 = Conv(cin, cout, (1, 3, 3), (1, s, s), (0, 1, 1))
     self.spt_bn1 = BatchNorm(cout)
-    self.tmp_conv1 = Conv3d(cout, cout, (3, 1, 1), (s, 1, 1), (1, 0, 0), rngs=rngs)
+    self.tmp_conv1 = Conv(cout, cout, (3, 1, 1), (s, 1, 1), (1, 0, 0))
     self.tmp_bn1 = BatchNorm(cout)
-    self.spt_conv2 = Conv3d(cout, cout, (1, 3, 3), (1, 1, 1), (0, 1, 1), rngs=rngs)
+    self.spt_conv2 = Conv(cout, cout, (1, 3, 3), 1, (0, 1, 1))
     self.spt_bn2 = BatchNorm(cout)
-    self.tmp_conv2 = Conv3d(cout, cout, (3, 1, 1), (1, 1, 1), (1, 0, 0), rngs=rngs)
+    self.tmp_conv2 = Conv(cout, cout, (3, 1, 1), 1, (1, 0, 0))
     self.out_bn = BatchNorm(cout)
-    self.res_conv = (Conv3d(cin, cout, (1, 1, 1), (s, s, s), rngs=rngs)
+    self.res_conv = (Conv(cin, cout, (1, 1, 1), s)
                      if cin != cout or s != 1 else None)
 
   def __call__(self, x: jax.Array) -> jax.Array:
@@ -140,12 +108,12 @@ class BasicR2P1DBlock(nnx.Module):
 class VideoR2Plus1DNet(nnx.Module):
   """video (B, T, H, W, 3) -> (B, widths[-1]); `widths` = stem, conv2x..conv5x (64, 64, 128, 256, 512)."""
 
-  def __init__(self, widths: Sequence[int] = (64, 64, 128, 256, 512), *, rngs: nnx.Rngs):
+  def __init__(self, widths: Sequence[int] = (64, 64, 128, 256, 512)):
     w = list(widths)
-    self.conv1 = nnx.List([Conv3d(3, w[0], (3, 7, 7), (1, 2, 2), (1, 3, 3), rngs=rngs), BatchNorm(w[0]),
+    self.conv1 = nnx.List([Conv(3, w[0], (3, 7, 7), (1, 2, 2), (1, 3, 3)), BatchNorm(w[0]),
                            Slot(jax.nn.relu), Slot(max_pool_133)])
-    stage = lambda cin, cout, s: nnx.List([BasicR2P1DBlock(cin, cout, s, rngs=rngs),
-                                           BasicR2P1DBlock(cout, cout, rngs=rngs)])
+    stage = lambda cin, cout, s: nnx.List([BasicR2P1DBlock(cin, cout, s),
+                                           BasicR2P1DBlock(cout, cout)])
     self.conv2x = stage(w[0], w[1], 1)
     self.conv3x = stage(w[1], w[2], 2)
     self.conv4x = stage(w[2], w[3], 2)
@@ -164,10 +132,10 @@ class VideoR2Plus1DNet(nnx.Module):
 class FCHead(nnx.Module):
   """[audio, video] (B, 2 dim) -> Linear dim -> ReLU -> Linear dim/2 -> ReLU -> Linear out_dim."""
 
-  def __init__(self, dim: int = 512, out_dim: int = 1, *, rngs: nnx.Rngs):
-    self.fc = nnx.List([Linear(2 * dim, dim, rngs=rngs), Slot(), Slot(jax.nn.relu),
-                        Linear(dim, dim // 2, rngs=rngs), Slot(), Slot(jax.nn.relu),
-                        Linear(dim // 2, out_dim, rngs=rngs)])
+  def __init__(self, dim: int = 512, out_dim: int = 1):
+    self.fc = nnx.List([Linear(2 * dim, dim), Slot(), Slot(jax.nn.relu),
+                        Linear(dim, dim // 2), Slot(), Slot(jax.nn.relu),
+                        Linear(dim // 2, out_dim)])
 
   def __call__(self, audio_emb: jax.Array, video_emb: jax.Array) -> jax.Array:
     x = jnp.concatenate([audio_emb, video_emb], axis=-1)
@@ -181,13 +149,13 @@ class AVSyncClassifier(nnx.Module):
 
   def __init__(self, audio_widths: Sequence[int] = (64, 64, 128, 256, 512),
                video_widths: Sequence[int] = (64, 64, 128, 256, 512), head_dim: int = 512,
-               out_dim: int = 1, *, rngs: nnx.Rngs):
+               out_dim: int = 1):
     if 2 * head_dim != audio_widths[-1] + video_widths[-1]:
       raise ValueError(f"AVSyncClassifier: head input {2 * head_dim} != audio {audio_widths[-1]} + "
                        f"video {video_widths[-1]} features")
-    self.audio_encoder = AudioConv2DNet(audio_widths, rngs=rngs)
-    self.video_encoder = VideoR2Plus1DNet(video_widths, rngs=rngs)
-    self.head = FCHead(head_dim, out_dim, rngs=rngs)
+    self.audio_encoder = AudioConv2DNet(audio_widths)
+    self.video_encoder = VideoR2Plus1DNet(video_widths)
+    self.head = FCHead(head_dim, out_dim)
 
   def __call__(self, mel: jax.Array, video: jax.Array) -> jax.Array:
     if mel.ndim == 4 and mel.shape[1] == 1:
@@ -197,38 +165,44 @@ class AVSyncClassifier(nnx.Module):
 
 # --- loading the original `modules/` folders ------------------------------------------
 
-def _widths(sd, source: str, stem: str, stages: Sequence[str]) -> list[int]:
-  from convert.state_dict import ConversionError
-  widths = []
-  for key in [stem] + list(stages):
-    if key not in sd:
-      raise ConversionError(f"{source}: missing tensor {key} (not an AVSync classifier module?)")
-    widths.append(int(sd.shape(key)[0]))
-  return widths
+def weights_file(folder: Path) -> Path:
+  """The module's weights in `folder`: safetensors preferred, else the diffusers `.bin`."""
+  if not folder.is_dir():
+    raise EvalModelError(f"{folder}: missing (the AVSync classifier's modules/ folder needs "
+                         f"{', '.join(MODULES)}/)")
+  for name in WEIGHT_FILES:
+    if (folder / name).is_file():
+      return folder / name
+  raise EvalModelError(f"{folder}: no weights file (looked for {', '.join(WEIGHT_FILES)})")
+
+
+def _widths(sd: dict, source: Path, keys: Sequence[str]) -> list[int]:
+  missing = [k for k in keys if k not in sd]
+  if missing:
+    raise EvalModelError(f"{source}: missing tensor {missing[0]} (not an AVSync classifier module?)")
+  return [int(sd[k].shape[0]) for k in keys]
 
 
 def load_avsync_classifier(modules_dir: str | os.PathLike) -> AVSyncClassifier:
   """The classifier from the original's `modules/{audio_encoder,video_encoder,head}` folders
-  (`diffusion_pytorch_model.safetensors`, else `.bin` read with `torch.load(weights_only=True)`)."""
-  from convert.state_dict import ConversionError, DIFFUSERS_WEIGHTS, TorchStateDict, find_weights_file
-  from asva_jax.eval.weights import load_weights
+  (`diffusion_pytorch_model.safetensors`, else `.bin` read with `torch.load(weights_only=True)`);
+  every width is read off the tensors (the folders' config.json do not record them)."""
+  from asva_jax.eval.weights import load_state, read_state_dict
   root = Path(modules_dir)
   if not root.is_dir():
-    raise ConversionError(f"{root}: no such folder (the AVSync classifier's modules/ folder with "
-                          f"{', '.join(MODULES)}/)")
-  files = {name: find_weights_file(root / name, DIFFUSERS_WEIGHTS) for name in MODULES}
-  sds = {name: TorchStateDict(path) for name, path in files.items()}
-  audio = _widths(sds["audio_encoder"], str(files["audio_encoder"]), "conv1.0.weight",
-                  [f"block{i}.conv1.weight" for i in range(1, 5)])
-  video = _widths(sds["video_encoder"], str(files["video_encoder"]), "conv1.0.weight",
-                  [f"conv{i}x.0.spt_conv1.weight" for i in range(2, 6)])
-  head_in = _widths(sds["head"], str(files["head"]), "fc.0.weight", ["fc.6.weight"])
+    raise EvalModelError(f"{root}: no such folder (the AVSync classifier's modules/ folder with "
+                         f"{', '.join(MODULES)}/)")
+  files = {name: weights_file(root / name) for name in MODULES}
+  sds = {name: read_state_dict(path, "AVSync classifier") for name, path in files.items()}
+  audio = _widths(sds["audio_encoder"], files["audio_encoder"],
+                  ["conv1.0.weight"] + [f"block{i}.conv1.weight" for i in range(1, 5)])
+  video = _widths(sds["video_encoder"], files["video_encoder"],
+                  ["conv1.0.weight"] + [f"conv{i}x.0.spt_conv1.weight" for i in range(2, 6)])
+  head = _widths(sds["head"], files["head"], ["fc.0.weight", "fc.6.weight"])
   try:
-    abstract = nnx.eval_shape(lambda: AVSyncClassifier(audio, video, head_in[0], head_in[1],
-                                                       rngs=nnx.Rngs(0)))
+    model = nnx.eval_shape(lambda: AVSyncClassifier(audio, video, head[0], head[1]))
   except ValueError as e:
-    raise ConversionError(f"{root}: {e}") from e
-  skip = lambda k: k.endswith("num_batches_tracked")
+    raise EvalModelError(f"{root}: {e}") from e
   for name in MODULES:
-    load_weights(getattr(abstract, name), sds[name], str(files[name]), ignore=skip)
-  return abstract
+    load_state(getattr(model, name), sds[name], str(files[name]))
+  return model

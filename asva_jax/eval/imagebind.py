@@ -29,6 +29,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from asva_jax.eval.errors import EvalModelError
 from asva_jax.eval.bpe_tokenizer import VOCAB_FILE, BPETokenizer, TokenizerError
 from asva_jax.models.imagebind_layers import (AudioPreprocessor, Buffer, LogitScaling, Normalize,
                                               PosEmbedding, SelectToken, SimpleTransformer)
@@ -333,6 +334,41 @@ class Conv3dView(Mapping):
     return len(self.keys_)
 
 
+class SafetensorsFile(Mapping):
+  """A .safetensors file read lazily as numpy arrays (no torch import: a lighter start)."""
+
+  def __init__(self, path: Path):
+    from safetensors import safe_open
+    try:
+      self._handle = safe_open(str(path), framework="numpy")
+    except Exception as e:
+      raise EvalModelError(f"{path}: unreadable safetensors file ({e})") from e
+    self._keys = list(self._handle.keys())
+
+  def __getitem__(self, key: str) -> np.ndarray:
+    return self._handle.get_tensor(key)
+
+  def shape(self, key: str) -> tuple[int, ...]:
+    return tuple(self._handle.get_slice(key).get_shape())
+
+  def __iter__(self) -> Iterator[str]:
+    return iter(self._keys)
+
+  def __len__(self) -> int:
+    return len(self._keys)
+
+
+def _open(file: Path):
+  """A lazy state dict: safetensors through numpy, PyTorch files memory-mapped, tensors only."""
+  from convert.state_dict import ConversionError, TorchStateDict
+  if file.suffix == ".safetensors":
+    return SafetensorsFile(file)
+  try:
+    return TorchStateDict(file)
+  except ConversionError as e:
+    raise EvalModelError(str(e)) from e
+
+
 def _torch_name(key: str) -> str:
   """Our NNX-derived key -> ImageBind's (`attn.in_proj.weight` -> `attn.in_proj_weight`)."""
   return key.replace(".attn.in_proj.weight", ".attn.in_proj_weight").replace(
@@ -341,10 +377,9 @@ def _torch_name(key: str) -> str:
 
 def _inferred_dims(sd, source: str) -> dict:
   """Widths, depths and the output size read off the tensors' shapes."""
-  from convert.state_dict import ConversionError
   def shape(key):
     if key not in sd:
-      raise ConversionError(f"{source}: missing tensor {key} (not an ImageBind checkpoint?)")
+      raise EvalModelError(f"{source}: missing tensor {key} (not an ImageBind checkpoint?)")
     return sd.shape(key)
   dims = {"out_embed_dim": shape("modality_heads.vision.2.weight")[0],
           "vision_embed_dim": shape("modality_preprocessors.vision.cls_token")[-1],
@@ -359,10 +394,9 @@ def _inferred_dims(sd, source: str) -> dict:
 
 
 def _config(inferred: dict, dims: dict, source: str) -> ImageBindConfig:
-  from convert.state_dict import ConversionError
   unknown = sorted(set(dims) - set(ImageBindConfig.field_names()))
   if unknown:
-    raise ConversionError(f"load_imagebind: unknown dimension(s) {', '.join(unknown)} (known: "
+    raise EvalModelError(f"load_imagebind: unknown dimension(s) {', '.join(unknown)} (known: "
                           f"{', '.join(ImageBindConfig.field_names())})")
   default = ImageBindConfig()
   merged = {**inferred, **dims}
@@ -375,12 +409,11 @@ def _config(inferred: dict, dims: dict, source: str) -> ImageBindConfig:
   try:
     return ImageBindConfig(**merged)
   except (TypeError, ValueError) as e:
-    raise ConversionError(f"{source}: {e}") from e
+    raise EvalModelError(f"{source}: {e}") from e
 
 
 def weights_file(path: str | os.PathLike) -> Path:
   """`path` itself, or the single ImageBind weights file in the folder `path`."""
-  from convert.state_dict import ConversionError
   path = Path(path)
   if path.is_file():
     return path
@@ -388,9 +421,9 @@ def weights_file(path: str | os.PathLike) -> Path:
     found = sorted(p for p in path.iterdir() if p.suffix in WEIGHT_SUFFIXES)
     if len(found) == 1:
       return found[0]
-    raise ConversionError(f"{path}: expected one ImageBind weights file ({', '.join(WEIGHT_SUFFIXES)}) "
+    raise EvalModelError(f"{path}: expected one ImageBind weights file ({', '.join(WEIGHT_SUFFIXES)}) "
                           f"in the folder, found {len(found)}")
-  raise ConversionError(f"{path}: no such ImageBind weights file (imagebind_huge.pth)")
+  raise EvalModelError(f"{path}: no such ImageBind weights file (imagebind_huge.pth)")
 
 
 def load_imagebind(path: str | os.PathLike, *, vocab_path: str | os.PathLike | None = None,
@@ -404,14 +437,17 @@ def load_imagebind(path: str | os.PathLike, *, vocab_path: str | os.PathLike | N
   `vocab_path`: ImageBind's `bpe_simple_vocab_16e6.txt.gz` for `tokenize` (default: that
   file beside the weights, if present).
   """
-  from convert.state_dict import TorchStateDict, load_into
+  from convert.state_dict import ConversionError, load_into
   file = weights_file(path)
-  sd = TorchStateDict(file)
+  sd = _open(file)
   config = _config(_inferred_dims(sd, str(file)), dims, str(file))
   if vocab_path is None and (file.parent / VOCAB_FILE).is_file():
     vocab_path = file.parent / VOCAB_FILE
   abstract = nnx.eval_shape(lambda: ImageBind(
       config, attention=attention, dtype=dtype, vocab_path=None if vocab_path is None else str(vocab_path),
       rngs=nnx.Rngs(0)))
-  return load_into(abstract, Conv3dView(sd), str(file), rename=_torch_name, kind=nnx.Variable,
-                   ignore=lambda k: not k.startswith(_TOWER_PREFIXES))
+  try:
+    return load_into(abstract, Conv3dView(sd), str(file), rename=_torch_name, kind=nnx.Variable,
+                     ignore=lambda k: not k.startswith(_TOWER_PREFIXES))
+  except ConversionError as e:
+    raise EvalModelError(str(e)) from e
