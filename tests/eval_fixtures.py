@@ -1,7 +1,11 @@
 """Shared helpers of the evaluation tests: the copied fixtures and a tiny BPE vocabulary."""
 
+import atexit
+import functools
 import gzip
 import json
+import shutil
+import tempfile
 from pathlib import Path
 
 from asva_jax.eval.bpe_tokenizer import NUM_MERGES, byte_alphabet
@@ -42,3 +46,19 @@ def write_tiny_vocab(path: Path) -> Path:
       " ".join(m) if m else f"{alphabet[0x80]}{i} {alphabet[0x81]}" for i, m in enumerate(merges))
   path.write_bytes(gzip.compress(text.encode("utf-8")))
   return path
+
+
+@functools.lru_cache(maxsize=1)
+def models_dir() -> Path:
+  """A `--models` folder (docs/evaluation.md layout) of the fixtures' reduced networks, made once
+  per process: tests that load the detectors from it get identical modules, so the jitted
+  feature functions compile once for all of them."""
+  root = Path(tempfile.mkdtemp(prefix="asva_eval_models_"))
+  atexit.register(shutil.rmtree, root, ignore_errors=True)
+  (root / "inception.safetensors").symlink_to(DATA / "inception_fid" / "pt_inception_format.safetensors")
+  (root / "i3d.safetensors").symlink_to(DATA / "i3d" / "i3d.safetensors")  # stand-in for the TorchScript file
+  (root / "imagebind.safetensors").symlink_to(IMAGEBIND / "imagebind_towers.safetensors")
+  (root / "imagebind_dims.json").write_text(json.dumps(imagebind_dims()))
+  write_tiny_vocab(root / "bpe_simple_vocab_16e6.txt.gz")
+  (root / "avsync").symlink_to(DATA / "avsync_classifier" / "modules")
+  return root
