@@ -1,5 +1,6 @@
 """AVSync classifier (RelSync/AlignSync): parity with the original (fixture `avsync_classifier/`),
-widths from the tensors, .bin files, loader errors."""
+widths from the tensors, .bin files, loader errors. (The 224-px input is covered by
+tests/test_eval_metrics.py::test_end_to_end, whose scores come from 224 x 224 clips.)"""
 
 import shutil
 from pathlib import Path
@@ -57,16 +58,6 @@ def test_small_clip(model, forward, io):
   assert_close(audio_emb, io["audio_emb"])
   assert_close(video_emb, io["video_emb"])
   assert_close(score, io["score"])
-
-
-def test_full_resolution_clip(model, forward, io):
-  """The real input size (12 x 224 x 224), first clip of the fixture (CPU time)."""
-  coarse, tile = io["video224_coarse"][:1], io["video224_tile"]
-  video = np.repeat(np.repeat(coarse, 8, -2), 8, -1) + np.tile(tile, (1, 1, 28, 28))
-  audio_emb, video_emb, score = forward(model, jnp.asarray(io["audio224"][:1, 0]), channels_last(video))
-  assert_close(video_emb, io["video224_emb"][:1])
-  assert_close(audio_emb, io["audio224_emb"][:1])
-  assert_close(score, io["score224"][:1])
 
 
 def test_bin_files(tmp_path, model):
