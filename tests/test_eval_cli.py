@@ -111,3 +111,35 @@ def test_pairing_errors(case, tmp_path):
   (gen / "dog_barking" / "vid_000_clip-00.mp4").rename(gen / "dog_barking" / "sample.mp4")
   with pytest.raises(AsvaError, match="sample.mp4: not named like a generated clip"):
     evaluate(gen, case / "reference", models_dir(), tmp_path / "m.json", "fid", num_clips=2)
+
+
+def test_shard_reference(tmp_path_factory, tmp_path):
+  """--reference as shards from data_prep.build (the session's synthetic dataset, 3 test videos):
+  the same 3 uniform clips per video as the evaluation loader, resized to the generated size."""
+  from asva_jax.eval.clips import open_references
+  from tests.data_pipeline_fixtures import built_shards
+  shards = built_shards(tmp_path_factory)
+  refs = open_references(shards)
+  assert len(refs.videos) == 3
+  rng = np.random.default_rng(1)
+  for name in refs.videos:
+    for k in range(3):
+      frames, audio = av(rng, 2.0, 6, 300.0 + 100 * k)
+      write_mp4(tmp_path / "generated" / metrics.generated_clip_name(name, k), frames, 6, audio, 16000)
+  chosen = "fid,fvd,ia,relsync,alignsync"
+  out = tmp_path / "metrics.json"
+  result = evaluate(tmp_path / "generated", shards, models_dir(), out, chosen, batch_size=4,
+                    progress=False, detectors=load_detectors(models_dir(), METRICS))
+  assert result["num_videos"] == 3 and result["num_clips"] == 9 and np.isfinite(result["FVD"])
+  records = [json.loads(line) for line in clips_path(out).read_text().splitlines()]
+  assert [r["video"] for r in records] == [v for v in sorted(refs.videos) for _ in range(3)]
+  assert [r["category"] for r in records] == [refs.videos[r["video"]].category for r in records]
+  assert all(r["category"] == r["video"].split("/")[0] for r in records)
+  # Reference clip k is the evaluation loader's clip k of that video.
+  from asva_jax.data import eval_loader
+  batch = next(iter(eval_loader(shards, 3)))
+  name = batch["key"][0].decode()
+  clips = list(refs.clips(name, 3, (48, 64)))
+  for k in range(3):
+    np.testing.assert_array_equal(clips[k].video, batch["video"][k])
+    np.testing.assert_array_equal(clips[k].mel, batch["mel"][k])
