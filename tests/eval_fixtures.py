@@ -8,7 +8,9 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from asva_jax.eval.bpe_tokenizer import NUM_MERGES, byte_alphabet
+import numpy as np
+
+from asva_jax.eval.bpe_tokenizer import PATTERN, NUM_MERGES, byte_alphabet, clean
 from asva_jax.eval.imagebind import ImageBindConfig
 
 DATA = Path(__file__).parent / "data" / "eval"
@@ -21,27 +23,39 @@ def imagebind_dims() -> dict:
   return {k: v for k, v in d.items() if k in ImageBindConfig.field_names()}
 
 
-# Real CLIP BPE ids of the words in the fixtures' texts and categories.
-WORD_IDS = {"dog": 1929, "barking": 32676, "playing": 1629, "violin": 17058, "fiddle": 35968,
-            "hitting": 7957, "with": 593, "stick": 4987}
-DOUBLE_UNDERSCORE_ID = 3838
+def fixture_words() -> dict[str, int]:
+  """Pre-token (byte-mapped) -> real CLIP BPE id, read off the ImageBind fixture's texts and the
+  token ids the original tokenizer gave them (texts whose words are one token each)."""
+  io = np.load(IMAGEBIND / "io.npz")
+  alphabet = byte_alphabet()
+  words = {}
+  for text, row in zip(io["texts"], io["text_tokens"]):
+    pieces = [("".join(alphabet[b] for b in p.encode("utf-8"))) for p in PATTERN.findall(clean(str(text)))]
+    ids = list(row[1:list(row).index(row.max())])
+    if len(pieces) == len(ids):
+      words.update((p, int(i)) for p, i in zip(pieces, ids))
+  return words
 
 
 def write_tiny_vocab(path: Path) -> Path:
-  """A BPE file as long as ImageBind's whose merges give the fixtures' words their real ids.
+  """A BPE file as long as ImageBind's whose merges give the fixture's words their real ids.
 
-  Each word gets a left-to-right chain of merges, its last merge on the line that gives
-  it its real id; every other line is an unused filler merge.
+  Each word gets a left-to-right chain of merges, its last merge on the line that gives it
+  its real id; every other line is an unused filler merge.
   """
   alphabet = byte_alphabet()
   merges = [None] * NUM_MERGES
-  merges[DOUBLE_UNDERSCORE_ID - 512] = ("_", "_</w>")
-  for word, token_id in WORD_IDS.items():
+  words = {w: i for w, i in fixture_words().items() if len(w) > 1}
+  for word, token_id in words.items():
     merges[token_id - 512] = (word[:-1], word[-1] + "</w>")
+  used = {m for m in merges if m}
   free = (i for i in range(NUM_MERGES) if merges[i] is None)
-  for word in WORD_IDS:
+  for word in words:
     for n in range(2, len(word)):
-      merges[next(free)] = (word[:n - 1], word[n - 1])
+      pair = (word[:n - 1], word[n - 1])
+      if pair not in used:
+        merges[next(free)] = pair
+        used.add(pair)
   text = "#version: tiny\n" + "\n".join(
       " ".join(m) if m else f"{alphabet[0x80]}{i} {alphabet[0x81]}" for i, m in enumerate(merges))
   path.write_bytes(gzip.compress(text.encode("utf-8")))

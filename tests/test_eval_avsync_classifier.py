@@ -2,6 +2,7 @@
 widths from the tensors, .bin files, loader errors. (The 224-px input is covered by
 tests/test_eval_metrics.py::test_end_to_end, whose scores come from 224 x 224 clips.)"""
 
+import json
 import shutil
 from pathlib import Path
 
@@ -42,9 +43,12 @@ def channels_last(video):
 
 
 def test_widths_from_tensors(model):
-  assert model.audio_encoder.block4.conv2.kernel.shape[-1] == 64
-  assert model.video_encoder.conv5x[1].out_bn.weight.shape == (64,)
-  assert model.head.fc[0].kernel.shape == (128, 64)
+  dims = json.loads((FIXTURE / "dims.json").read_text())
+  widths, head = dims["widths_for_64_128_256_512"], dims["head_dim"]
+  assert model.audio_encoder.block4.conv2.kernel.shape[-1] == widths[-1]
+  assert model.video_encoder.conv3x[0].res_conv.kernel.shape[-2:] == tuple(widths[:2])
+  assert model.video_encoder.conv5x[1].out_bn.weight.shape == (widths[-1],)
+  assert model.head.fc[0].kernel.shape == (2 * head, head)
 
 
 @pytest.fixture(scope="module")

@@ -28,7 +28,7 @@ from asva_jax.errors import AsvaError
 CONTEXT_LENGTH = 77
 NUM_MERGES = 49152 - 256 - 2  # the merges the original reads from the file
 VOCAB_FILE = "bpe_simple_vocab_16e6.txt.gz"
-_PATTERN = regex.compile(
+PATTERN = regex.compile(
     r"""<\|startoftext\|>|<\|endoftext\|>|'s|'t|'re|'ve|'m|'ll|'d|[\p{L}]+|[\p{N}]|[^\s\p{L}\p{N}]+""",
     regex.IGNORECASE)
 
@@ -115,7 +115,7 @@ class BPETokenizer:
   def encode(self, text: str) -> list[int]:
     alphabet = byte_alphabet()
     ids = []
-    for piece in _PATTERN.findall(clean(text)):
+    for piece in PATTERN.findall(clean(text)):
       if piece in ("<|startoftext|>", "<|endoftext|>"):
         ids.append(self.encoder[piece])
         continue
