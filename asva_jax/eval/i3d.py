@@ -150,6 +150,13 @@ def widths_from_shapes(shapes: Mapping[str, tuple]) -> tuple[dict[str, int], int
   return widths, in_channels, num_classes
 
 
+@nnx.jit
+def features_and_logits(model: InceptionI3d, x: jax.Array) -> tuple[jax.Array, jax.Array]:
+  """Pooled features and logits of clips (B, T, 224, 224, 3), compiled once per network and shape."""
+  features = model.features(x)
+  return features, model.head(features)
+
+
 def unit_names() -> list[str]:
   """Our Unit3D names in the network's order (logits last)."""
   return (["Conv3d_1a_7x7", "Conv3d_2b_1x1", "Conv3d_2c_3x3"]
