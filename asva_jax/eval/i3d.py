@@ -25,7 +25,7 @@ from flax import nnx
 
 from asva_jax.eval.errors import EvalModelError
 from asva_jax.eval.layers import BatchNorm, Conv, avg_pool
-from asva_jax.eval.weights import ignored, is_torchscript, load_state, read_state_dict, read_torchscript
+from asva_jax.eval.weights import is_torchscript, load_state, read_state_dict, read_torchscript
 
 # Inception modules of the real network: (name, out channels of b0, b1a, b1b, b2a, b2b, b3b).
 MIXED = (
