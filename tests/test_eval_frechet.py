@@ -66,3 +66,10 @@ def test_bad_shapes():
     frechet_distance(np.zeros((1, 3)), np.zeros((4, 3)))
   with pytest.raises(FeatureError, match="clips, frames, D"):
     fid(np.zeros((4, 3)), np.zeros((4, 3)))
+
+
+def test_fid_fvd_of_the_original_metrics_run():
+  """The features of the original's end-to-end run (metrics/ fixture) give its FID and FVD."""
+  m = np.load(DATA / "metrics_features.npz")
+  assert fid(m["fid_features_gen"], m["fid_features_gt"]) == pytest.approx(float(m["FID"]), rel=1e-6)
+  assert fvd(m["fvd_features_gen"], m["fvd_features_gt"]) == pytest.approx(float(m["FVD"]), rel=1e-6)
