@@ -4,6 +4,8 @@ import json
 from pathlib import Path
 from typing import List
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 import torch
@@ -62,6 +64,9 @@ def test_full_size_keys():
   model = nnx.eval_shape(lambda: InceptionI3d())
   assert torch_shapes(model) == {k: s for k, s in full.items() if k not in counters}
   assert model.feature_dim == 1024
+  clips = jax.ShapeDtypeStruct((2, 12, 224, 224, 3), jnp.float32)
+  assert nnx.eval_shape(lambda m, x: m.features(x), model, clips).shape == (2, 1, 1, 1, 1024)
+  assert nnx.eval_shape(lambda m, x: m(x), model, clips).shape == (2, 400)
 
 
 def test_round_trip_and_prefixed_pth(model, tmp_path):
