@@ -2,15 +2,21 @@
 
 import json
 from pathlib import Path
+from typing import List
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 import torch
 from flax import nnx
 from safetensors.numpy import load_file, save_file
 
+from asva_jax import command
+from asva_jax.eval import verify_i3d
 from asva_jax.eval.errors import EvalModelError
-from asva_jax.eval.i3d import InceptionI3d, load_i3d, same_pads
+from asva_jax.eval.i3d import (InceptionI3d, _torchscript_eps, features_and_logits, load_i3d, same_pads,
+                               torchscript_names)
 from asva_jax.eval.weights import export_state_dict, torch_shapes
 
 DATA = Path(__file__).parent / "data" / "eval" / "i3d"
@@ -33,12 +39,14 @@ def io():
   return dict(np.load(DATA / "io.npz"))
 
 
+def fixture_input(io):
+  """The factorised 224 x 224 input, (B, 3, T, 224, 224) as the original takes it."""
+  return np.repeat(np.repeat(io["x_coarse"], 8, -2), 8, -1) + np.tile(io["x_tile"], (1, 1, 1, 28, 28))
+
+
 def test_features_and_logits_match_original(model, io):
-  coarse, tile = io["x_coarse"], io["x_tile"]
-  x = np.repeat(np.repeat(coarse, 8, -2), 8, -1) + np.tile(tile, (1, 1, 1, 28, 28))  # (B, 3, T, 224, 224)
-  features = nnx.jit(lambda m, x: m.features(x))(model, x.transpose(0, 2, 3, 4, 1))
+  features, logits = features_and_logits(model, fixture_input(io).transpose(0, 2, 3, 4, 1))
   assert rel_err(np.asarray(features).transpose(0, 4, 1, 2, 3), io["avgpool_features"]) < RTOL
-  logits = model.head(features)
   assert logits.shape == io["logits"].shape
   assert rel_err(logits, io["logits"]) < RTOL
 
@@ -56,6 +64,9 @@ def test_full_size_keys():
   model = nnx.eval_shape(lambda: InceptionI3d())
   assert torch_shapes(model) == {k: s for k, s in full.items() if k not in counters}
   assert model.feature_dim == 1024
+  clips = jax.ShapeDtypeStruct((2, 12, 224, 224, 3), jnp.float32)
+  assert nnx.eval_shape(lambda m, x: m.features(x), model, clips).shape == (2, 1, 1, 1, 1024)
+  assert nnx.eval_shape(lambda m, x: m(x), model, clips).shape == (2, 400)
 
 
 def test_round_trip_and_prefixed_pth(model, tmp_path):
@@ -71,66 +82,121 @@ def test_round_trip_and_prefixed_pth(model, tmp_path):
     np.testing.assert_array_equal(again[key], value, err_msg=key)
 
 
-class _Unit(torch.nn.Module):
-  """A unit named like another I3D port: `conv3d` + `batch3d` (or a biased conv alone)."""
+def _same_pad(x, kernel: List[int], stride: List[int]):
+  pads: List[int] = []
+  for axis in range(3):  # F.pad takes the last axis first
+    n, k, st = x.shape[4 - axis], kernel[2 - axis], stride[2 - axis]
+    total = max(k - st, 0) if n % st == 0 else max(k - n % st, 0)
+    pads.append(total // 2)
+    pads.append(total - total // 2)
+  return torch.nn.functional.pad(x, pads)
 
-  def __init__(self, state, prefix, eps):
+
+class _Unit(torch.nn.Module):
+  """A reference Unit3D named like another port (`conv3d` + `batch3d`; the logits: a biased conv)."""
+
+  def __init__(self, state, prefix: str, eps: float, stride=(1, 1, 1)):
     super().__init__()
     w = torch.from_numpy(state[f"{prefix}.conv3d.weight"])
-    self.conv3d = torch.nn.Conv3d(w.shape[1], w.shape[0], tuple(w.shape[2:]),
-                                  bias=f"{prefix}.conv3d.bias" in state)
+    self.kernel, self.stride, self.is_logits = list(w.shape[2:]), list(stride), prefix == "logits"
+    self.conv3d = torch.nn.Conv3d(w.shape[1], w.shape[0], tuple(w.shape[2:]), stride, bias=self.is_logits)
     self.conv3d.weight.data.copy_(w)
-    if self.conv3d.bias is not None:
-      self.conv3d.bias.data.copy_(torch.from_numpy(state[f"{prefix}.conv3d.bias"]))
+    self.batch3d = torch.nn.BatchNorm3d(w.shape[0], eps=eps) if not self.is_logits else torch.nn.Identity()
+    if self.is_logits:
+      self.conv3d.bias.data.copy_(torch.from_numpy(state["logits.conv3d.bias"]))
     else:
-      self.batch3d = torch.nn.BatchNorm3d(w.shape[0], eps=eps)
       for leaf in ("weight", "bias", "running_mean", "running_var"):
         getattr(self.batch3d, leaf).data.copy_(torch.from_numpy(state[f"{prefix}.bn.{leaf}"]))
 
   def forward(self, x):
-    return x
+    x = self.batch3d(self.conv3d(_same_pad(x, self.kernel, self.stride)))
+    return x if self.is_logits else torch.relu(x)
 
 
-class _OtherPort(torch.nn.Module):
-  """Our weights under different names, logits last, as a TorchScript detector might hold them."""
-
-  def __init__(self, state, eps=1e-5, drop_last_module=False):
+class _Pool(torch.nn.Module):
+  def __init__(self, kernel, stride):
     super().__init__()
-    for name in ("Conv3d_1a_7x7", "Conv3d_2b_1x1", "Conv3d_2c_3x3"):
-      setattr(self, name.lower(), _Unit(state, name, eps))
-    mixed = sorted({k.split(".")[0] for k in state if k.startswith("Mixed_")})
-    for name in mixed[:-1] if drop_last_module else mixed:
-      block = torch.nn.Module()
-      block.branch_0 = _Unit(state, f"{name}.b0", eps)
-      block.branch_1 = torch.nn.Sequential(_Unit(state, f"{name}.b1a", eps), _Unit(state, f"{name}.b1b", eps))
-      block.branch_2 = torch.nn.Sequential(_Unit(state, f"{name}.b2a", eps), _Unit(state, f"{name}.b2b", eps))
-      block.branch_3 = torch.nn.Sequential(torch.nn.MaxPool3d(3), _Unit(state, f"{name}.b3b", eps))
-      setattr(self, name.lower(), block)
+    self.kernel, self.stride = list(kernel), list(stride)
+
+  def forward(self, x):
+    return torch.nn.functional.max_pool3d(_same_pad(x, self.kernel, self.stride), self.kernel, self.stride)
+
+
+class _Mixed(torch.nn.Module):
+  def __init__(self, state, name: str, eps: float):
+    super().__init__()
+    self.branch_0 = _Unit(state, f"{name}.b0", eps)
+    self.branch_1 = torch.nn.Sequential(_Unit(state, f"{name}.b1a", eps), _Unit(state, f"{name}.b1b", eps))
+    self.branch_2 = torch.nn.Sequential(_Unit(state, f"{name}.b2a", eps), _Unit(state, f"{name}.b2b", eps))
+    self.branch_3 = torch.nn.Sequential(_Pool((3, 3, 3), (1, 1, 1)), _Unit(state, f"{name}.b3b", eps))
+
+  def forward(self, x):
+    return torch.cat([self.branch_0(x), self.branch_1(x), self.branch_2(x), self.branch_3(x)], 1)
+
+
+class _OtherPortI3D(torch.nn.Module):
+  """An independent PyTorch I3D holding the fixture's weights under another port's names, logits
+  last, called like the StyleGAN-V detector: a stand-in for `i3d_torchscript.pt`."""
+
+  def __init__(self, state, eps: float = 1e-5):
+    super().__init__()
+    self.conv3d_1a_7x7 = _Unit(state, "Conv3d_1a_7x7", eps, (2, 2, 2))
+    self.maxpool_2a = _Pool((1, 3, 3), (1, 2, 2))
+    self.conv3d_2b_1x1 = _Unit(state, "Conv3d_2b_1x1", eps)
+    self.conv3d_2c_3x3 = _Unit(state, "Conv3d_2c_3x3", eps)
+    self.maxpool_3a = _Pool((1, 3, 3), (1, 2, 2))
+    self.mixed_3 = torch.nn.Sequential(_Mixed(state, "Mixed_3b", eps), _Mixed(state, "Mixed_3c", eps))
+    self.maxpool_4a = _Pool((3, 3, 3), (2, 2, 2))
+    self.mixed_4 = torch.nn.Sequential(*[_Mixed(state, f"Mixed_4{c}", eps) for c in "bcdef"])
+    self.maxpool_5a = _Pool((2, 2, 2), (2, 2, 2))
+    self.mixed_5 = torch.nn.Sequential(_Mixed(state, "Mixed_5b", eps), _Mixed(state, "Mixed_5c", eps))
     self.conv3d_0c_1x1 = _Unit(state, "logits", eps)
 
   def forward(self, x, rescale: bool = False, resize: bool = False, return_features: bool = False):
-    return x
+    x = self.maxpool_3a(self.conv3d_2c_3x3(self.conv3d_2b_1x1(self.maxpool_2a(self.conv3d_1a_7x7(x)))))
+    x = self.mixed_5(self.maxpool_5a(self.mixed_4(self.maxpool_4a(self.mixed_3(x)))))
+    x = self.conv3d_0c_1x1(torch.nn.functional.avg_pool3d(x, [2, 7, 7], [1, 1, 1]))
+    return x.squeeze(3).squeeze(3).mean(2)
 
 
-def test_torchscript_detector_by_structure(model, tmp_path):
-  """Another port's names, logits last, BatchNorm eps 1e-3 compiled in: matched by structure, eps read."""
-  path = tmp_path / "i3d_torchscript.pt"
-  torch.jit.save(torch.jit.script(_OtherPort(load_file(str(WEIGHTS)), eps=1e-3).eval()), str(path))
-  loaded = load_i3d(path)
-  assert loaded.Conv3d_1a_7x7.bn.eps == 1e-3 and loaded.Mixed_5c.b2b.bn.eps == 1e-3
-  ours = export_state_dict(model)
-  exported = export_state_dict(loaded)
-  assert set(exported) == set(ours)
-  for key, value in exported.items():
+@pytest.fixture(scope="module")
+def torchscript_file(tmp_path_factory):
+  path = tmp_path_factory.mktemp("detector") / "i3d_torchscript.pt"
+  torch.jit.save(torch.jit.script(_OtherPortI3D(load_file(str(WEIGHTS))).eval()), str(path))
+  return path
+
+
+def test_torchscript_detector_loads_and_agrees(model, torchscript_file, io):
+  """Names matched by structure (logits last in this file); the stand-in detector reproduces the
+  original's logits, and ours, loaded from it, reproduce the detector's."""
+  loaded = load_i3d(torchscript_file)
+  ours, theirs = export_state_dict(model), export_state_dict(loaded)
+  assert set(theirs) == set(ours)
+  for key, value in theirs.items():
     np.testing.assert_array_equal(value, ours[key], err_msg=key)
+  jax_logits, detector_logits = verify_i3d.detector_outputs(torchscript_file, fixture_input(io))
+  assert rel_err(detector_logits, io["logits"]) < RTOL
+  assert rel_err(jax_logits, detector_logits) < RTOL
 
 
-def test_torchscript_of_another_shape_is_refused(tmp_path):
-  path = tmp_path / "short.pt"
-  torch.jit.save(torch.jit.script(_OtherPort(load_file(str(WEIGHTS)), drop_last_module=True).eval()),
-                 str(path))
-  with pytest.raises(EvalModelError, match="cannot match this TorchScript I3D"):
-    load_i3d(path)
+def test_torchscript_batchnorm_eps_is_read():
+  scripted = torch.jit.script(torch.nn.Sequential(torch.nn.BatchNorm3d(2, eps=1e-3)))
+  assert _torchscript_eps(scripted) == 1e-3
+  assert _torchscript_eps(torch.jit.script(torch.nn.Sequential(torch.nn.ReLU()))) == 1e-5
+
+
+def test_torchscript_of_another_structure_is_refused(torchscript_file):
+  state = torch.jit.load(str(torchscript_file)).state_dict()
+  state = {k: v.numpy() for k, v in state.items() if not k.startswith("mixed_5.1.")}
+  with pytest.raises(EvalModelError, match="cannot match this TorchScript I3D.*conv3d_1a_7x7"):
+    torchscript_names(state, "detector.pt")
+
+
+def test_verify_command_needs_a_detector(capsys):
+  with pytest.raises(SystemExit) as e:
+    command.run(verify_i3d.main, ["verify_i3d"])
+  assert e.value.code == 2
+  assert "--detector" in capsys.readouterr().err
 
 
 def test_mismatched_and_missing_files(tmp_path):

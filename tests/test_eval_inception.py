@@ -3,6 +3,8 @@
 import json
 from pathlib import Path
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 import torch
@@ -73,6 +75,9 @@ def test_full_size_keys():
   model = nnx.eval_shape(lambda: FIDInceptionV3())
   assert torch_shapes(model) == {k: s for k, s in full.items() if k not in counters}
   assert model.feature_dim == 2048
+  blocks = nnx.eval_shape(lambda m, x: m.blocks(x), model, jax.ShapeDtypeStruct((2, 229, 229, 3), jnp.float32))
+  # 229-px input: 55 after the first max pool, 26 after the second, 12 after Mixed_6e (5 at Mixed_7c).
+  assert [b.shape for b in blocks] == [(2, 55, 55, 64), (2, 26, 26, 192), (2, 12, 12, 768), (2, 2048)]
 
 
 def test_mismatched_file_names_the_keys(tmp_path):

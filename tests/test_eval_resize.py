@@ -78,3 +78,8 @@ def test_overshoot_is_kept():
   x[:, :, 4:] = 1.0
   y = np.asarray(resize(x, (8, 29)))
   assert y.max() > 1.0 and y.min() < 0.0
+
+
+def test_integer_pixels_are_refused():
+  with pytest.raises(ValueError, match="divide by 255"):
+    preprocess_fvd(np.zeros((1, 2, 8, 8, 3), np.uint8))

@@ -25,7 +25,7 @@ from flax import nnx
 
 from asva_jax.eval.errors import EvalModelError
 from asva_jax.eval.layers import BatchNorm, Conv, avg_pool
-from asva_jax.eval.weights import ignored, is_torchscript, load_state, read_state_dict, read_torchscript
+from asva_jax.eval.weights import is_torchscript, load_state, read_state_dict, read_torchscript
 
 # Inception modules of the real network: (name, out channels of b0, b1a, b1b, b2a, b2b, b3b).
 MIXED = (
@@ -148,6 +148,13 @@ def widths_from_shapes(shapes: Mapping[str, tuple]) -> tuple[dict[str, int], int
   in_channels = int(shapes["Conv3d_1a_7x7.conv3d.weight"][1]) if "Conv3d_1a_7x7.conv3d.weight" in shapes else 3
   num_classes = widths.pop("logits", 400)
   return widths, in_channels, num_classes
+
+
+@nnx.jit
+def features_and_logits(model: InceptionI3d, x: jax.Array) -> tuple[jax.Array, jax.Array]:
+  """Pooled features and logits of clips (B, T, 224, 224, 3), compiled once per network and shape."""
+  features = model.features(x)
+  return features, model.head(features)
 
 
 def unit_names() -> list[str]:

@@ -78,14 +78,20 @@ def resize(x: jax.Array, size: tuple[int, int], method: str = "bicubic") -> jax.
   return x
 
 
+def _unit_range(frames) -> jax.Array:
+  if jnp.issubdtype(jnp.asarray(frames).dtype, jnp.integer):
+    raise ValueError("metric preprocessing takes float frames in [0, 1], not integer pixels (divide by 255)")
+  return frames
+
+
 def preprocess_fid(frames: jax.Array) -> jax.Array:
   """Frames (..., H, W, 3) in [0, 1] -> the FID Inception input (..., 229, 229, 3), x*2-1."""
-  return resize(frames, (FID_SIZE, FID_SIZE)) * 2.0 - 1.0
+  return resize(_unit_range(frames), (FID_SIZE, FID_SIZE)) * 2.0 - 1.0
 
 
 def preprocess_fvd(video: jax.Array) -> jax.Array:
   """Clips (B, T, H, W, 3) in [0, 1] -> the I3D input (B, T, 224, 224, 3), x*2-1, not clamped."""
-  return resize(video, (FVD_SIZE, FVD_SIZE)) * 2.0 - 1.0
+  return resize(_unit_range(video), (FVD_SIZE, FVD_SIZE)) * 2.0 - 1.0
 
 
 def preprocess_clip(frames: jax.Array) -> jax.Array:
@@ -93,5 +99,5 @@ def preprocess_clip(frames: jax.Array) -> jax.Array:
 
   The input of ImageBind's vision tower and of the AVSync classifier's video encoder.
   """
-  x = resize(frames, (CLIP_SIZE, CLIP_SIZE))
+  x = resize(_unit_range(frames), (CLIP_SIZE, CLIP_SIZE))
   return (x - jnp.asarray(CLIP_MEAN, jnp.float32)) / jnp.asarray(CLIP_STD, jnp.float32)
