@@ -1,11 +1,7 @@
 """`python -m asva_jax.eval` on a tiny case (fixture networks, synthetic mp4s) and its bad inputs."""
 
 import json
-import os
 import shutil
-import subprocess
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -16,7 +12,6 @@ from asva_jax.eval.run import METRICS, clips_path, evaluate, load_detectors
 from data_prep.mp4 import write_mp4
 from tests.eval_fixtures import models_dir
 
-ROOT = Path(__file__).resolve().parents[1]
 VIDEOS = {"dog_barking/vid_000.mp4": 220.0, "playing_violin__fiddle/vid_001.mp4": 660.0}
 H, W = 24, 32  # the size of the metrics fixture's clips (one compilation for both tests)
 
@@ -41,10 +36,18 @@ def case(tmp_path_factory):
   return root
 
 
-def run_cli(*args, cwd=ROOT):
-  env = dict(os.environ, PYTHONPATH=str(ROOT), JAX_PLATFORMS="cpu")
-  return subprocess.run([sys.executable, "-m", "asva_jax.eval", *args], cwd=cwd, env=env,
-                        capture_output=True, text=True, timeout=120)
+def run_cli(capsys, *args) -> tuple[int, str]:
+  """`python -m asva_jax.eval ARGS` in this process (through `command.run`, as the module's entry
+  point): (exit status, stderr)."""
+  from asva_jax import command
+  from asva_jax.eval import __main__ as cli
+  capsys.readouterr()
+  try:
+    command.run(cli.main, ["python -m asva_jax.eval", *args])
+    code = 0
+  except SystemExit as e:
+    code = e.code
+  return code, capsys.readouterr().err
 
 
 def test_evaluate_tiny_case(case):
@@ -71,16 +74,16 @@ def test_evaluate_tiny_case(case):
   assert not list(out.parent.glob("*.tmp"))
 
 
-def test_cli_missing_model_file(case, tmp_path):
+def test_cli_missing_model_file(case, tmp_path, capsys):
   """Through the command line: one line on stderr, exit 2, nothing written."""
   models = tmp_path / "models"
   shutil.copytree(models_dir(), models, symlinks=True)
   (models / "imagebind.safetensors").unlink()
   out = tmp_path / "m.json"
-  r = run_cli("--generated", str(case / "generated"), "--reference", str(case / "reference"),
-              "--models", str(models), "--metrics=ia,relsync", "--num_clips=2", "--out", str(out))
-  assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr
-  assert r.stderr.strip().splitlines() == [
+  code, err = run_cli(capsys, "--generated", str(case / "generated"), "--reference", str(case / "reference"),
+                      "--models", str(models), "--metrics=ia,relsync", "--num_clips=2", "--out", str(out))
+  assert code == 2 and "Traceback" not in err, err
+  assert err.strip().splitlines() == [
       f"error: --models {models}: no imagebind file (looked for imagebind_huge.pth, imagebind.safetensors); "
       f"see docs/evaluation.md for the folder layout"]
   assert not out.exists() and not clips_path(out).exists()
@@ -126,11 +129,10 @@ def test_shard_reference(tmp_path_factory, tmp_path):
     for k in range(3):
       frames, audio = av(rng, 2.0, 6, 300.0 + 100 * k)
       write_mp4(tmp_path / "generated" / metrics.generated_clip_name(name, k), frames, 6, audio, 16000)
-  chosen = "fid,fvd,ia,relsync,alignsync"
   out = tmp_path / "metrics.json"
-  result = evaluate(tmp_path / "generated", shards, models_dir(), out, chosen, batch_size=4,
+  result = evaluate(tmp_path / "generated", shards, models_dir(), out, "fid,relsync", batch_size=4,
                     progress=False, detectors=load_detectors(models_dir(), METRICS))
-  assert result["num_videos"] == 3 and result["num_clips"] == 9 and np.isfinite(result["FVD"])
+  assert result["num_videos"] == 3 and result["num_clips"] == 9 and np.isfinite(result["FID"])
   records = [json.loads(line) for line in clips_path(out).read_text().splitlines()]
   assert [r["video"] for r in records] == [v for v in sorted(refs.videos) for _ in range(3)]
   assert [r["category"] for r in records] == [refs.videos[r["video"]].category for r in records]
