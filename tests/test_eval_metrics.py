@@ -68,8 +68,10 @@ def test_standalone_script_variants(io):
 
 def test_original_pairing_of_unsorted_lists(io):
   """eval.py sorts the video names in place but zips them with the categories as given."""
+  setup = json.loads((FIXTURE / "setup.json").read_text())
+  names, cats = metrics.original_pairing(setup["gt_video_names_given"], setup["categories_given"])
+  assert names == list(io["gt_names_sorted"]) and cats == list(io["categories_as_zipped"])
   names, cats = list(io["gt_names_sorted"]), list(io["categories_as_zipped"])
-  assert metrics.original_pairing(names, cats) == (names, cats)
   shuffled = metrics.original_pairing(names[::-1], cats[::-1])
   assert shuffled == (names, cats[::-1])  # the first sorted video gets the first *given* category
   with pytest.raises(ValueError):
@@ -95,7 +97,8 @@ def detectors():
 def test_end_to_end(io, results, detectors):
   """Raw clips (frames in [0, 1] at 24 x 32, log-mels) -> every metric, as eval.py on the same data."""
   clip = lambda v: np.transpose(v, (0, 1, 3, 4, 2))  # (clips, F, C, H, W) -> channels-last
-  names, cats = metrics.original_pairing(list(io["gt_names_sorted"]), list(io["categories_as_zipped"]))
+  setup = json.loads((FIXTURE / "setup.json").read_text())
+  names, cats = metrics.original_pairing(setup["gt_video_names_given"], setup["categories_given"])
   per_video = len(io["gen_clip_names"]) // len(names)
   categories = [c for c in cats for _ in range(per_video)]
   text = detectors.text_embeddings(categories)
