@@ -38,8 +38,6 @@ from asva_jax.models.normalization import LayerNorm
 from convert.state_dict import shape_of
 
 MODALITIES = ("vision", "text", "audio")
-CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
-CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -314,7 +312,9 @@ class Conv3dView(Mapping):
     for key in state_dict:
       if key.endswith(".weight") and len(shape_of(state_dict, key)) == 5:
         self.renamed[key[:-len("weight")] + "kernel"] = key
-    self.keys_ = [k for k in state_dict if k not in set(self.renamed.values())] + list(self.renamed)
+    moved = set(self.renamed.values())
+    self.keys_ = [k for k in state_dict if k not in moved] + list(self.renamed)
+    self._key_set = set(self.keys_)
 
   def __getitem__(self, key: str) -> np.ndarray:
     if key in self.renamed:
@@ -326,6 +326,9 @@ class Conv3dView(Mapping):
       o, i, t, h, w = shape_of(self.base, self.renamed[key])
       return (t, h, w, i, o)
     return shape_of(self.base, key)
+
+  def __contains__(self, key) -> bool:
+    return key in self._key_set
 
   def __iter__(self) -> Iterator[str]:
     return iter(self.keys_)
@@ -344,9 +347,13 @@ class SafetensorsFile(Mapping):
     except Exception as e:
       raise EvalModelError(f"{path}: unreadable safetensors file ({e})") from e
     self._keys = list(self._handle.keys())
+    self._key_set = set(self._keys)
 
   def __getitem__(self, key: str) -> np.ndarray:
     return self._handle.get_tensor(key)
+
+  def __contains__(self, key) -> bool:
+    return key in self._key_set
 
   def shape(self, key: str) -> tuple[int, ...]:
     return tuple(self._handle.get_slice(key).get_shape())
