@@ -27,6 +27,17 @@ DEFAULT_SIZES = {"avsync15": (256, 256), "landscapes": (256, 256), "thegreatesth
                  "folder": (256, 256)}
 
 
+# What each --dataset expects under its root (for error messages; docstring above in full).
+LAYOUTS = {
+    "avsync15": "ROOT/videos/<class>/<name>.mp4, ROOT/<split>.txt listing <class>/<name>.mp4, "
+                "ROOT/class_mapping.json",
+    "landscapes": "ROOT/videos/<split>/<class>/<name>.mp4, ROOT/<split>.txt listing <class>/<name>.mp4, "
+                  "ROOT/class_mapping.json",
+    "thegreatesthits": "ROOT/videos/<name>.mp4 and ROOT/<split>.txt listing <name>.mp4",
+    "folder": "ROOT/<class>/*.mp4 (ROOT/<split>.txt optional)",
+}
+
+
 class DatasetLayoutError(AsvaError, ValueError):
   """The dataset folder does not have the expected layout."""
 

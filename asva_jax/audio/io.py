@@ -30,6 +30,8 @@ class AudioDecodeError(AsvaError, ValueError):
 
 def _open(path: Path):
   import av
+  if path.is_dir():
+    raise AudioDecodeError(f"{path}: is a folder; expected an audio or video file")
   if not path.is_file():
     raise AudioDecodeError(f"{path}: no such file")
   try:
