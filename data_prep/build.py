@@ -80,7 +80,6 @@ from asva_jax import command
 from asva_jax.checkpoint import write_json_atomic
 from asva_jax.data import features as features_lib
 from asva_jax.data.errors import DataError
-from asva_jax.data.transforms import decode_image
 from data_prep import sources, workers
 from data_prep.decode import SkipVideo, decode_video, encode_image
 
@@ -170,6 +169,7 @@ def _add_vae_moments(result: dict, encoder, class_names: tuple[str, ...]) -> dic
   moments match the pixels training would see) and serializes the record."""
   if "example" not in result:
     return result
+  from asva_jax.data.transforms import decode_image
   example = dict(result.pop("example"))
   frames = np.stack([decode_image(b) for b in example["frames"]])
   example.update(encoder(frames))
@@ -435,8 +435,10 @@ def main(argv):
   line = (f"{summary['name']}/{summary['split']}: {summary['num_written']} written, "
           f"{summary['num_skipped']} skipped (see {summary_path(config)})")
   if summary["num_written"] == 0:
-    raise DataError(f"{line}: no listed video could be used, so the split is empty; fix or replace "
-                    f"the videos under {Path(config.root).absolute()}, then rerun with a new --out")
+    first = "; ".join(f"{Path(s['path']).name}: {s['reason']}" for s in summary["skipped"][:3])
+    raise DataError(f"{line}: no listed video could be used ({first}{' ...' if summary['num_skipped'] > 3 else ''}), "
+                    f"so the split is empty; fix or replace the videos under "
+                    f"{Path(config.root).absolute()}, then rerun with a new --out")
   print(line)
 
 
