@@ -209,16 +209,41 @@ def test_ordered_map_replaces_a_broken_pool():
                      None, (signal.SIGTERM, "killed by signal 15 (SIGTERM)"), None, None]
 
 
-def test_concurrent_metadata_writes_do_not_collide(tmp_path, shards):
-  """Builds of two splits finishing at once each stage metadata in a folder of their own
-  and take turns: no error, no leftover temporary folder, and both splits listed."""
+def test_metadata_writers_take_turns(tmp_path, shards, monkeypatch):
+  """While one build writes the TFDS metadata it holds the lock file, so a second writer waits
+  (shown with a non-blocking attempt while the first is held inside); afterwards the lock is
+  free, and whichever split's build writes last lists every finished split."""
+  import fcntl
+  import threading
   shutil.copytree(shards, tmp_path, dirs_exist_ok=True)
-  class_names = json.loads((tmp_path / "avsync15/1.0.0/build-train.json").read_text())["class_names"]
-  configs = [fx.build_config("unused", tmp_path, split) for split in ("train", "test")] * 3
-  with cf.ThreadPoolExecutor(len(configs)) as pool:
-    done = list(pool.map(lambda c: build_lib._write_tfds_metadata(c, class_names), configs))
-  assert all(sorted(d) == ["test", "train"] for d in done)
   version_dir = tmp_path / "avsync15" / "1.0.0"
+  class_names = json.loads((version_dir / "build-train.json").read_text())["class_names"]
+  train, test = (fx.build_config("unused", tmp_path, split) for split in ("train", "test"))
+  inside, release = threading.Event(), threading.Event()
+  locked_section = build_lib._write_tfds_metadata_locked
+
+  def held(config, names):
+    inside.set()
+    assert release.wait(60)
+    return locked_section(config, names)
+
+  def try_lock():
+    with open(version_dir / ".metadata.lock", "a") as other:
+      fcntl.flock(other, fcntl.LOCK_EX | fcntl.LOCK_NB)
+      fcntl.flock(other, fcntl.LOCK_UN)
+
+  monkeypatch.setattr(build_lib, "_write_tfds_metadata_locked", held)
+  with cf.ThreadPoolExecutor(1) as pool:
+    first = pool.submit(build_lib._write_tfds_metadata, train, class_names)
+    assert inside.wait(60)
+    with pytest.raises(BlockingIOError):
+      try_lock()
+    release.set()
+    assert sorted(first.result()) == ["test", "train"]
+  try_lock()  # released
+  monkeypatch.undo()
+  for config in (test, train):
+    assert sorted(build_lib._write_tfds_metadata(config, class_names)) == ["test", "train"]
   assert not [p.name for p in version_dir.iterdir() if p.name.endswith(".tmp")]
   assert len(tfds.data_source("avsync15", data_dir=str(tmp_path), split="test")) == fx.NUM_CLASSES
 

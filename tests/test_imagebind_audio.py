@@ -184,7 +184,8 @@ def test_save_and_load_checkpoint(from_folder, io, tmp_path):
   half = load_audio_encoder(tmp_path / "ckpt", dtype=jnp.bfloat16)
   tokens = half(io["mel"])
   assert tokens.dtype == jnp.bfloat16 and bool(jnp.isfinite(tokens).all())
-  assert float(jnp.abs(tokens.astype(jnp.float32) - io["tokens"]).max()) < 0.5
+  # Measured 0.038 on tokens up to 3.9 (bf16 keeps 8 mantissa bits); a wrong path is off by O(1).
+  assert float(jnp.abs(tokens.astype(jnp.float32) - io["tokens"]).max()) < 0.06
 
 
 def test_config_validation():
