@@ -236,9 +236,11 @@ def test_metadata_writers_take_turns(tmp_path, shards, monkeypatch):
   with cf.ThreadPoolExecutor(1) as pool:
     first = pool.submit(build_lib._write_tfds_metadata, train, class_names)
     assert inside.wait(60)
-    with pytest.raises(BlockingIOError):
-      try_lock()
-    release.set()
+    try:
+      with pytest.raises(BlockingIOError):
+        try_lock()
+    finally:
+      release.set()
     assert sorted(first.result()) == ["test", "train"]
   try_lock()  # released
   monkeypatch.undo()
