@@ -1,6 +1,6 @@
 """ImageBind audio encoder <-> PyTorch: `imagebind_huge.pth` and AVSyncD's `audio_encoder/` folder.
 
-Two PyTorch namings hold the same tensors (spec §4.8):
+Two PyTorch namings hold the same tensors (docs/reference.md §4.8):
   * ImageBind's checkpoint: `modality_{preprocessors,trunks,heads,postprocessors}.audio.*`
     (other modalities are ignored; AVSyncD's new `final_layer_norm` is created with
     weight 1 and bias 0, as AVSyncD creates it);

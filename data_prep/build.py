@@ -13,7 +13,7 @@ What a record stores, and why (schema: `asva_jax.data.features`):
 
 * Frames: EVERY decoded frame with its exact timestamp (pts, time base), not frames at 6 fps. The
   loader draws a clip start uniformly in [0, duration - 2] and the original picks
-  "the first frame at or after start + k/6" (spec §8.3), so any source frame can be
+  "the first frame at or after start + k/6" (docs/reference.md §8.3), so any source frame can be
   chosen; storing all frames with their times reproduces the original selection
   exactly for every start (`asva_jax.data.clips.select_frames`). Pre-selecting 6-fps
   frames would quantise the start to 1/6 s and change which frames are paired with
@@ -383,7 +383,7 @@ FLAGS = flags.FLAGS
 
 def define_flags() -> None:
   """Command-line flags (defined only when run as a program, so importing never clashes)."""
-  flags.DEFINE_enum("dataset", None, list(sources.DATASETS), "Source layout (spec §8.1).")
+  flags.DEFINE_enum("dataset", None, list(sources.DATASETS), "Source layout (docs/reference.md §8.1).")
   flags.DEFINE_string("root", None, "Dataset root folder.")
   flags.DEFINE_enum("split", "train", ["train", "test"], "Which list to build.")
   flags.DEFINE_string("out", None, "Output data_dir (TFDS layout: OUT/<name>/1.0.0/).")

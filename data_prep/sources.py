@@ -1,4 +1,4 @@
-"""The original datasets' folder layouts (spec §8.1) -> a list of videos with class and prompt.
+"""The original datasets' folder layouts (docs/reference.md §8.1) -> a list of videos with class and prompt.
 
     avsync15         ROOT/videos/<class>/<name>.mp4, ROOT/{train,test}.txt ("<class>/<name>.mp4"),
                      ROOT/class_mapping.json {class folder: prompt}

@@ -32,7 +32,7 @@ def assert_batches_equal(expected, actual):
 
 
 def reference_select(times, start, fps=6, n=12):
-  """The original loop, written out literally (spec §8.3)."""
+  """The original loop, written out literally (docs/reference.md §8.3)."""
   out, target = [], start
   for i, t in enumerate(times):
     if t > start + n / fps + 1 / fps / 2:

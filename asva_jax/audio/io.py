@@ -2,7 +2,7 @@
 
 Decoding goes through PyAV (FFmpeg), converting every frame to float samples in [-1, 1]
 (integer PCM scaled by 2^-(bits-1), as torchaudio.load does). Channels are averaged
-(a proper downmix; the original's loaders take a reshaped "channel 0", spec §8.3, which
+(a proper downmix; the original's loaders take a reshaped "channel 0", docs/reference.md §8.3, which
 is a bug not reproduced). Resampling uses `resample.resample` (torchaudio's windowed-sinc
 Hann resampler, width 6, rolloff 0.99).
 """

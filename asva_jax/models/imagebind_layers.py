@@ -1,4 +1,4 @@
-"""Building blocks of ImageBind's audio branch (spec §4.2-4.4), named as in PyTorch."""
+"""Building blocks of ImageBind's audio branch (docs/reference.md §4.2-4.4), named as in PyTorch."""
 
 from __future__ import annotations
 
