@@ -330,3 +330,25 @@ def test_audio_stream_starting_after_the_video_stays_aligned(tmp_path):
   # Shards from before audio_start was stored are refused, not silently misaligned.
   with pytest.raises(DataError, match="rebuild"):
     make_clip({k: v for k, v in record.items() if k != "audio_start"}, 0.0, False)
+
+
+def test_a_split_with_no_usable_video_is_refused_by_the_loader(tmp_path):
+  """Every listed video unusable: the build reports it (the CLI exits 2, tests/bad_input_cases.py);
+  opening the empty split names the folder instead of failing deep inside array_record."""
+  (tmp_path / "root" / "dog").mkdir(parents=True)
+  (tmp_path / "root" / "dog" / "empty.mp4").write_bytes(b"")
+  config = build_lib.BuildConfig(dataset="folder", root=str(tmp_path / "root"), split="train",
+                                 out=str(tmp_path / "out"), size=(32, 32), name="folder")
+  summary = build_lib.build(config, num_workers=0, progress=False)
+  assert summary["num_written"] == 0 and summary["skipped"][0]["path"].endswith("empty.mp4")
+  with pytest.raises(DataError, match=r"out/folder/1\.0\.0: split 'train' has no records"):
+    open_split(tmp_path / "out", "train")
+
+
+def test_an_empty_listing_is_refused_before_writing(tmp_path):
+  (tmp_path / "root").mkdir()
+  config = build_lib.BuildConfig(dataset="folder", root=str(tmp_path / "root"), split="train",
+                                 out=str(tmp_path / "out"), size=(32, 32), name="folder")
+  with pytest.raises(sources.DatasetLayoutError, match=r"root: no videos for split 'train'"):
+    build_lib.build(config, progress=False)
+  assert not (tmp_path / "out").exists()
