@@ -50,7 +50,8 @@ Bad input never stops the build: a listed file that is missing, a corrupt or
 truncated mp4, no audio or no video stream, a clip shorter than 2 s, or a file whose
 decoding kills its worker process (a crash in FFmpeg, the OOM killer; the videos then
 in flight are decoded again one at a time, so only the culprit is skipped) is skipped
-and reported with its reason (console, shard sidecar, summary); the exit status is 0.
+and reported with its reason (console, shard sidecar, summary); the exit status is 0, or 2
+when no listed video at all could be used (an empty split is an error, not a result).
 
 Videos are decoded in parallel processes; a shard (a fixed, contiguous run of the
 listed videos; training lists are first shuffled with a fixed seed so every shard,
@@ -436,7 +437,8 @@ def main(argv):
           f"{summary['num_skipped']} skipped (see {summary_path(config)})")
   if summary["num_written"] == 0:
     first = "; ".join(f"{Path(s['path']).name}: {s['reason']}" for s in summary["skipped"][:3])
-    raise DataError(f"{line}: no listed video could be used ({first}{' ...' if summary['num_skipped'] > 3 else ''}), "
+    more = " ..." if summary["num_skipped"] > 3 else ""
+    raise DataError(f"{line}: no listed video could be used ({first}{more}), "
                     f"so the split is empty; fix or replace the videos under "
                     f"{Path(config.root).absolute()}, then rerun with a new --out")
   print(line)

@@ -30,7 +30,8 @@ def _raise(error):
 @pytest.mark.parametrize("error,line", [
     (AsvaError("ckpt/unet: missing"), "error: ckpt/unet: missing\n"),
     (app.UsageError("--out x: exists"), "error: --out x: exists\n"),
-    (FileExistsError(errno.EEXIST, "File exists", "out"), "error: out: File exists (choose another path or remove it)\n"),
+    (FileExistsError(errno.EEXIST, "File exists", "out"),
+     "error: out: File exists (choose another path or remove it)\n"),
     (NotADirectoryError(errno.ENOTDIR, "Not a directory", "taken/out"),
      "error: taken/out: Not a directory (a part of the path is a file, not a folder)\n"),
 ])
