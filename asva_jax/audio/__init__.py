@@ -1,11 +1,23 @@
-"""Audio frontend: decoding and resampling files, and ImageBind's log-mel input."""
+"""Audio frontend: decoding and resampling files, and ImageBind's log-mel input.
 
-from asva_jax.audio.fbank import waveform_to_mel, waveform_to_mel_jax
-from asva_jax.audio.io import (AudioDecodeError, audio_duration, audio_start_time, load_audio,
-                               load_audio_track)
-from asva_jax.audio.resample import resample
-from asva_jax.audio.segments import segment_masks
+The names below are imported on first use (PEP 562): decoding a file needs neither jax
+nor the log-mel code, and command-line tools start faster without them.
+"""
 
-__all__ = ["AudioDecodeError", "audio_duration", "audio_start_time", "load_audio", "load_audio_track",
-           "resample",
-           "segment_masks", "waveform_to_mel", "waveform_to_mel_jax"]
+import importlib
+
+_WHERE = {
+    "waveform_to_mel": "fbank", "waveform_to_mel_jax": "fbank",
+    "AudioDecodeError": "io", "audio_duration": "io", "audio_start_time": "io", "load_audio": "io",
+    "load_audio_track": "io",
+    "resample": "resample",
+    "segment_masks": "segments",
+}
+
+__all__ = sorted(_WHERE)
+
+
+def __getattr__(name):
+  if name not in _WHERE:
+    raise AttributeError(f"module 'asva_jax.audio' has no attribute {name!r}")
+  return getattr(importlib.import_module(f"asva_jax.audio.{_WHERE[name]}"), name)
