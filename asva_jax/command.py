@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import errno
 import os
+import re
 import sys
 import traceback
 from collections.abc import Callable
@@ -67,7 +68,6 @@ def describe_os_error(e: OSError) -> str | None:
 def _offending_flag(argv: list[str], text: str) -> str | None:
   """The command-line argument a flag-parsing message is about (first flag whose name or
   dotted path contains a word quoted in the message)."""
-  import re
   words = set(re.findall(r"['\"]([\w.-]+)['\"]", text))
   for arg in argv[1:]:
     if not arg.startswith("-"):
