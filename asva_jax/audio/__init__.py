@@ -1,23 +1,21 @@
 """Audio frontend: decoding and resampling files, and ImageBind's log-mel input.
 
-The names below are imported on first use (PEP 562): decoding a file needs neither jax
-nor the log-mel code, and command-line tools start faster without them.
+The log-mel functions (which need jax) are imported on first use (PEP 562): decoding a
+file does not need them, and command-line tools start faster without them.
 """
 
 import importlib
 
-_WHERE = {
-    "waveform_to_mel": "fbank", "waveform_to_mel_jax": "fbank",
-    "AudioDecodeError": "io", "audio_duration": "io", "audio_start_time": "io", "load_audio": "io",
-    "load_audio_track": "io",
-    "resample": "resample",
-    "segment_masks": "segments",
-}
+from asva_jax.audio.io import (AudioDecodeError, audio_duration, audio_start_time, load_audio,
+                               load_audio_track)
+from asva_jax.audio.resample import resample
+from asva_jax.audio.segments import segment_masks
 
-__all__ = sorted(_WHERE)
+__all__ = ["AudioDecodeError", "audio_duration", "audio_start_time", "load_audio", "load_audio_track",
+           "resample", "segment_masks", "waveform_to_mel", "waveform_to_mel_jax"]
 
 
 def __getattr__(name):
-  if name not in _WHERE:
-    raise AttributeError(f"module 'asva_jax.audio' has no attribute {name!r}")
-  return getattr(importlib.import_module(f"asva_jax.audio.{_WHERE[name]}"), name)
+  if name in ("waveform_to_mel", "waveform_to_mel_jax"):
+    return getattr(importlib.import_module("asva_jax.audio.fbank"), name)
+  raise AttributeError(f"module 'asva_jax.audio' has no attribute {name!r}")
