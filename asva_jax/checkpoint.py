@@ -16,14 +16,17 @@ import os
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import jax
-import jax.numpy as jnp
 import numpy as np
-from flax import nnx
 
 from asva_jax.errors import AsvaError
+
+if TYPE_CHECKING:
+  from flax import nnx
+
+# jax and flax are imported inside the functions that use them: the command-line tools
+# import this module for `write_json_atomic` and should fail fast on bad input.
 
 
 class CheckpointError(AsvaError, ValueError):
@@ -79,6 +82,7 @@ def _flatten(tree: dict, prefix: tuple = ()) -> dict[tuple, Any]:
 
 
 def _flat_variables(module: nnx.Module) -> dict[tuple, nnx.Variable]:
+  from flax import nnx
   return {tuple(str(p) for p in path): var for path, var in nnx.to_flat_state(nnx.state(module))}
 
 
@@ -106,6 +110,8 @@ def restore_module(component_dir: str | os.PathLike, module: nnx.Module) -> nnx.
   params_dir = Path(component_dir).absolute() / "params"
   if not params_dir.is_dir():
     raise CheckpointError(f"{params_dir}: missing (expected an Orbax checkpoint of the component)")
+  import jax
+  import jax.numpy as jnp
   variables = _flat_variables(module)
   with ocp.StandardCheckpointer() as ckptr:
     try:
@@ -129,6 +135,7 @@ def restore_module(component_dir: str | os.PathLike, module: nnx.Module) -> nnx.
 
 
 def _stored_dtype(meta) -> Any:
+  import jax.numpy as jnp
   return getattr(meta, "dtype", None) or jnp.float32
 
 
@@ -175,6 +182,7 @@ def load_component(path: str | os.PathLike, name: str,
   names the config file for error messages); it runs under `nnx.eval_shape`, so no
   weights are allocated before the stored ones are read.
   """
+  from flax import nnx
   folder = component_dir(path, name)
   config = load_config(folder)
   abstract = nnx.eval_shape(lambda: make_module(config, str(folder / "config.json")))

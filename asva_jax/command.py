@@ -3,24 +3,43 @@
     if __name__ == "__main__":
       command.run(main)
 
-`main` is an absl main. An `AsvaError` (or absl's `UsageError`) prints
-`error: <message>` and exits 2 with no traceback; `--verbose` on the command
-line or `ASVA_VERBOSE=1` in the environment shows the traceback too. Any other
-exception is a bug and propagates with its traceback.
+`main` is an absl main. These print `error: <message>` and exit 2 with no traceback:
+  * an `AsvaError` raised by `main` (bad files, folders, layouts: the message names them);
+  * absl's `UsageError` and every flag-parsing failure (an unknown flag, a bad value, a
+    misspelt `--config.` override, a config file that does not load), naming the flag;
+  * a file-system error on a path (`FileExistsError`, `IsADirectoryError`,
+    `NotADirectoryError`, `PermissionError`, a read-only or full disk, ...), naming the path.
+`--verbose` on the command line or `ASVA_VERBOSE=1` in the environment shows the
+traceback too. Any other exception is a bug and propagates with its traceback.
 """
 
 from __future__ import annotations
 
+import errno
 import os
+import re
 import sys
 import traceback
 from collections.abc import Callable
 
-from absl import app
+from absl import app, flags
 
 from asva_jax.errors import AsvaError
 
 EXIT_BAD_INPUT = 2
+
+# errno values that describe the user's paths or disk, not a bug in the program.
+_PATH_ERRNOS = {errno.ENOENT, errno.EEXIST, errno.EISDIR, errno.ENOTDIR, errno.EACCES, errno.EPERM,
+                errno.EROFS, errno.ENOSPC, errno.EDQUOT, errno.ENAMETOOLONG, errno.ENOTEMPTY}
+_PATH_HINTS = {
+    errno.EEXIST: "choose another path or remove it",
+    errno.EISDIR: "a file is expected here, not a folder",
+    errno.ENOTDIR: "a part of the path is a file, not a folder",
+    errno.EACCES: "check the permissions or choose a writable path",
+    errno.EPERM: "check the permissions or choose a writable path",
+    errno.EROFS: "choose a path on a writable file system",
+    errno.ENOSPC: "free some space or choose another disk",
+}
 
 
 def verbose(argv: list[str]) -> bool:
@@ -35,7 +54,97 @@ def fail(message: str, argv: list[str] | None = None) -> None:
   sys.exit(EXIT_BAD_INPUT)
 
 
+def describe_os_error(e: OSError) -> str | None:
+  """'PATH: what happened (what to do)' for a file-system error on a named path, else None."""
+  if e.errno not in _PATH_ERRNOS or not e.filename:
+    return None
+  text = f"{e.filename}: {e.strerror or type(e).__name__}"
+  if e.filename2:
+    text = f"{e.filename} -> {e.filename2}: {e.strerror or type(e).__name__}"
+  hint = _PATH_HINTS.get(e.errno)
+  return f"{text} ({hint})" if hint else text
+
+
+def _offending_flag(argv: list[str], text: str) -> str | None:
+  """The command-line argument a flag-parsing message is about (first flag whose name or
+  dotted path contains a word quoted in the message)."""
+  words = set(re.findall(r"['\"]([\w.-]+)['\"]", text))
+  for arg in argv[1:]:
+    if not arg.startswith("-"):
+      continue
+    name = arg.lstrip("-").split("=", 1)[0]
+    if name in words or set(name.split(".")) & words:
+      return arg
+  return None
+
+
+def describe_flag_error(e: Exception, argv: list[str]) -> str:
+  """One line for a failure while parsing the command line."""
+  if isinstance(e, flags.Error):
+    return str(e).strip().splitlines()[0] + " (see --helpfull)"
+  # ml_collections raises AttributeError/KeyError for an unknown `--config.` field, with
+  # the "Did you mean" suggestion inside the message, and OSError/anything for a config
+  # file that does not load.
+  text = " ".join(str(a).strip("'\"") for a in e.args).replace("\\n", " ").replace("\n", " ")
+  text = " ".join(text.replace("\\'", "'").split())
+  if isinstance(e, (AttributeError, KeyError)):
+    arg = _offending_flag(argv, text) or "a --config. override"
+    key = text.split()[0].strip("'\"") if text else "?"
+    rest = text[len(text.split()[0]):].strip() if text else ""
+    return f"{arg}: the config has no field {key!r}" + (f"; {rest[0].lower() + rest[1:]}" if rest else "")
+  if isinstance(e, OSError) and "Failed loading config file" in str(e):
+    # ml_collections lists the attempts; the last line is the reason ("[Errno 2] No such file ...").
+    detail = str(e).strip().splitlines()[-1].strip()
+  else:
+    detail = f"{type(e).__name__}: {' '.join(str(e).split())}"
+  names = _config_flag_names()
+  where = "the default config file"
+  for i, arg in enumerate(argv[1:], 1):
+    if arg.lstrip("-").split("=", 1)[0] in names:
+      where = arg if "=" in arg or i + 1 >= len(argv) else f"{arg} {argv[i + 1]}"
+  return f"{where}: the config file cannot be loaded: {detail}"
+
+
+def _config_flag_names() -> set[str]:
+  from ml_collections.config_flags import config_flags
+  return {name for name in flags.FLAGS if config_flags.is_config_flag(flags.FLAGS[name])}
+
+
+def _load_error(value) -> Exception | None:
+  """The error ml_collections deferred when a config file failed to load, else None."""
+  if type(value).__name__ != "_ErrorConfig":
+    return None
+  return object.__getattribute__(value, "_error")
+
+
+def _parse_flags(argv: list[str]) -> list[str]:
+  try:
+    args = flags.FLAGS(argv)
+  except Exception as e:  # noqa: BLE001 - everything raised while parsing comes from the command line
+    fail(describe_flag_error(e, argv), argv)
+  for name in _config_flag_names():
+    error = _load_error(flags.FLAGS[name].value)
+    if error is not None:
+      fail(describe_flag_error(error, argv), argv)
+  return args
+
+
+def define_config_file(name: str, default: str | None, help_string: str, **kwargs):
+  """`config_flags.DEFINE_config_file` under this module's contract.
+
+  ml_collections loads the default config, and applies the `--name.` overrides of
+  sys.argv, while the flag is defined (at import): a misspelt override would raise
+  there, before `run` can turn it into one line. Define config flags through this.
+  """
+  from ml_collections import config_flags
+  try:
+    return config_flags.DEFINE_config_file(name, default, help_string, **kwargs)
+  except Exception as e:  # noqa: BLE001 - raised by the command line's overrides
+    fail(describe_flag_error(e, sys.argv))
+
+
 def run(main: Callable[[list[str]], object], argv: list[str] | None = None) -> None:
+  """absl's `app.run(main)` with the project's error contract (see the module docstring)."""
   argv = list(sys.argv if argv is None else argv)
   if "--verbose" in argv:
     argv.remove("--verbose")
@@ -46,5 +155,12 @@ def run(main: Callable[[list[str]], object], argv: list[str] | None = None) -> N
       return main(args)
     except AsvaError as e:
       fail(str(e), argv)
+    except app.UsageError as e:
+      fail(str(e), argv)
+    except OSError as e:
+      message = describe_os_error(e)
+      if message is None:
+        raise
+      fail(message, argv)
 
-  app.run(guarded, argv=argv)
+  app.run(guarded, argv=argv, flags_parser=_parse_flags)

@@ -11,6 +11,7 @@ tiny random ones.
 from __future__ import annotations
 
 import itertools
+import sys
 import time
 from pathlib import Path
 
@@ -19,10 +20,13 @@ import jax.numpy as jnp
 import numpy as np
 from absl import app, logging
 from flax import nnx
-from ml_collections import config_flags
 from tqdm import tqdm
 
-_CONFIG = config_flags.DEFINE_config_file("config", "configs/demo.py", "Demo configuration.")
+from asva_jax import command
+
+# The repository's configs/demo.py, found from this file so the demo runs from any directory.
+_CONFIG = command.define_config_file(
+    "config", str(Path(__file__).resolve().parent.parent / "configs" / "demo.py"), "Demo configuration.")
 
 
 def prepare_data(cfg) -> Path:
@@ -34,11 +38,12 @@ def prepare_data(cfg) -> Path:
   if not (raw / "events.json").is_file():
     h, w = cfg.data.source_size
     write_dataset(raw, cfg.data.num_classes, cfg.data.videos_per_class, cfg.seed, height=h, width=w)
+    sys.stderr.flush()
   shards = work / "shards"
   summary = build(BuildConfig(dataset="avsync15", root=str(raw), split="train", out=str(shards),
                               size=tuple(cfg.data.size), name="synthetic"), num_workers=0)
   print(f"shards: {summary['num_written']} of {summary['num_listed']} videos in {shards} "
-        f"({summary['num_skipped']} skipped)")
+        f"({summary['num_skipped']} skipped)", flush=True)
   return shards
 
 
@@ -89,10 +94,11 @@ def main(argv):
     batch["prompt"] = [p.decode() if isinstance(p, bytes) else str(p) for p in batch["prompt"]]
   prompts = sorted({p for b in batches for p in b["prompt"]})
   print(f"data ready in {time.perf_counter() - t0:.1f} s: batch video {batches[0]['video'].shape} "
-        f"{batches[0]['video'].dtype}, mel {batches[0]['mel'].shape}")
+        f"{batches[0]['video'].dtype}, mel {batches[0]['mel'].shape}", flush=True)
 
   unet, vae, audio_encoder, encodings = build_models(cfg, prompts)
-  print(f"models: unet {count(unet):,} params, vae {count(vae):,}, audio encoder {count(audio_encoder):,}")
+  print(f"models: unet {count(unet):,} params, vae {count(vae):,}, audio encoder {count(audio_encoder):,}",
+        flush=True)
   alphas = jnp.asarray(scaled_linear_alphas_cumprod(cfg.diffusion.num_train_timesteps))
   masks = jnp.asarray(segment_masks())
 
@@ -103,7 +109,8 @@ def main(argv):
                           audio_drop_prob=cfg.diffusion.audio_drop_prob)
 
   key = jax.random.key(cfg.seed)
-  for i, batch in enumerate(tqdm(batches, desc="diffusion loss", unit="batch")):
+  bar = tqdm(batches, desc="diffusion loss", unit="batch", file=sys.stdout)
+  for i, batch in enumerate(bar):
     text = np.stack([encodings[p] for p in batch["prompt"]])
     start = time.perf_counter()
     loss = float(loss_fn(unet, vae, audio_encoder, batch["video"], batch["mel"], text,
@@ -112,8 +119,9 @@ def main(argv):
                f"({time.perf_counter() - start:.1f} s{' incl. compile' if i == 0 else ''})")
     if not np.isfinite(loss):
       raise SystemExit(f"non-finite loss {loss} on batch {i}")
+  bar.close()
   print(f"done in {time.perf_counter() - t0:.1f} s")
 
 
 if __name__ == "__main__":
-  app.run(main)
+  command.run(main)

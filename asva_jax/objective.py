@@ -1,4 +1,4 @@
-"""AVSyncD's training objective (spec §1.1, §6.2, §6.3) for one batch, as one jit-able function."""
+"""AVSyncD's training objective (docs/reference.md §1.1, §6.2, §6.3) for one batch, as one jit-able function."""
 
 from __future__ import annotations
 

@@ -17,6 +17,7 @@ from absl import app, flags
 from flax import nnx
 from tqdm import tqdm
 
+from asva_jax import command
 from asva_jax.audio.fbank import waveform_to_mel, waveform_to_mel_jax
 from asva_jax.models.imagebind_audio import ImageBindAudioConfig, build_audio_encoder
 
@@ -41,7 +42,14 @@ def clips_per_second(fn, clips: int, repeats: int) -> float:
 
 
 def main(argv):
-  del argv
+  if len(argv) > 1:
+    raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+  unknown = [s for s in FLAGS.sizes if s not in SIZES]
+  if unknown or not FLAGS.sizes:
+    raise app.UsageError(f"--sizes {','.join(FLAGS.sizes)}: expected one or more of {', '.join(SIZES)}")
+  for flag in ("batch", "repeats"):
+    if FLAGS[flag].value < 1:
+      raise app.UsageError(f"--{flag} {FLAGS[flag].value}: must be at least 1")
   batch, repeats = FLAGS.batch, FLAGS.repeats
   rng = np.random.default_rng(0)
   waves = (0.1 * rng.standard_normal((batch, 32000))).astype(np.float32)
@@ -68,4 +76,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  command.run(main)

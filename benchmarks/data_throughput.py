@@ -18,6 +18,8 @@ from pathlib import Path
 import numpy as np
 from absl import app, flags
 
+from asva_jax import command
+
 FLAGS = flags.FLAGS
 
 
@@ -30,8 +32,13 @@ def define_flags() -> None:
   flags.DEFINE_string("work_dir", None, "Scratch folder (default: a temporary one).")
 
 
-def _pair(text: str) -> tuple[int, int]:
-  h, w = (int(v) for v in text.split(","))
+def _pair(text: str, flag: str) -> tuple[int, int]:
+  try:
+    h, w = (int(v) for v in text.split(","))
+  except ValueError:
+    raise app.UsageError(f"--{flag} {text!r}: expected H,W (e.g. 256,256)") from None
+  if h < 16 or w < 16 or h % 2 or w % 2:
+    raise app.UsageError(f"--{flag} {text!r}: sizes must be even and at least 16")
   return h, w
 
 
@@ -83,10 +90,18 @@ def run(work: Path, videos: int, source: tuple[int, int], size: tuple[int, int],
 
 
 def main(argv):
-  del argv
+  if len(argv) > 1:
+    raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+  for flag in ("videos", "clips"):
+    if FLAGS[flag].value < 1:
+      raise app.UsageError(f"--{flag} {FLAGS[flag].value}: must be at least 1")
+  if FLAGS.num_workers < 0:
+    raise app.UsageError(f"--num_workers {FLAGS.num_workers}: must be 0 or more")
+  if FLAGS.work_dir and not Path(FLAGS.work_dir).is_dir():
+    raise app.UsageError(f"--work_dir {FLAGS.work_dir}: no such folder")
+  source, size = _pair(FLAGS.source, "source"), _pair(FLAGS.size, "size")
   with tempfile.TemporaryDirectory(dir=FLAGS.work_dir) as tmp:
-    r = run(Path(tmp), FLAGS.videos, _pair(FLAGS.source), _pair(FLAGS.size), FLAGS.num_workers,
-            FLAGS.clips)
+    r = run(Path(tmp), FLAGS.videos, source, size, FLAGS.num_workers, FLAGS.clips)
   per_core = 1e3 / (r["read_ms"] + r["clip_ms"])
   print(f"build: {r['videos']} videos ({r['source_seconds']:.0f} s of {FLAGS.source} video) in "
         f"{r['build_s']:.1f} s with {r['build_workers']} processes = {r['videos'] / r['build_s']:.2f} "
@@ -106,4 +121,4 @@ def main(argv):
 
 if __name__ == "__main__":
   define_flags()
-  app.run(main)
+  command.run(main)

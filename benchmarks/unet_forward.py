@@ -29,6 +29,7 @@ import numpy as np
 from absl import app, flags, logging
 from flax import nnx
 
+from asva_jax import command
 from asva_jax.audio import segment_masks
 from asva_jax.models.unet_3d import build_unet, trainable
 from asva_jax.models.unet_config import CROSS_ATTN_DOWN, CROSS_ATTN_UP, DEFAULT_CONFIG, MID, RES_DOWN, RES_UP
@@ -195,10 +196,21 @@ def parse_list(values: list[str], allowed: tuple[str, ...], name: str) -> list[s
 
 
 def main(argv):
-  del argv
   backend = jax.default_backend()
   size = FLAGS.size or ("small" if backend == "cpu" else "full")
-  batches = [int(b) for b in FLAGS.batch]
+  if len(argv) > 1:
+    raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+  try:
+    batches = [int(b) for b in FLAGS.batch]
+  except ValueError:
+    raise app.UsageError(f"--batch {','.join(FLAGS.batch)}: expected positive integers") from None
+  if not batches or min(batches) < 1:
+    raise app.UsageError(f"--batch {','.join(FLAGS.batch)}: expected positive integers")
+  for flag, low in (("latent", 8), ("frames", 1), ("runs", 1)):
+    if FLAGS[flag].value < low:
+      raise app.UsageError(f"--{flag} {FLAGS[flag].value}: must be at least {low}")
+  if FLAGS.latent % 8:
+    raise app.UsageError(f"--latent {FLAGS.latent}: must be a multiple of 8 (the UNet halves it 3 times)")
   dtypes = parse_list(FLAGS.dtype, ("float32", "bfloat16"), "dtype")
   attentions = parse_list(FLAGS.attention, ("auto", "xla", "cudnn", "reference"), "attention")
   remats = {"both": [False, True], "off": [False], "on": [True]}[FLAGS.remat] if FLAGS.backward else [False]
@@ -228,4 +240,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  command.run(main)

@@ -18,6 +18,8 @@ from pathlib import Path
 from absl import app, flags, logging
 from tqdm import tqdm
 
+from asva_jax import command
+
 FLAGS = flags.FLAGS
 flags.DEFINE_string("out", None, "Output JAX checkpoint folder.", required=True)
 flags.DEFINE_string("unet", None, "An AVSyncD unet/ folder (config.json + weights).")
@@ -42,11 +44,16 @@ def _audio_config() -> dict | None:
   if not value:
     return None
   path = Path(value)
+  if path.is_dir():
+    raise app.UsageError(f"--audio-config {value}: is a folder; give a JSON file or a JSON string")
   text = path.read_text() if path.is_file() else value
   try:
-    return json.loads(text)
+    config = json.loads(text)
   except json.JSONDecodeError as e:
-    raise app.UsageError(f"--audio-config {value}: neither a JSON file nor JSON ({e})")
+    raise app.UsageError(f"--audio-config {value}: neither a JSON file nor JSON ({e})") from None
+  if not isinstance(config, dict):
+    raise app.UsageError(f"--audio-config {value}: expected a JSON object such as {{\"num_heads\": 4}}")
+  return config
 
 
 def plan() -> list[tuple[str, str, object]]:
@@ -76,7 +83,44 @@ def plan() -> list[tuple[str, str, object]]:
   return [(name, kind, src) for name, (kind, src) in jobs.items()]
 
 
-def convert_one(name: str, kind: str, source, out: Path) -> None:
+# Which flags name a file (the others name folders).
+_FILE_FLAGS = ("imagebind", "null-text-encoding", "audio-config")
+
+
+def check_inputs() -> None:
+  """Every path given on the command line exists and is of the right kind, before anything is written."""
+  for flag in ("unet", "sd15", "avsyncd", "vae", "text-encoder", "tokenizer", "imagebind",
+               "audio-encoder", "null-text-encoding"):
+    value = FLAGS[flag].value
+    if not value:
+      continue
+    path = Path(value)
+    if not path.exists():
+      raise app.UsageError(f"--{flag} {value}: no such {'file' if flag in _FILE_FLAGS else 'folder'}")
+    if flag in _FILE_FLAGS and path.is_dir():
+      raise app.UsageError(f"--{flag} {value}: is a folder; expected a file")
+    if flag not in _FILE_FLAGS and not path.is_dir():
+      raise app.UsageError(f"--{flag} {value}: is a file; expected a folder")
+  for value in FLAGS["text-encodings"].value:
+    if not Path(value).is_file():
+      raise app.UsageError(f"--text-encodings: {value}: no such file")
+  if FLAGS.sd15:
+    for sub in ("unet", "vae", "text_encoder", "tokenizer"):
+      if not (Path(FLAGS.sd15) / sub).is_dir():
+        raise app.UsageError(f"--sd15 {FLAGS.sd15}: no {sub}/ folder (expected an SD1.5 root with unet/, "
+                             f"vae/, text_encoder/, tokenizer/)")
+  if FLAGS.avsyncd:
+    for sub in ("unet", "audio_encoder"):
+      if not (Path(FLAGS.avsyncd) / sub).is_dir():
+        raise app.UsageError(f"--avsyncd {FLAGS.avsyncd}: no {sub}/ folder (expected a released AVSyncD "
+                             f"modules/ folder with unet/ and audio_encoder/)")
+  out = Path(FLAGS.out)
+  if out.exists() and not out.is_dir():
+    raise app.UsageError(f"--out {out}: exists and is not a folder; choose a folder path")
+
+
+def convert_one(name: str, kind: str, source, out: Path) -> bool:
+  """Converts one component into `out/name`; False when there was nothing to write."""
   from asva_jax.checkpoint import save_module
   from convert.components import write_component
 
@@ -116,27 +160,45 @@ def convert_one(name: str, kind: str, source, out: Path) -> None:
       from asva_jax.models.clip_text import load_text_encoder
       from asva_jax.models.clip_tokenizer import encode_prompts, load_tokenizer
       encodings[""] = encode_prompts(load_text_encoder(out), load_tokenizer(out), [""])[0]
-    if encodings:
-      write_component(out, name, lambda tmp: save_text_encodings(encodings, tmp))
+    if not encodings:
+      return False
+    write_component(out, name, lambda tmp: save_text_encodings(encodings, tmp))
   else:
     raise AssertionError(kind)
+  return True
 
 
 def main(argv):
   if len(argv) > 1:
-    raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
   if not FLAGS["verbosity"].present:
     logging.set_verbosity(logging.WARNING)  # Orbax logs every file it writes at INFO
   jobs = plan()
   if not jobs:
     raise app.UsageError("nothing to convert: give --sd15, --avsyncd, --unet, --vae, --text-encoder, "
                          "--tokenizer, --imagebind or --audio-encoder")
+  check_inputs()
+  _audio_config()  # a bad --audio-config fails here, before anything is written
   out = Path(FLAGS.out)
-  for name, kind, source in tqdm(jobs, desc="converting", unit="component"):
-    logging.info("%s <- %s (%s)", name, source, kind)
-    convert_one(name, kind, source, out)
-  print(f"wrote {', '.join(n for n, _, _ in jobs)} to {out}")
+  created = not out.exists()
+  written = []
+  try:
+    for name, kind, source in tqdm(jobs, desc="converting", unit="component"):
+      logging.info("%s <- %s (%s)", name, source, kind)
+      if convert_one(name, kind, source, out):
+        written.append(name)
+  finally:
+    if created and out.is_dir() and not any(out.iterdir()):
+      out.rmdir()  # a failed first component leaves no empty --out behind
+  if not written:
+    raise app.UsageError("nothing was converted (no text encodings were given or computable)")
+  print(f"wrote {', '.join(written)} to {out}")
+
+
+def run() -> None:
+  """Console-script entry point (see [project.scripts] in pyproject.toml)."""
+  command.run(main)
 
 
 if __name__ == "__main__":
-  app.run(main)
+  run()

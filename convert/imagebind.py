@@ -1,6 +1,6 @@
 """ImageBind audio encoder <-> PyTorch: `imagebind_huge.pth` and AVSyncD's `audio_encoder/` folder.
 
-Two PyTorch namings hold the same tensors (spec §4.8):
+Two PyTorch namings hold the same tensors (docs/reference.md §4.8):
   * ImageBind's checkpoint: `modality_{preprocessors,trunks,heads,postprocessors}.audio.*`
     (other modalities are ignored; AVSyncD's new `final_layer_norm` is created with
     weight 1 and bias 0, as AVSyncD creates it);
@@ -12,8 +12,10 @@ the transpose of PyTorch's `in_proj_weight` (3D, D).
 
 Dimensions: taken from `audio_config` (fields embed_dim, num_blocks, num_heads,
 out_embed_dim, ...), else from the folder's config.json where it has them, else read off
-the tensor shapes; only the head count cannot be read off shapes: it defaults to
-embed_dim // 64 (ImageBind-Huge's head size).
+the tensor shapes. The head count is the one dimension no tensor shape reveals: it is
+ImageBind-Huge's (12) when the widths are Huge's (768 wide, 1024-d output), and must be
+given (`audio_config`, `--audio-config`) for any other width; guessing would convert
+without error into a model that computes something else.
 """
 
 from __future__ import annotations
@@ -44,7 +46,6 @@ IMAGEBIND_PREFIXES = {
     "postprocessor.": "modality_postprocessors.audio.",
 }
 FINAL_NORM = ("final_layer_norm.weight", "final_layer_norm.bias")
-HEAD_SIZE = 64
 
 
 def wrapper_name(key: str) -> str:
@@ -95,8 +96,12 @@ def _infer_dimensions(sd: TorchStateDict, name, source: str) -> dict:
   out_dim = shape("head.2.weight")[0]
   prefix = name("trunk.blocks.")
   blocks = {int(k[len(prefix):].split(".", 1)[0]) for k in sd if k.startswith(prefix)}
-  return {"embed_dim": embed_dim, "kernel_size": kernel, "out_embed_dim": out_dim,
-          "num_blocks": len(blocks), "num_heads": max(1, embed_dim // HEAD_SIZE)}
+  dims = {"embed_dim": embed_dim, "kernel_size": kernel, "out_embed_dim": out_dim,
+          "num_blocks": len(blocks)}
+  huge = ImageBindAudioConfig()
+  if (embed_dim, out_dim) == (huge.embed_dim, huge.out_embed_dim):
+    dims["num_heads"] = huge.num_heads
+  return dims
 
 
 def _config(inferred: dict, *overrides: Mapping | None, source: str) -> ImageBindAudioConfig:
@@ -104,6 +109,12 @@ def _config(inferred: dict, *overrides: Mapping | None, source: str) -> ImageBin
   for extra in overrides:
     merged.update({k: v for k, v in (extra or {}).items()
                    if k in ImageBindAudioConfig.DIMENSIONS or k in ("n_segment", "pretrained_model_name")})
+  if "num_heads" not in merged:
+    raise ConversionError(
+        f"{source}: an audio encoder {merged['embed_dim']} wide with {merged['out_embed_dim']}-d output "
+        f"is not ImageBind-Huge (768, 1024), and its attention head count cannot be read from the "
+        f"tensors; give it with --audio-config '{{\"num_heads\": N}}' (a JSON string or file; "
+        f"audio_config= in Python)")
   try:
     return ImageBindAudioConfig.from_dict(merged, source=source)
   except ValueError as e:

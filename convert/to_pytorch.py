@@ -15,6 +15,8 @@ from pathlib import Path
 from absl import app, flags, logging
 from tqdm import tqdm
 
+from asva_jax import command
+
 FLAGS = flags.FLAGS
 flags.DEFINE_string("ckpt", None, "asva-jax checkpoint folder (from convert.from_pytorch or training).",
                     required=True)
@@ -52,21 +54,41 @@ def export_one(name: str, ckpt: Path, out: Path) -> None:
 
 def main(argv):
   if len(argv) > 1:
-    raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
   if not FLAGS["verbosity"].present:
     logging.set_verbosity(logging.WARNING)  # Orbax logs every file it writes at INFO
   ckpt, out = Path(FLAGS.ckpt), Path(FLAGS.out)
   if not ckpt.is_dir():
-    raise app.UsageError(f"--ckpt {ckpt}: no such folder")
-  names = FLAGS.components or [n for n in EXPORTABLE if (ckpt / n).is_dir()]
-  unknown = [n for n in names if n not in EXPORTABLE or not (ckpt / n).is_dir()]
+    raise app.UsageError(f"--ckpt {ckpt}: {'is a file, not' if ckpt.exists() else 'no such'} folder")
+  present = [n for n in EXPORTABLE if (ckpt / n).is_dir()]
+  if (ckpt / "config.json").is_file() and not present:
+    raise app.UsageError(f"--ckpt {ckpt}: is one component folder; give the checkpoint folder above it "
+                         f"(--ckpt {ckpt.parent}" + (f" --components {ckpt.name})" if ckpt.name in EXPORTABLE
+                                                     else ")"))
+  if not present:
+    raise app.UsageError(f"--ckpt {ckpt}: holds none of the components {', '.join(EXPORTABLE)} "
+                         f"(expected a folder written by convert.from_pytorch)")
+  names = FLAGS.components or present
+  unknown = [n for n in names if n not in present]
   if unknown:
-    raise app.UsageError(f"{ckpt}: cannot export {unknown} (present: "
-                         f"{[n for n in EXPORTABLE if (ckpt / n).is_dir()]})")
-  for name in tqdm(names, desc="exporting", unit="component"):
-    export_one(name, ckpt, out)
+    raise app.UsageError(f"--components: {ckpt} has no {', '.join(unknown)} to export "
+                         f"(present: {', '.join(present)})")
+  if out.exists() and not out.is_dir():
+    raise app.UsageError(f"--out {out}: exists and is not a folder; choose a folder path")
+  created = not out.exists()
+  try:
+    for name in tqdm(names, desc="exporting", unit="component"):
+      export_one(name, ckpt, out)
+  finally:
+    if created and out.is_dir() and not any(out.iterdir()):
+      out.rmdir()  # a failed first component leaves no empty --out behind
   print(f"wrote {', '.join(names)} to {out}")
 
 
+def run() -> None:
+  """Console-script entry point (see [project.scripts] in pyproject.toml)."""
+  command.run(main)
+
+
 if __name__ == "__main__":
-  app.run(main)
+  run()

@@ -48,7 +48,7 @@ def inflated_config(config_2d: dict, audio_cross_attention_dim: int | None = Non
 
 def inflate_sd15(folder: str | os.PathLike, *, seed: int = 0, audio_cross_attention_dim=None,
                  **options) -> tuple[AudioUNet3D, dict]:
-  """The initial video UNet from SD1.5's `unet/` (spec §3.7).
+  """The initial video UNet from SD1.5's `unet/` (docs/reference.md §3.7).
 
   Every 2-D tensor is copied; the `_temp`/`_audio` parameters keep their
   initialisation (zeros for `conv_temp` and `attn_temp.to_out.0.weight`,

@@ -13,7 +13,7 @@ What a record stores, and why (schema: `asva_jax.data.features`):
 
 * Frames: EVERY decoded frame with its exact timestamp (pts, time base), not frames at 6 fps. The
   loader draws a clip start uniformly in [0, duration - 2] and the original picks
-  "the first frame at or after start + k/6" (spec §8.3), so any source frame can be
+  "the first frame at or after start + k/6" (docs/reference.md §8.3), so any source frame can be
   chosen; storing all frames with their times reproduces the original selection
   exactly for every start (`asva_jax.data.clips.select_frames`). Pre-selecting 6-fps
   frames would quantise the start to 1/6 s and change which frames are paired with
@@ -50,7 +50,8 @@ Bad input never stops the build: a listed file that is missing, a corrupt or
 truncated mp4, no audio or no video stream, a clip shorter than 2 s, or a file whose
 decoding kills its worker process (a crash in FFmpeg, the OOM killer; the videos then
 in flight are decoded again one at a time, so only the culprit is skipped) is skipped
-and reported with its reason (console, shard sidecar, summary); the exit status is 0.
+and reported with its reason (console, shard sidecar, summary); the exit status is 0, or 2
+when no listed video at all could be used (an empty split is an error, not a result).
 
 Videos are decoded in parallel processes; a shard (a fixed, contiguous run of the
 listed videos; training lists are first shuffled with a fixed seed so every shard,
@@ -65,10 +66,8 @@ import dataclasses
 import functools
 import json
 import math
-import multiprocessing
 import os
 import shutil
-import signal
 import tempfile
 import time
 from collections import Counter
@@ -78,9 +77,10 @@ import numpy as np
 from absl import app, flags, logging
 from tqdm import tqdm
 
+from asva_jax import command
 from asva_jax.checkpoint import write_json_atomic
 from asva_jax.data import features as features_lib
-from asva_jax.data.transforms import decode_image
+from asva_jax.data.errors import DataError
 from data_prep import sources, workers
 from data_prep.decode import SkipVideo, decode_video, encode_image
 
@@ -129,10 +129,6 @@ def summary_path(config: BuildConfig) -> Path:
   return Path(config.out) / f"summary-{config.name}-{config.split}.json"
 
 
-# The environment variable of process_video's crash test hook.
-CRASH_HOOK_ENV = "ASVA_TEST_CRASH_ON"
-
-
 @functools.lru_cache(maxsize=4)
 def _features(class_names: tuple[str, ...], vae: bool):
   return features_lib.make_features(list(class_names), vae_latents=vae)
@@ -144,14 +140,7 @@ def process_video(entry: sources.VideoEntry, config: BuildConfig,
 
   With `config.vae_latents` the unserialized "example" is returned instead of "record":
   the VAE runs once, in the main process (`_add_vae_moments`), not in every worker.
-
-  Test hook: in a worker process (never in the main one), a video whose path contains
-  the value of the environment variable `ASVA_TEST_CRASH_ON` kills its process with
-  SIGKILL, as a decoder crash or the OOM killer would (tests/test_data_build.py).
   """
-  crash_on = os.environ.get(CRASH_HOOK_ENV)
-  if crash_on and crash_on in entry.path and multiprocessing.parent_process() is not None:
-    os.kill(os.getpid(), signal.SIGKILL)
   try:
     video = decode_video(entry.path, config.size)
     example = {
@@ -181,6 +170,7 @@ def _add_vae_moments(result: dict, encoder, class_names: tuple[str, ...]) -> dic
   moments match the pixels training would see) and serializes the record."""
   if "example" not in result:
     return result
+  from asva_jax.data.transforms import decode_image
   example = dict(result.pop("example"))
   frames = np.stack([decode_image(b) for b in example["frames"]])
   example.update(encoder(frames))
@@ -200,8 +190,9 @@ def _crashed(entry: sources.VideoEntry, how: str) -> dict:
   return {"key": entry.key, "path": entry.path, "reason": f"decoder process crashed ({how})"}
 
 
-def _ordered_results(tasks, config, class_names, num_workers):
-  """Yields process_video results in task order, decoding up to `num_workers` videos at once.
+def _ordered_results(tasks, config, class_names, num_workers, process=process_video):
+  """Yields `process` (process_video) results in task order, decoding up to `num_workers`
+  videos at once.
 
   A video whose decoder takes its process down is skipped with the reason "decoder
   process crashed (...)" and the others are still decoded (`data_prep.workers`). With
@@ -209,9 +200,9 @@ def _ordered_results(tasks, config, class_names, num_workers):
   """
   if num_workers <= 0:
     for entry in tasks:
-      yield process_video(entry, config, class_names)
+      yield process(entry, config, class_names)
     return
-  fn = functools.partial(process_video, config=config, class_names=class_names)
+  fn = functools.partial(process, config=config, class_names=class_names)
   yield from workers.ordered_map(fn, tasks, num_workers, on_crash=_crashed, initializer=_init_worker)
 
 
@@ -245,7 +236,7 @@ def _check_settings(config: BuildConfig, listing: sources.DatasetListing) -> Non
     previous = json.loads(path.read_text())
     if previous != settings:
       changed = sorted(k for k in settings if previous.get(k) != settings[k])
-      raise ValueError(f"{path}: an earlier build of split {config.split!r} used other settings "
+      raise DataError(f"{path}: an earlier build of split {config.split!r} used other settings "
                        f"({', '.join(changed)} differ); use a new --out or delete {config.version_dir}")
   else:
     write_json_atomic(path, settings)
@@ -275,7 +266,7 @@ def _write_tfds_metadata_locked(config: BuildConfig, class_names: list[str]) -> 
     split = build_file.stem[len("build-"):]
     settings = json.loads(build_file.read_text())
     if settings["class_names"] != class_names or bool(settings["vae_latents"]) != bool(config.vae_latents):
-      raise ValueError(f"{build_file}: split {split!r} was built with other classes or features; "
+      raise DataError(f"{build_file}: split {split!r} was built with other classes or features; "
                        f"a TFDS dataset needs one schema for all splits")
     count = _num_shards(len(settings["keys"]), settings["videos_per_shard"])
     split_config = dataclasses.replace(config, split=split)
@@ -317,10 +308,19 @@ def _num_shards(num_videos: int, per_shard: int) -> int:
   return max(1, math.ceil(num_videos / per_shard))
 
 
-def build(config: BuildConfig, num_workers: int = 0, progress: bool = True) -> dict:
-  """Builds (or finishes) one split; returns the summary that is also written to the output."""
+def build(config: BuildConfig, num_workers: int = 0, progress: bool = True,
+          process=process_video) -> dict:
+  """Builds (or finishes) one split; returns the summary that is also written to the output.
+
+  `process` turns one listed video into a result (`process_video`'s contract); it must be
+  picklable by reference for `num_workers > 0` (tests pass one that crashes its worker).
+  """
   t0 = time.time()
   listing = sources.list_videos(config.dataset, config.root, config.split)
+  if not listing.entries:
+    raise sources.DatasetLayoutError(
+        f"{Path(config.root).absolute()}: no videos for split {config.split!r} "
+        f"({listing.list_file or 'no list file'}); expected {sources.LAYOUTS[config.dataset]}")
   entries = list(listing.entries)
   if config.shuffle_seed is not None and config.split == "train":
     order = np.random.default_rng(config.shuffle_seed).permutation(len(entries))
@@ -341,7 +341,7 @@ def build(config: BuildConfig, num_workers: int = 0, progress: bool = True) -> d
   logging.info("%s/%s: %d videos in %d shards, %d shards to build", config.dataset, config.split,
                len(entries), count, len(todo))
   bar = tqdm(total=len(tasks), desc=f"{config.name}/{config.split}", unit="video", disable=not progress)
-  results = _ordered_results(tasks, config, class_names, num_workers)
+  results = _ordered_results(tasks, config, class_names, num_workers, process)
   for i in todo:
     shard_results = []
     for _ in shards[i]:
@@ -384,7 +384,7 @@ FLAGS = flags.FLAGS
 
 def define_flags() -> None:
   """Command-line flags (defined only when run as a program, so importing never clashes)."""
-  flags.DEFINE_enum("dataset", None, list(sources.DATASETS), "Source layout (spec §8.1).")
+  flags.DEFINE_enum("dataset", None, list(sources.DATASETS), "Source layout (docs/reference.md §8.1).")
   flags.DEFINE_string("root", None, "Dataset root folder.")
   flags.DEFINE_enum("split", "train", ["train", "test"], "Which list to build.")
   flags.DEFINE_string("out", None, "Output data_dir (TFDS layout: OUT/<name>/1.0.0/).")
@@ -412,22 +412,43 @@ def parse_size(text: str) -> tuple[int, int]:
 
 
 def main(argv):
-  del argv
-  if not FLAGS.dataset or not FLAGS.root or not FLAGS.out:
-    raise app.UsageError("--dataset, --root and --out are required")
+  if len(argv) > 1:
+    raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+  for flag in ("dataset", "root", "out"):
+    if not FLAGS[flag].value:
+      raise app.UsageError(f"--{flag} is required (--dataset, --root and --out are)")
+  if not FLAGS["verbosity"].present:
+    logging.set_verbosity(logging.WARNING)  # progress is the bar; warnings still show
+  out = Path(FLAGS.out)
+  if out.exists() and not out.is_dir():
+    raise app.UsageError(f"--out {out}: exists and is not a folder; choose a folder path")
+  if FLAGS.videos_per_shard < 1:
+    raise app.UsageError(f"--videos-per-shard {FLAGS.videos_per_shard}: must be at least 1")
+  if not 1 <= FLAGS.jpeg_quality <= 100:
+    raise app.UsageError(f"--jpeg-quality {FLAGS.jpeg_quality}: must be in 1..100")
   size = parse_size(FLAGS.size) if FLAGS.size else sources.DEFAULT_SIZES[FLAGS.dataset]
   config = BuildConfig(dataset=FLAGS.dataset, root=FLAGS.root, split=FLAGS.split, out=FLAGS.out,
                        size=size, name=FLAGS.name or FLAGS.dataset, image_format=FLAGS.image_format,
                        jpeg_quality=FLAGS.jpeg_quality, videos_per_shard=FLAGS.videos_per_shard,
                        shuffle_seed=None if FLAGS.shuffle_seed < 0 else FLAGS.shuffle_seed,
                        vae_latents=FLAGS.vae_latents)
-  summary = build(config, num_workers=FLAGS.num_workers)
-  print(f"{summary['name']}/{summary['split']}: {summary['num_written']} written, "
-        f"{summary['num_skipped']} skipped (see {summary_path(config)})")
-  for s in summary["skipped"]:
-    print(f"  skipped {s['path']}: {s['reason']}")
+  summary = build(config, num_workers=FLAGS.num_workers)  # prints each skipped video as it goes
+  line = (f"{summary['name']}/{summary['split']}: {summary['num_written']} written, "
+          f"{summary['num_skipped']} skipped (see {summary_path(config)})")
+  if summary["num_written"] == 0:
+    first = "; ".join(f"{Path(s['path']).name}: {s['reason']}" for s in summary["skipped"][:3])
+    more = " ..." if summary["num_skipped"] > 3 else ""
+    raise DataError(f"{line}: no listed video could be used ({first}{more}), "
+                    f"so the split is empty; fix or replace the videos under "
+                    f"{Path(config.root).absolute()}, then rerun with a new --out")
+  print(line)
+
+
+def run() -> None:
+  """Console-script entry point (see [project.scripts] in pyproject.toml)."""
+  define_flags()
+  command.run(main)
 
 
 if __name__ == "__main__":
-  define_flags()
-  app.run(main)
+  run()

@@ -1,12 +1,12 @@
 """Per-frame VAE posterior moments for `data_prep.build --vae-latents CKPT`.
 
 Stored for every frame and for its mirror image, so training can sample the
-latent (`mean + exp(logvar / 2) * noise`, spec §1.1 step 5) of either flip
+latent (`mean + exp(logvar / 2) * noise`, docs/reference.md §1.1 step 2) of either flip
 without running the VAE encoder.
 
 Input mapping: the original's dataset returns float frames in [0, 1] and the
-training step maps them with `(x - 0.5) / 0.5` before the encoder (spec §1.1
-step 5). Here the frames are the *stored* ones (uint8, decoded from their
+training step maps them with `(x - 0.5) / 0.5` before the encoder (docs/reference.md §1.1
+step 2). Here the frames are the *stored* ones (uint8, decoded from their
 JPEG/PNG bytes exactly as the loader decodes them), mapped with
 `vae_input`: `x = u / 255` (the loader's `to_unit_interval`), then
 `(x - 0.5) / 0.5`, in float32. The moments therefore match what encoding the

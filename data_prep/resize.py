@@ -1,6 +1,6 @@
-"""The original resize pipeline (spec §8.3): crop to the target aspect ratio, then an
+"""The original resize pipeline (docs/reference.md §8.3): crop to the target aspect ratio, then an
 antialiased bilinear resize, done with torch so the pixels match torchvision's
-`Resize(antialias=True)` on float frames (pitfall §10.19: PIL and jax.image differ).
+`Resize(antialias=True)` on float frames (docs/reference.md §10 item 19: PIL and jax.image differ).
 """
 
 from __future__ import annotations

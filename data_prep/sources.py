@@ -1,4 +1,4 @@
-"""The original datasets' folder layouts (spec §8.1) -> a list of videos with class and prompt.
+"""The original datasets' folder layouts (docs/reference.md §8.1) -> a list of videos with class and prompt.
 
     avsync15         ROOT/videos/<class>/<name>.mp4, ROOT/{train,test}.txt ("<class>/<name>.mp4"),
                      ROOT/class_mapping.json {class folder: prompt}
@@ -25,6 +25,17 @@ GREATEST_HITS_PROMPT = "hitting with a stick"
 # Frame size (height, width) of each dataset's training data.
 DEFAULT_SIZES = {"avsync15": (256, 256), "landscapes": (256, 256), "thegreatesthits": (128, 256),
                  "folder": (256, 256)}
+
+
+# What each --dataset expects under its root (for error messages; docstring above in full).
+LAYOUTS = {
+    "avsync15": "ROOT/videos/<class>/<name>.mp4, ROOT/<split>.txt listing <class>/<name>.mp4, "
+                "ROOT/class_mapping.json",
+    "landscapes": "ROOT/videos/<split>/<class>/<name>.mp4, ROOT/<split>.txt listing <class>/<name>.mp4, "
+                  "ROOT/class_mapping.json",
+    "thegreatesthits": "ROOT/videos/<name>.mp4 and ROOT/<split>.txt listing <name>.mp4",
+    "folder": "ROOT/<class>/*.mp4 (ROOT/<split>.txt optional)",
+}
 
 
 class DatasetLayoutError(AsvaError, ValueError):

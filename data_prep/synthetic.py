@@ -23,6 +23,7 @@ import numpy as np
 from absl import app, flags
 from tqdm import tqdm
 
+from asva_jax import command
 from asva_jax.checkpoint import write_json_atomic
 from data_prep.mp4 import video_codec, write_mp4
 
@@ -202,15 +203,31 @@ def define_flags() -> None:
 
 
 def main(argv):
-  del argv
+  if len(argv) > 1:
+    raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
   if not FLAGS.out:
     raise app.UsageError("--out is required")
+  out = Path(FLAGS.out)
+  if out.exists() and not out.is_dir():
+    raise app.UsageError(f"--out {out}: exists and is not a folder; choose a folder path")
+  for flag, low in (("num_classes", 1), ("videos_per_class", 1), ("height", 16), ("width", 16),
+                    ("fps", 6), ("sample_rate", 8000)):
+    if FLAGS[flag].value < low:
+      raise app.UsageError(f"--{flag.replace('_', '-')} {FLAGS[flag].value}: must be at least {low}")
+  for flag in ("height", "width"):
+    if FLAGS[flag].value % 2:
+      raise app.UsageError(f"--{flag} {FLAGS[flag].value}: must be even (H.264 with 4:2:0 chroma)")
   truth = write_dataset(FLAGS.out, FLAGS.num_classes, FLAGS.videos_per_class, FLAGS.seed,
                         height=FLAGS.height, width=FLAGS.width, fps=FLAGS.fps,
                         sample_rate=FLAGS.sample_rate)
   print(f"wrote {len(truth['videos'])} videos ({truth['video_codec']} + aac) to {FLAGS.out}")
 
 
-if __name__ == "__main__":
+def run() -> None:
+  """Console-script entry point (see [project.scripts] in pyproject.toml)."""
   define_flags()
-  app.run(main)
+  command.run(main)
+
+
+if __name__ == "__main__":
+  run()

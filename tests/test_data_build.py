@@ -23,6 +23,7 @@ from asva_jax.data.transforms import decode_image, make_clip
 from data_prep import build as build_lib
 from data_prep import resize, sources, synthetic, workers
 from data_prep.mp4 import write_mp4
+from tests import crashing_decoder
 from tests import data_pipeline_fixtures as fx
 
 
@@ -179,15 +180,16 @@ def _sidecar_keys(config, count):
           for k in json.loads(build_lib.sidecar_path(config, i, count).read_text())["keys"]]
 
 
-def test_crashing_decoder_process_skips_only_its_video(tmp_path, root, shards, monkeypatch):
-  """A worker process killed while decoding one video (test hook: SIGKILL, as a segfault in
-  FFmpeg or the OOM killer) costs that video only; the shards keep their order."""
+def test_crashing_decoder_process_skips_only_its_video(tmp_path, root, shards):
+  """A worker process killed while decoding one video costs that video only; the shards keep
+  their order."""
+  import functools
   reference = fx.build_config(root, shards, "test")
   order = _sidecar_keys(reference, 2)
   victim = order[1]
-  monkeypatch.setenv(build_lib.CRASH_HOOK_ENV, victim)
   config = fx.build_config(root, tmp_path, "test")
-  summary = build_lib.build(config, num_workers=2, progress=False)
+  summary = build_lib.build(config, num_workers=2, progress=False,
+                            process=functools.partial(crashing_decoder.crash_on, victim=victim))
   assert [(s["key"], s["reason"]) for s in summary["skipped"]] == [
       (victim, "decoder process crashed (killed by signal 9 (SIGKILL))")]
   assert summary["num_written"] == len(order) - 1
@@ -207,16 +209,43 @@ def test_ordered_map_replaces_a_broken_pool():
                      None, (signal.SIGTERM, "killed by signal 15 (SIGTERM)"), None, None]
 
 
-def test_concurrent_metadata_writes_do_not_collide(tmp_path, shards):
-  """Builds of two splits finishing at once each stage metadata in a folder of their own
-  and take turns: no error, no leftover temporary folder, and both splits listed."""
+def test_metadata_writers_take_turns(tmp_path, shards, monkeypatch):
+  """While one build writes the TFDS metadata it holds the lock file, so a second writer waits
+  (shown with a non-blocking attempt while the first is held inside); afterwards the lock is
+  free, and whichever split's build writes last lists every finished split."""
+  import fcntl
+  import threading
   shutil.copytree(shards, tmp_path, dirs_exist_ok=True)
-  class_names = json.loads((tmp_path / "avsync15/1.0.0/build-train.json").read_text())["class_names"]
-  configs = [fx.build_config("unused", tmp_path, split) for split in ("train", "test")] * 3
-  with cf.ThreadPoolExecutor(len(configs)) as pool:
-    done = list(pool.map(lambda c: build_lib._write_tfds_metadata(c, class_names), configs))
-  assert all(sorted(d) == ["test", "train"] for d in done)
   version_dir = tmp_path / "avsync15" / "1.0.0"
+  class_names = json.loads((version_dir / "build-train.json").read_text())["class_names"]
+  train, test = (fx.build_config("unused", tmp_path, split) for split in ("train", "test"))
+  inside, release = threading.Event(), threading.Event()
+  locked_section = build_lib._write_tfds_metadata_locked
+
+  def held(config, names):
+    inside.set()
+    assert release.wait(60)
+    return locked_section(config, names)
+
+  def try_lock():
+    with open(version_dir / ".metadata.lock", "a") as other:
+      fcntl.flock(other, fcntl.LOCK_EX | fcntl.LOCK_NB)
+      fcntl.flock(other, fcntl.LOCK_UN)
+
+  monkeypatch.setattr(build_lib, "_write_tfds_metadata_locked", held)
+  with cf.ThreadPoolExecutor(1) as pool:
+    first = pool.submit(build_lib._write_tfds_metadata, train, class_names)
+    assert inside.wait(60)
+    try:
+      with pytest.raises(BlockingIOError):
+        try_lock()
+    finally:
+      release.set()
+    assert sorted(first.result()) == ["test", "train"]
+  try_lock()  # released
+  monkeypatch.undo()
+  for config in (test, train):
+    assert sorted(build_lib._write_tfds_metadata(config, class_names)) == ["test", "train"]
   assert not [p.name for p in version_dir.iterdir() if p.name.endswith(".tmp")]
   assert len(tfds.data_source("avsync15", data_dir=str(tmp_path), split="test")) == fx.NUM_CLASSES
 
@@ -301,3 +330,25 @@ def test_audio_stream_starting_after_the_video_stays_aligned(tmp_path):
   # Shards from before audio_start was stored are refused, not silently misaligned.
   with pytest.raises(DataError, match="rebuild"):
     make_clip({k: v for k, v in record.items() if k != "audio_start"}, 0.0, False)
+
+
+def test_a_split_with_no_usable_video_is_refused_by_the_loader(tmp_path):
+  """Every listed video unusable: the build reports it (the CLI exits 2, tests/bad_input_cases.py);
+  opening the empty split names the folder instead of failing deep inside array_record."""
+  (tmp_path / "root" / "dog").mkdir(parents=True)
+  (tmp_path / "root" / "dog" / "empty.mp4").write_bytes(b"")
+  config = build_lib.BuildConfig(dataset="folder", root=str(tmp_path / "root"), split="train",
+                                 out=str(tmp_path / "out"), size=(32, 32), name="folder")
+  summary = build_lib.build(config, num_workers=0, progress=False)
+  assert summary["num_written"] == 0 and summary["skipped"][0]["path"].endswith("empty.mp4")
+  with pytest.raises(DataError, match=r"out/folder/1\.0\.0: split 'train' has no records"):
+    open_split(tmp_path / "out", "train")
+
+
+def test_an_empty_listing_is_refused_before_writing(tmp_path):
+  (tmp_path / "root").mkdir()
+  config = build_lib.BuildConfig(dataset="folder", root=str(tmp_path / "root"), split="train",
+                                 out=str(tmp_path / "out"), size=(32, 32), name="folder")
+  with pytest.raises(sources.DatasetLayoutError, match=r"root: no videos for split 'train'"):
+    build_lib.build(config, progress=False)
+  assert not (tmp_path / "out").exists()

@@ -1,6 +1,7 @@
 """The grain loader: clip contents, 6-fps rule, determinism, exact resume, per-host shards."""
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -31,7 +32,7 @@ def assert_batches_equal(expected, actual):
 
 
 def reference_select(times, start, fps=6, n=12):
-  """The original loop, written out literally (spec §8.3)."""
+  """The original loop, written out literally (docs/reference.md §8.3)."""
   out, target = [], start
   for i, t in enumerate(times):
     if t > start + n / fps + 1 / fps / 2:
@@ -202,3 +203,61 @@ def test_eval_three_uniform_clips_per_video(shards):
     for v, c, s in seen:
       expected = clips.uniform_starts(float(source[v]["duration"]), 3)[c]
       assert abs(s - expected) < 1e-5
+
+
+# Hard-coded expectations, worked out by hand from the rule of docs/reference.md §8.3 (frame i
+# at i / fps; for each k the first frame at or after start + k/6, the target accumulated in
+# float64 as the original does). Marked (*): an exact tie where the accumulated target lands a
+# rounding error above k/6, so the original, and we, take the next frame.
+HAND_SELECTED = [
+    # (time base, frame count, start, indices)
+    ((1, 25), 125, 0.0, [0, 5, 9, 13, 17, 21, 25, 30, 34, 38, 42, 46]),
+    ((1, 25), 125, 0.37, [10, 14, 18, 22, 26, 31, 35, 39, 43, 47, 51, 56]),
+    ((1001, 30000), 150, 0.0, [0, 5, 10, 15, 20, 25, 30, 35, 40, 45, 50, 55]),  # 29.97 fps
+    ((1001, 30000), 150, 0.5, [15, 20, 25, 30, 35, 40, 45, 50, 55, 60, 65, 70]),
+    ((1, 30), 150, 0.0, [0, 5, 10, 15, 20, 25, 30, 35, 40, 45, 50, 56]),  # 56 (*)
+    ((1, 30), 150, 1.0, [30, 35, 41, 46, 51, 56, 61, 66, 70, 75, 80, 85]),  # 41..66 (*)
+    ((1, 24), 120, 0.0, [0, 4, 8, 12, 16, 20, 24, 28, 32, 36, 40, 45]),  # 45 (*)
+    ((1, 24), 120, 1.3, [32, 36, 40, 44, 48, 52, 56, 60, 64, 68, 72, 76]),
+    ((1, 10), 50, 0.2, [2, 4, 6, 7, 9, 11, 12, 14, 16, 18, 19, 21]),  # 18 (*)
+    ((1, 6), 30, 0.25, [2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13]),
+    ((1, 4), 20, 0.0, [0, 1, 2, 3, 4, 5, 6, 7, 8, 8, 8, 8]),  # 9 frames in the window, last repeated
+]
+
+
+def _indexed_record(time_base, count, audio, audio_start):
+  """A record as data_prep.build writes it, whose frame i is a 4 x 4 PNG of value i."""
+  from data_prep.decode import encode_image
+  frames = [encode_image(np.full((4, 4, 3), i, np.uint8), "png", 95) for i in range(count)]
+  return {"frames": frames, "frame_pts": np.arange(count, dtype=np.int64),
+          "time_base": np.asarray(time_base, np.int64), "audio": audio.astype(np.float32),
+          "audio_start": np.float32(audio_start), "duration": np.float32(count * time_base[0] / time_base[1]),
+          "label": 0, "prompt": b"p", "key": b"k"}
+
+
+@pytest.mark.parametrize("time_base,count,start,expected", HAND_SELECTED)
+def test_clip_frames_are_the_hand_worked_ones(time_base, count, start, expected):
+  assert clips.select_frames(np.arange(count) * time_base[0] / time_base[1], start).tolist() == expected
+  record = _indexed_record(time_base, count, np.zeros(16000 * 6), 0.0)
+  video = make_clip(record, start, flip=False)["video"]
+  assert video[:, 0, 0, 0].tolist() == expected
+
+
+@pytest.fixture(scope="module")
+def golden_mels():
+  return dict(np.load(Path(__file__).parent / "data" / "fbank" / "fbank_golden.npz"))
+
+
+@pytest.mark.parametrize("name", ["noise_2s", "chirp_2s"])
+@pytest.mark.parametrize("audio_start,lead", [(0.0, 12000), (0.25, 4000), (-0.5, 8000)])
+def test_clip_mel_is_the_originals(golden_mels, name, audio_start, lead):
+  """A record whose track holds one of the original's golden 2-s waves `lead` samples in: the
+  clip starting at that wave's time gives the original ImageBind mel of the wave."""
+  wave = golden_mels[f"{name}__wave"]
+  audio = np.concatenate([np.zeros(lead), wave, np.zeros(7000)])
+  record = _indexed_record((1, 25), 150, audio, audio_start)
+  start = audio_start + lead / 16000
+  mel = make_clip(record, start, flip=False)["mel"]
+  expected = golden_mels[f"{name}__mel"][0]
+  err = np.abs(mel.astype(np.float64) - expected)
+  assert err.max() < 2e-3 and np.median(err) < 1e-5, (err.max(), np.median(err))

@@ -214,9 +214,23 @@ def test_cli_whole_checkpoint_and_export(sd15, tmp_path):
     assert sorted(original) == sorted(exported), original_folder
     assert all(np.array_equal(original[k], exported[k]) for k in original), original_folder
 
+  # The converted components compute what the originals compute.
   import asva_jax
+  from diffusers import AutoencoderKL
+  from transformers import CLIPTextModel, CLIPTokenizer
+
   from asva_jax.text_encodings import null_text_encoding
-  encoder = asva_jax.load_audio_encoder(ckpt)
-  assert encoder(np.zeros((1, 128, 204), np.float32)).shape == (1, 229, 64)
-  assert asva_jax.load_vae(ckpt) is not None and asva_jax.load_text_encoder(ckpt) is not None
-  assert null_text_encoding(ckpt).shape == (77, TINY_UNET_2D["cross_attention_dim"])
+  io = dict(np.load(ib / "io.npz"))
+  tokens = asva_jax.load_audio_encoder(ckpt)(io["mel"])
+  assert rel_err(np.asarray(tokens), io["tokens"]) < 1e-5
+  latents = np.random.default_rng(0).standard_normal((1, 4, 4, 4)).astype(np.float32)
+  with torch.no_grad():
+    images = AutoencoderKL.from_pretrained(sd15 / "vae").eval().decode(torch.from_numpy(latents)).sample
+    ids = CLIPTokenizer.from_pretrained(sd15 / "tokenizer")(
+        [""], padding="max_length", max_length=77, return_tensors="pt").input_ids
+    null = CLIPTextModel.from_pretrained(sd15 / "text_encoder").eval()(ids).last_hidden_state[0]
+  decoded = asva_jax.load_vae(ckpt).decode(jnp.asarray(latents.transpose(0, 2, 3, 1)))
+  assert rel_err(np.asarray(decoded), images.numpy().transpose(0, 2, 3, 1)) < 1e-5
+  text_states = asva_jax.load_text_encoder(ckpt)(jnp.asarray(ids.numpy()))
+  assert rel_err(np.asarray(text_states[0]), null.numpy()) < 1e-5
+  assert rel_err(null_text_encoding(ckpt), null.numpy()) < 1e-5

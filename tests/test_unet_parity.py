@@ -126,3 +126,20 @@ def test_remat_gradients_equal():
   assert len(grads[0]) > 0 and any(float(jnp.abs(g).max()) > 0 for g in grads[0])
   for a, b in zip(*grads):
     np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-5, atol=1e-8)
+
+
+def test_transformer_input_norm_on_quiet_activations(unet):
+  """The transformer's per-frame input GroupNorm is PyTorch's GroupNorm with eps 1e-6: on
+  activations of variance ~1e-6 (where eps 1e-5 would shrink the output ~3x) it still matches."""
+  import torch
+  transformer = unet.down_blocks[0].attentions[0]
+  norm = transformer.norm
+  rng = np.random.default_rng(3)
+  channels = norm.scale.get_value().shape[0]
+  x = (1e-3 * rng.standard_normal((4, 5, 5, channels)) + 0.01).astype(np.float32)  # (B*F, H, W, C)
+  param = lambda v: torch.from_numpy(np.asarray(v.get_value(), np.float64))
+  expected = torch.nn.functional.group_norm(  # in float64: the reference's own round-off out of the way
+      torch.from_numpy(x.astype(np.float64)).permute(0, 3, 1, 2), norm.num_groups, param(norm.scale),
+      param(norm.bias), eps=1e-6).permute(0, 2, 3, 1).numpy()
+  out = np.asarray(norm(jnp.asarray(x)))
+  assert_close(out, expected)

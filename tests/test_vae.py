@@ -125,7 +125,7 @@ def test_checkpoint_save_and_load(jax_vae, torch_vae, tmp_path):
   half = load_vae(tmp_path / "ckpt", dtype=jnp.bfloat16, param_dtype=jnp.bfloat16)
   out = half.decode(latents.astype(jnp.bfloat16))
   assert out.dtype == jnp.bfloat16
-  assert rel_err(out.astype(jnp.float32), expected) < 0.1
+  assert rel_err(out.astype(jnp.float32), expected) < 0.035  # measured 0.020
 
 
 def test_missing_key_names_the_file(torch_vae, tmp_path):

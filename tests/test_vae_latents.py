@@ -35,7 +35,7 @@ RTOL, ATOL = 1e-3, 1e-5
 
 
 def original_vae_input(frames):
-  """The original's mapping, written out: [0, 1] float frames, then (x - 0.5) / 0.5 (spec §1.1 step 5)."""
+  """The original's mapping, written out: [0, 1] float frames, then (x - 0.5) / 0.5 (docs/reference.md §1.1 step 2)."""
   x = frames.astype(np.float32) / np.float32(255)
   return (x - np.float32(0.5)) / np.float32(0.5)
 

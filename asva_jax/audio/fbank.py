@@ -1,4 +1,4 @@
-"""ImageBind's audio input: a Kaldi log-mel filterbank of a 2-s clip, normalised (spec §4.1).
+"""ImageBind's audio input: a Kaldi log-mel filterbank of a 2-s clip, normalised (docs/reference.md §4.1).
 
 Two paths that agree to ~1e-5:
   * numpy (`kaldi_fbank`, `waveform_to_mel`): any length, float64 inside, for data loading;
@@ -127,7 +127,7 @@ def waveform_to_mel(waveform: np.ndarray, sample_rate: int = SAMPLE_RATE,
                     clip_duration: float = CLIP_DURATION) -> np.ndarray:
   """ImageBind's normalised log-mel (num_mel_bins, target_len) float32 of a waveform.
 
-  `waveform` is (samples,) or (channels, samples) at `sample_rate`. Steps (spec §4.1):
+  `waveform` is (samples,) or (channels, samples) at `sample_rate`. Steps (docs/reference.md §4.1):
   centre crop to `clip_duration` when longer; subtract the mean over every channel and
   sample; channel 0 only; Kaldi fbank; zero-pad or crop to `target_len` frames; normalise
   with (-4.268, 9.138). A clip shorter than one 25-ms window has no frames and so gives

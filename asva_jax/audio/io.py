@@ -2,7 +2,7 @@
 
 Decoding goes through PyAV (FFmpeg), converting every frame to float samples in [-1, 1]
 (integer PCM scaled by 2^-(bits-1), as torchaudio.load does). Channels are averaged
-(a proper downmix; the original's loaders take a reshaped "channel 0", spec §8.3, which
+(a proper downmix; the original's loaders take a reshaped "channel 0", docs/reference.md §8.3, which
 is a bug not reproduced). Resampling uses `resample.resample` (torchaudio's windowed-sinc
 Hann resampler, width 6, rolloff 0.99).
 """
@@ -30,6 +30,8 @@ class AudioDecodeError(AsvaError, ValueError):
 
 def _open(path: Path):
   import av
+  if path.is_dir():
+    raise AudioDecodeError(f"{path}: is a folder; expected an audio or video file")
   if not path.is_file():
     raise AudioDecodeError(f"{path}: no such file")
   try:

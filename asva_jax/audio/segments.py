@@ -1,4 +1,4 @@
-"""Which audio tokens each video frame may attend to (spec §4.6)."""
+"""Which audio tokens each video frame may attend to (docs/reference.md §4.6)."""
 
 from __future__ import annotations
 

@@ -1,9 +1,22 @@
-"""Training and evaluation data: shards from `data_prep.build`, read with grain."""
+"""Training and evaluation data: shards from `data_prep.build`, read with grain.
 
-from asva_jax.data.clips import audio_window, random_start, select_frames, uniform_starts
-from asva_jax.data.loader import eval_loader, train_loader
-from asva_jax.data.source import DataError, open_split
-from asva_jax.data.transforms import make_clip, to_unit_interval
+The names below are imported on first use (PEP 562), so tools that need only the record
+schema (`asva_jax.data.features`) do not pay for importing grain.
+"""
 
-__all__ = ["DataError", "audio_window", "eval_loader", "make_clip", "open_split", "random_start",
-           "select_frames", "to_unit_interval", "train_loader", "uniform_starts"]
+import importlib
+
+_WHERE = {
+    "audio_window": "clips", "random_start": "clips", "select_frames": "clips", "uniform_starts": "clips",
+    "eval_loader": "loader", "train_loader": "loader",
+    "DataError": "source", "open_split": "source",
+    "make_clip": "transforms", "to_unit_interval": "transforms",
+}
+
+__all__ = sorted(_WHERE)
+
+
+def __getattr__(name):
+  if name not in _WHERE:
+    raise AttributeError(f"module 'asva_jax.data' has no attribute {name!r}")
+  return getattr(importlib.import_module(f"asva_jax.data.{_WHERE[name]}"), name)

@@ -1,4 +1,4 @@
-"""Which frames and audio samples make a 2-s clip (spec §6.6, §7.6, §8.3); pure numpy.
+"""Which frames and audio samples make a 2-s clip (docs/reference.md §6.6, §7.6, §8.3); pure numpy.
 
 The frame rule is the original video clip loader's: walk the decoded frames whose
 time is at most `start + duration + 1/(2 fps)`; keep a target time, initially

@@ -77,7 +77,7 @@ def eval_loader(data_dir: str | os.PathLike, batch_size: int, *, split: str = "t
                 name: str | None = None, num_clips: int = 3, worker_count: int = 0,
                 read_threads: int = 4, process_index: int | None = None, process_count: int | None = None,
                 source=None) -> grain.DataLoader:
-  """`num_clips` uniform clips per video (spec §7.6), in order, once; the last batch may be short.
+  """`num_clips` uniform clips per video (docs/reference.md §7.6), in order, once; the last batch may be short.
 
   Hosts get disjoint parts that together cover every clip (their lengths may differ by one).
   """

@@ -38,4 +38,7 @@ def open_split(data_dir: str | os.PathLike, split: str, name: str | None = None)
   if split not in builder.info.splits:
     ready = ", ".join(builder.info.splits) or "none"
     raise DataError(f"{path}: split {split!r} is not built or not finished (ready: {ready})")
+  if builder.info.splits[split].num_examples == 0:
+    raise DataError(f"{path}: split {split!r} has no records (data_prep.build skipped every video; "
+                    f"its summary-*-{split}.json in the output folder says why)")
   return builder.as_data_source(split=split)

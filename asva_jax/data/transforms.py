@@ -2,7 +2,7 @@
 
 Output of one example (channels-last):
   video  (12, H, W, 3) uint8   `to_unit_interval` gives the original's [0, 1] float frames
-  mel    (128, 204) float32    ImageBind's normalised log-mel of the aligned 2 s (spec §4.1)
+  mel    (128, 204) float32    ImageBind's normalised log-mel of the aligned 2 s (docs/reference.md §4.1)
   label int32, prompt bytes, key bytes, start float64 (s), flip bool
   vae_mean, vae_logvar (12, H/8, W/8, 4) float16, only when the shards carry VAE moments
 """
@@ -57,7 +57,7 @@ def make_clip(record: dict, start: float, flip: bool) -> dict:
 
 
 class RandomClip(grain.RandomMapTransform):
-  """Training: start ~ U[0, duration - 2], then a fair coin for the flip (spec §6.6)."""
+  """Training: start ~ U[0, duration - 2], then a fair coin for the flip (docs/reference.md §6.6)."""
 
   def random_map(self, record: dict, rng: np.random.Generator) -> dict:
     start = clips.random_start(rng, float(record["duration"]))
@@ -66,7 +66,7 @@ class RandomClip(grain.RandomMapTransform):
 
 
 class UniformClips(grain.RandomAccessDataSource):
-  """Evaluation: each video of `source` as `num_clips` records, at the starts of spec §7.6.
+  """Evaluation: each video of `source` as `num_clips` records, at the starts of docs/reference.md §7.6.
 
   Clip c of video v is item `v * num_clips + c` of the whole list; `part` restricts the
   list to some of those items (one host's part), in order.

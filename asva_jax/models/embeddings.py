@@ -1,4 +1,4 @@
-"""Sinusoidal embeddings and the two-layer MLP that follows them (spec §2.3, §2.9)."""
+"""Sinusoidal embeddings and the two-layer MLP that follows them (docs/reference.md §2.3, §2.9)."""
 
 from __future__ import annotations
 

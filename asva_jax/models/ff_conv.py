@@ -1,4 +1,4 @@
-"""First-frame inflated convolution (`FFInflatedConv3d`, spec §2.4).
+"""First-frame inflated convolution (`FFInflatedConv3d`, docs/reference.md §2.4).
 
 A 2-D convolution per frame, then a residual temporal linear map over the
 conv outputs of [first frame, previous frame (clamped), current frame].

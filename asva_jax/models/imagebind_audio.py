@@ -1,4 +1,4 @@
-"""ImageBind's audio branch plus AVSyncD's final LayerNorm: the frozen audio encoder (spec §4).
+"""ImageBind's audio branch plus AVSyncD's final LayerNorm: the frozen audio encoder (docs/reference.md §4).
 
 A normalised log-mel (B, 128, 204) becomes 1 + 12 x 19 tokens (CLS, then one per
 16 x 16 patch with stride 10, mel-major), runs through a pre-norm transformer whose
@@ -140,13 +140,13 @@ class ImageBindAudioEncoder(nnx.Module):
     return x
 
   def null_tokens(self, batch: int = 1) -> jax.Array:
-    """Tokens of the null audio: the encoder applied to an all-zero mel (spec §4.7)."""
+    """Tokens of the null audio: the encoder applied to an all-zero mel (docs/reference.md §4.7)."""
     zeros = jnp.zeros((1, self.config.num_mel_bins, self.config.target_len), self.dtype or jnp.float32)
     tokens = self(zeros)
     return jnp.broadcast_to(tokens, (batch,) + tokens.shape[1:])
 
   def segment_masks(self) -> np.ndarray:
-    """(n_segment, 229) boolean masks, True = frame may attend (spec §4.6)."""
+    """(n_segment, 229) boolean masks, True = frame may attend (docs/reference.md §4.6)."""
     return segment_masks(self.config.n_segment, self.config.grid)
 
 

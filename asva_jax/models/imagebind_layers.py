@@ -1,4 +1,4 @@
-"""Building blocks of ImageBind's towers (spec §4.2-4.4), named as in PyTorch.
+"""Building blocks of ImageBind's towers (docs/reference.md §4.2-4.4), named as in PyTorch.
 
 The audio branch (AVSyncD's frozen encoder) and the evaluation's vision and text
 towers share the trunk: the attention appends a learned key/value only for audio

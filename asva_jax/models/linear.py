@@ -2,7 +2,7 @@
 
 PyTorch's default init (kaiming-uniform with a=sqrt(5)) draws weight and bias
 from U(-1/sqrt(fan_in), 1/sqrt(fan_in)); the original model relies on it for
-every new AVSyncD parameter that is not zero-initialised (spec §2.10), so we
+every new AVSyncD parameter that is not zero-initialised (docs/reference.md §2.10), so we
 reproduce the distribution (not the values) when building from SD1.5.
 """
 

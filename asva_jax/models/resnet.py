@@ -1,4 +1,4 @@
-"""Resnet block and resamplers of the video UNet (spec §2.6, §2.7)."""
+"""Resnet block and resamplers of the video UNet (docs/reference.md §2.6, §2.7)."""
 
 from __future__ import annotations
 

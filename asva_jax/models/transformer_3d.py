@@ -1,4 +1,4 @@
-"""The spatio-audio-temporal transformer of AVSyncD (spec §2.8, §2.9).
+"""The spatio-audio-temporal transformer of AVSyncD (docs/reference.md §2.8, §2.9).
 
 Activations are (B, F, H, W, C); inside the block tokens are (B*F, N, C) with
 the frame as the fast index of B*F, as in the original.

@@ -1,4 +1,4 @@
-"""AVSyncD's audio-conditioned video UNet (`AudioUNet3DConditionModel`, spec §2) in Flax NNX.
+"""AVSyncD's audio-conditioned video UNet (`AudioUNet3DConditionModel`, docs/reference.md §2) in Flax NNX.
 
 Channels-last: `sample` is (B, F, H, W, C). Attribute paths equal the PyTorch
 state-dict keys (with `kernel`/`scale` for `weight`), so `trainable` selects the

@@ -1,4 +1,4 @@
-"""Down, mid and up blocks of the video UNet (spec §2.2)."""
+"""Down, mid and up blocks of the video UNet (docs/reference.md §2.2)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The DDPM forward process of AVSyncD's training (spec §6.1): pure functions."""
+"""The DDPM forward process of AVSyncD's training (docs/reference.md §6.1): pure functions."""
 
 from __future__ import annotations
 

@@ -1,0 +1,261 @@
+"""The bad-input corpus: every command, run on input that is wrong in one way.
+
+tests/test_bad_inputs.py runs each `Case` below in its own subprocess, with a fresh
+temporary folder as the working directory (so commands prove they run from anywhere),
+and asserts the project's contract for bad input:
+
+  * the exit status is non-zero (`exit_code`, 2 = `asva_jax.command`'s bad-input status);
+  * stderr holds no "Traceback";
+  * stderr names the problem: every string of `expect` appears in it (the offending path
+    or flag, usually);
+  * nothing is left behind: no file or folder appears in the working folder except those
+    listed in `may_create` (a complete, valid output the command keeps on purpose), and
+    nothing named `*.tmp*` anywhere under it;
+  * no file named `PWNED` exists afterwards (the pickled payloads below try to create it).
+
+ADDING A CASE (for a new command, or a new way to be wrong): append a `Case` to `CASES`.
+
+  argv     the command line after `python`: ["-m", "pkg.tool", "--flag", ...]. Tokens may use
+           "{tmp}" (the case's working folder), "{data}" (tests/data) and "{repo}" (the
+           repository root), replaced literally (JSON braces are safe).
+  expect   strings stderr must contain (same placeholders); name the path or flag at fault.
+  setup    optional `setup(tmp: Path)` that builds the bad input in the working folder
+           before the command runs; reuse the helpers below (`zero_byte`, `text_file`,
+           `payload`, `truncated_copy`, ...) so the corpus covers the same kinds everywhere.
+  may_create, exit_code   see above.
+
+Keep cases fast: a case should fail on its bad input before any heavy work (the whole
+corpus runs in parallel, well under two minutes on two cores).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import pickle
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+DATA = REPO / "tests" / "data"
+UNET = DATA / "unet_tiny_a" / "unet"
+IMAGEBIND_PTH = DATA / "imagebind_audio_tiny_a" / "imagebind_audio_branch.pth"
+PAYLOAD_TARGET = "PWNED"
+
+
+@dataclasses.dataclass(frozen=True)
+class Case:
+  name: str
+  argv: list[str]
+  expect: list[str]
+  setup: Callable[[Path], None] | None = None
+  may_create: tuple[str, ...] = ()
+  exit_code: int = 2
+
+
+# --- building blocks of bad input ---------------------------------------------------
+
+class _Payload:
+  """Unpickling this creates the folder PWNED in the working directory (a stand-in for
+  arbitrary code); a loader that only accepts tensors never runs it."""
+
+  def __reduce__(self):
+    return (os.mkdir, (PAYLOAD_TARGET,))
+
+
+def payload(path: Path) -> None:
+  path.parent.mkdir(parents=True, exist_ok=True)
+  path.write_bytes(pickle.dumps({"weight": _Payload()}))
+
+
+def zero_byte(path: Path) -> None:
+  path.parent.mkdir(parents=True, exist_ok=True)
+  path.write_bytes(b"")
+
+
+def text_file(path: Path) -> None:
+  """A text file under a media or weights name."""
+  path.parent.mkdir(parents=True, exist_ok=True)
+  path.write_text("this is not what the name says\n")
+
+
+def truncated_copy(source: Path, path: Path, fraction: float = 0.5) -> None:
+  path.parent.mkdir(parents=True, exist_ok=True)
+  data = source.read_bytes()
+  path.write_bytes(data[: int(len(data) * fraction)])
+
+
+def unet_folder(tmp: Path, *, config: Callable[[str], str | None] = lambda text: text,
+                weights: Callable[[Path], None] | None = None) -> Path:
+  """tmp/unet/ with the tiny fixture's config.json edited by `config` (None: no config.json)
+  and its weights (or what `weights(path)` writes instead)."""
+  folder = tmp / "unet"
+  folder.mkdir()
+  text = config((UNET / "config.json").read_text())
+  if text is not None:
+    (folder / "config.json").write_text(text)
+  target = folder / "diffusion_pytorch_model.safetensors"
+  if weights is None:
+    shutil.copy(UNET / target.name, target)
+  else:
+    weights(target)
+  return folder
+
+
+def component_without_params(tmp: Path) -> None:
+  """A checkpoint whose unet/ has its config.json but no Orbax params/."""
+  (tmp / "ckpt" / "unet").mkdir(parents=True)
+  shutil.copy(UNET / "config.json", tmp / "ckpt" / "unet" / "config.json")
+
+
+def avsync15_root(tmp: Path, *, mapping: str | None = '{"dog": "a dog barking"}',
+                  listing: str = "dog/missing.mp4\n") -> None:
+  """tmp/root in the AVSync15 layout, listing videos that need not exist."""
+  root = tmp / "root"
+  (root / "videos" / "dog").mkdir(parents=True)
+  if mapping is not None:
+    (root / "class_mapping.json").write_text(mapping)
+  (root / "train.txt").write_text(listing)
+
+
+def unusable_videos(tmp: Path) -> None:
+  """A `folder` dataset whose every video is bad: a zero-byte mp4 and a text file named .mp4."""
+  zero_byte(tmp / "root" / "dog" / "empty.mp4")
+  text_file(tmp / "root" / "dog" / "text.mp4")
+
+
+def earlier_build_with_other_settings(tmp: Path) -> None:
+  avsync15_root(tmp)
+  version = tmp / "out" / "avsync15" / "1.0.0"
+  version.mkdir(parents=True)
+  (version / "build-train.json").write_text(json.dumps({"dataset": "avsync15", "size": [8, 8]}))
+
+
+def _mkdir(*names: str) -> Callable[[Path], None]:
+  return lambda tmp: [(tmp / n).mkdir(parents=True) for n in names]
+
+
+def _file(name: str) -> Callable[[Path], None]:
+  return lambda tmp: text_file(tmp / name)
+
+
+def _both(*steps: Callable[[Path], None]) -> Callable[[Path], None]:
+  return lambda tmp: [step(tmp) for step in steps]
+
+
+FROM = ["-m", "convert.from_pytorch"]
+TO = ["-m", "convert.to_pytorch"]
+BUILD = ["-m", "data_prep.build", "--num-workers", "0"]
+SYNTH = ["-m", "data_prep.synthetic"]
+DEMO = ["-m", "asva_jax.demo"]
+TINY_HEADS = ["--audio-config", '{"num_heads": 4}']
+
+CASES: list[Case] = [
+    # convert.from_pytorch
+    Case("imagebind-heads-unknown", FROM + ["--imagebind", str(IMAGEBIND_PTH), "--out", "out"],
+         [str(IMAGEBIND_PTH), "--audio-config", "num_heads"]),
+    Case("imagebind-wrong-blocks", FROM + ["--imagebind", str(IMAGEBIND_PTH), "--audio-config",
+                                           '{"num_heads": 4, "num_blocks": 3}', "--out", "out"],
+         [str(IMAGEBIND_PTH), "missing", "audio.blocks.2"]),
+    Case("imagebind-zero-byte", FROM + ["--imagebind", "w.pth", "--out", "out"] + TINY_HEADS, ["w.pth"],
+         setup=lambda tmp: zero_byte(tmp / "w.pth")),
+    Case("imagebind-text-file", FROM + ["--imagebind", "w.pth", "--out", "out"] + TINY_HEADS, ["w.pth"],
+         setup=_file("w.pth")),
+    Case("imagebind-truncated", FROM + ["--imagebind", "w.pth", "--out", "out"] + TINY_HEADS, ["w.pth"],
+         setup=lambda tmp: truncated_copy(IMAGEBIND_PTH, tmp / "w.pth")),
+    Case("imagebind-pickled-payload", FROM + ["--imagebind", "w.pth", "--out", "out"] + TINY_HEADS,
+         ["w.pth", "tensors-only"], setup=lambda tmp: payload(tmp / "w.pth")),
+    Case("imagebind-is-a-folder", FROM + ["--imagebind", "dir", "--out", "out"], ["--imagebind dir", "folder"],
+         setup=_mkdir("dir")),
+    Case("imagebind-missing", FROM + ["--imagebind", "nope.pth", "--out", "out"], ["--imagebind nope.pth"]),
+    Case("audio-config-bad-json", FROM + ["--imagebind", str(IMAGEBIND_PTH), "--audio-config", "{heads",
+                                          "--out", "out"], ["--audio-config"]),
+    Case("out-is-a-file", FROM + ["--imagebind", str(IMAGEBIND_PTH), "--out", "taken"] + TINY_HEADS,
+         ["--out taken"], setup=_file("taken")),
+    Case("out-unwritable", FROM + ["--imagebind", str(IMAGEBIND_PTH), "--out", "taken/out"] + TINY_HEADS,
+         ["taken"], setup=_file("taken")),
+    Case("unet-no-config", FROM + ["--unet", "unet", "--out", "out"], ["config.json", "unet"],
+         setup=lambda tmp: unet_folder(tmp, config=lambda text: None)),
+    Case("unet-corrupt-config", FROM + ["--unet", "unet", "--out", "out"], ["unet/config.json", "JSON"],
+         setup=lambda tmp: unet_folder(tmp, config=lambda text: text[: len(text) // 2])),
+    Case("unet-truncated-safetensors", FROM + ["--unet", "unet", "--out", "out"],
+         ["diffusion_pytorch_model.safetensors"],
+         setup=lambda tmp: unet_folder(tmp, weights=lambda p: truncated_copy(UNET / p.name, p))),
+    Case("unet-zero-byte-weights", FROM + ["--unet", "unet", "--out", "out"],
+         ["diffusion_pytorch_model.safetensors"], setup=lambda tmp: unet_folder(tmp, weights=zero_byte)),
+    Case("unet-no-weights", FROM + ["--unet", "unet", "--out", "out"], ["unet", "no weights file"],
+         setup=lambda tmp: unet_folder(tmp, weights=lambda p: None)),
+    Case("unet-pickled-payload", FROM + ["--unet", "unet", "--out", "out"], ["diffusion_pytorch_model.bin"],
+         setup=lambda tmp: unet_folder(
+             tmp, weights=lambda p: payload(p.with_name("diffusion_pytorch_model.bin")))),
+    Case("unet-shape-mismatch", FROM + ["--unet", "unet", "--out", "out"],
+         ["diffusion_pytorch_model.safetensors", "wrong shape"],
+         setup=lambda tmp: unet_folder(tmp, config=lambda text: text.replace(
+             '"cross_attention_dim": 24', '"cross_attention_dim": 32'))),
+    Case("unet-is-a-file", FROM + ["--unet", "w.safetensors", "--out", "out"], ["--unet w.safetensors"],
+         setup=_file("w.safetensors")),
+    Case("sd15-incomplete", FROM + ["--sd15", "sd", "--out", "out"], ["--sd15 sd", "vae/"],
+         setup=_mkdir("sd/unet")),
+    Case("misspelt-flag", FROM + ["--imagebnd", "x", "--out", "out"], ["imagebnd"]),
+    Case("nothing-to-convert", FROM + ["--out", "out"], ["nothing to convert"]),
+    # convert.to_pytorch
+    Case("ckpt-empty", TO + ["--ckpt", "ckpt", "--out", "out"], ["--ckpt ckpt"], setup=_mkdir("ckpt")),
+    Case("ckpt-missing", TO + ["--ckpt", "nope", "--out", "out"], ["--ckpt nope"]),
+    Case("ckpt-component-folder", TO + ["--ckpt", "ckpt/unet", "--out", "out"],
+         ["--ckpt ckpt/unet", "component", "--components unet"], setup=component_without_params),
+    Case("ckpt-component-lacks-params", TO + ["--ckpt", "ckpt", "--out", "out"], ["ckpt/unet/params"],
+         setup=component_without_params),
+    Case("ckpt-corrupt-config", TO + ["--ckpt", "ckpt", "--out", "out"], ["ckpt/unet/config.json"],
+         setup=lambda tmp: [(tmp / "ckpt" / "unet").mkdir(parents=True),
+                            (tmp / "ckpt" / "unet" / "config.json").write_text("")]),
+    Case("ckpt-lacks-component", TO + ["--ckpt", "ckpt", "--out", "out", "--components", "vae"],
+         ["--components", "vae"], setup=component_without_params),
+    Case("to-out-is-a-file", TO + ["--ckpt", "ckpt", "--out", "taken"], ["--out taken"],
+         setup=_both(component_without_params, _file("taken"))),
+    # data_prep.synthetic
+    Case("synthetic-out-is-a-file", SYNTH + ["--out", "taken"], ["--out taken"], setup=_file("taken")),
+    Case("synthetic-out-unwritable", SYNTH + ["--out", "taken/data", "--num-classes", "1",
+                                              "--videos-per-class", "1"], ["taken"], setup=_file("taken")),
+    Case("synthetic-no-classes", SYNTH + ["--out", "data", "--num-classes", "0"], ["--num-classes 0"]),
+    Case("synthetic-bad-value", SYNTH + ["--out", "data", "--fps", "x"], ["--fps"]),
+    # data_prep.build
+    Case("build-empty-root", BUILD + ["--dataset", "folder", "--root", "root", "--out", "out"],
+         ["root", "no videos"], setup=_mkdir("root")),
+    Case("build-missing-root", BUILD + ["--dataset", "avsync15", "--root", "nope", "--out", "out"], ["nope"]),
+    Case("build-root-is-a-file", BUILD + ["--dataset", "folder", "--root", "taken", "--out", "out"],
+         ["taken"], setup=_file("taken")),
+    Case("build-no-class-mapping", BUILD + ["--dataset", "avsync15", "--root", "root", "--out", "out"],
+         ["root/class_mapping.json"], setup=lambda tmp: avsync15_root(tmp, mapping=None)),
+    Case("build-corrupt-class-mapping", BUILD + ["--dataset", "avsync15", "--root", "root", "--out", "out"],
+         ["root/class_mapping.json", "JSON"], setup=lambda tmp: avsync15_root(tmp, mapping="{oops")),
+    Case("build-no-split-list", BUILD + ["--dataset", "avsync15", "--root", "root", "--split", "test",
+                                         "--out", "out"], ["root/test.txt"], setup=avsync15_root),
+    Case("build-empty-list", BUILD + ["--dataset", "avsync15", "--root", "root", "--out", "out"],
+         ["root", "no videos"], setup=lambda tmp: avsync15_root(tmp, listing="")),
+    Case("build-changed-settings", BUILD + ["--dataset", "avsync15", "--root", "root", "--out", "out"],
+         ["out/avsync15/1.0.0/build-train.json", "settings"], setup=earlier_build_with_other_settings,
+         may_create=("out",)),
+    Case("build-every-video-unusable", BUILD + ["--dataset", "folder", "--root", "root", "--out", "out",
+                                                "--size", "32,32"],
+         ["empty.mp4", "text.mp4", "0 written"], setup=unusable_videos, may_create=("out",)),
+    Case("build-out-is-a-file", BUILD + ["--dataset", "avsync15", "--root", "root", "--out", "taken"],
+         ["--out taken"], setup=_both(avsync15_root, _file("taken"))),
+    Case("build-bad-vae-checkpoint", BUILD + ["--dataset", "avsync15", "--root", "root", "--out", "out",
+                                              "--vae-latents", "ckpt"], ["ckpt"],
+         setup=_both(avsync15_root, _mkdir("ckpt"))),
+    Case("build-bad-size", BUILD + ["--dataset", "folder", "--root", "root", "--out", "out", "--size", "big"],
+         ["--size"], setup=_mkdir("root")),
+    Case("build-unknown-dataset", BUILD + ["--dataset", "avsync16", "--root", "root", "--out", "out"],
+         ["--dataset", "avsync16"]),
+    # asva_jax.demo
+    Case("demo-misspelt-config-field", DEMO + ["--config.data.batchsize=3"],
+         ["--config.data.batchsize", "batch_size"]),
+    Case("demo-config-missing", DEMO + ["--config", "nope.py"], ["--config nope.py"]),
+    Case("demo-config-bad-value", DEMO + ["--config.data.batch_size=two"], ["--config.data.batch_size"]),
+    # benchmarks (run as scripts: they are not installed)
+    Case("bench-audio-unknown-size", ["{repo}/benchmarks/audio_encoder.py", "--sizes", "giant"], ["--sizes"]),
+    Case("bench-unet-bad-batch", ["{repo}/benchmarks/unet_forward.py", "--batch", "two"], ["--batch"]),
+    Case("bench-data-bad-size", ["{repo}/benchmarks/data_throughput.py", "--source", "360"], ["--source"]),
+]
