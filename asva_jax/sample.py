@@ -94,29 +94,38 @@ def single_job() -> dict:
           "out": FLAGS.out, "start": FLAGS.start, "num_clips": FLAGS["num-clips"].value}
 
 
+def read_job(job: dict) -> dict:
+  """Reads and checks a job's files (before any model is loaded, so bad input fails fast)."""
+  from asva_jax.pipeline import inputs
+  start = job.get("start")
+  job = dict(job, start=None if start in (None, "") else float(start))
+  if job.get("video"):
+    job["track"], job["t0"] = inputs.load_audio_track(job["video"])
+    job["source"] = job["video"]
+  else:
+    job["raw_image"] = inputs.load_image(job["image"])
+    job["track"], _ = inputs.load_audio_track(job["audio"])
+    job["t0"] = 0.0  # an audio file's times count from its first sample
+    job["source"] = job["audio"]
+  inputs.check_length(job["track"], job["source"])
+  return job
+
+
 def plan_job(job: dict, size) -> tuple[list, list, dict | None]:
   """-> (clips, [(out path, audio window)]) for 2-s clips, or a long-audio task."""
   from asva_jax.pipeline import inputs
-  start = job.get("start")
-  start = None if start in (None, "") else float(start)
-  num_clips = job.get("num_clips")
-  if job.get("video"):
-    audio, t0 = inputs.load_audio_track(job["video"])
-  else:
-    image = inputs.prepare_image(inputs.load_image(job["image"]), size)
-    audio, t0 = inputs.load_audio_track(job["audio"])
-    t0 = 0.0  # an audio file's times count from its first sample
-  source = job.get("video") or job["audio"]
-  inputs.check_length(audio, source)
+  audio, t0, start, num_clips = job["track"], job["t0"], job["start"], job.get("num_clips")
+  image = None if job.get("video") else inputs.prepare_image(job["raw_image"], size)
   duration = t0 + len(audio) / inputs.SAMPLE_RATE
   out = Path(job["out"])
   if start is None and num_clips is None:
-    if job.get("video"):
-      image = inputs.video_first_frames(job["video"], [max(t0, 0.0)], size)[0]
-    whole = inputs.window(audio, max(t0, 0.0), duration - max(t0, 0.0), audio_start=t0)
+    first = max(t0, 0.0)
+    whole = inputs.window(audio, first, duration - first, audio_start=t0)
     if len(whole) > (inputs.CLIP_SECONDS + inputs.SHORT_AUDIO_SLACK_S) * inputs.SAMPLE_RATE:
+      if job.get("video"):
+        image = inputs.video_first_frames(job["video"], [first], size)[0]
       return [], [], {"image": image, "audio": whole, "prompt": job["category"], "out": out}
-    start = max(t0, 0.0)
+    start = first
   starts = inputs.clip_starts(duration, num_clips or 1, start)
   images = inputs.video_first_frames(job["video"], starts, size) if job.get("video") else [image] * len(starts)
   clips, outs = [], []
@@ -147,6 +156,7 @@ def main(argv):
                  num_inference_steps=FLAGS.steps, scheduler=FLAGS.scheduler, eta=FLAGS.eta)
   from asva_jax.schedulers import make_plan
   make_plan(FLAGS.scheduler, FLAGS.steps, eta=FLAGS.eta)  # bad step counts fail before loading
+  jobs = [read_job(job) for job in jobs]
   models = models_lib.load_models(FLAGS.ckpt, FLAGS.step, dtype=jnp.dtype(FLAGS.dtype))
   size = frame_size(models)
   clips, outs, long_tasks = [], [], []

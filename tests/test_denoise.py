@@ -10,15 +10,12 @@ import torch
 from diffusers import DDIMScheduler, PNDMScheduler
 from flax import nnx
 
-from asva_jax.models.unet_3d import build_unet
 from asva_jax.pipeline import denoise
 from asva_jax.pipeline import loop as denoise_module
 from tests.reference_models import SD15_SCHEDULER
 
 B, F, H, W, C = 2, 3, 8, 8, 4
 L, D_TEXT, T, D_AUDIO = 5, 24, 7, 16
-TINY_UNET = dict(block_out_channels=[16, 16, 32, 32], layers_per_block=1, norm_num_groups=4,
-                 attention_head_dim=4, cross_attention_dim=D_TEXT, audio_cross_attention_dim=D_AUDIO)
 
 
 class StandInUNet(nnx.Module):
@@ -54,17 +51,20 @@ def initial_latents(seed=0):
   return np.random.default_rng(seed + 100).standard_normal((B, F, H, W, C)).astype(np.float32)
 
 
-def reference(unet, latents, cond, s_a, s_t, n, scheduler):
+def reference(unet, latents, cond, s_a, s_t, n, scheduler, frames=F):
   """The original pipeline's loop, written in PyTorch around our (JAX) UNet."""
   sched = {"pndm": PNDMScheduler, "ddim": DDIMScheduler}[scheduler].from_config(SD15_SCHEDULER)
   sched.set_timesteps(n)
   bcast = lambda x, b: np.broadcast_to(x, (b,) + x.shape[1:])  # noqa: E731
-  text, null_text = cond["text"], bcast(cond["null_text"], B)
+  text = cond["text"]
+  b = latents.shape[0]
+  null_text = bcast(cond["null_text"], b)
   if text.ndim == 4:
-    null_text = np.repeat(null_text[:, None], F, axis=1)
-  audio, null_audio = cond["audio"], bcast(cond["null_audio"], B)
-  mask = np.broadcast_to(cond["audio_mask"], (B, F, T))
-  null_mask = np.broadcast_to(cond["null_audio_mask"], (B, F, T))
+    null_text = np.repeat(null_text[:, None], frames, axis=1)
+  audio, null_audio = cond["audio"], bcast(cond["null_audio"], b)
+  tokens = audio.shape[-2]
+  mask = np.broadcast_to(cond["audio_mask"], (b, frames, tokens))
+  null_mask = np.broadcast_to(cond["null_audio_mask"], (b, frames, tokens))
   if s_t > 1 and s_a > 1:
     rows = [(null_text, null_audio, null_mask), (text, null_audio, null_mask), (text, audio, mask)]
   elif s_t > 1:
@@ -79,7 +79,7 @@ def reference(unet, latents, cond, s_a, s_t, n, scheduler):
   for t in sched.timesteps:
     model_in = torch.cat([video] * len(rows)).permute(0, 2, 3, 4, 1).numpy()
     eps = np.asarray(call(unet, jnp.asarray(model_in), jnp.int32(int(t)), *batch))
-    eps = torch.from_numpy(eps).permute(0, 4, 1, 2, 3)
+    eps = torch.from_numpy(eps.copy()).permute(0, 4, 1, 2, 3)
     if len(rows) == 3:
       uncond, text_only, full = eps.chunk(3)
       eps = uncond + s_t * (text_only - uncond) + s_a * (full - text_only)
@@ -119,11 +119,20 @@ def test_pndm_50_steps_with_warm_up_aliasing():
   assert rel(textbook, ref) > 1e-4  # the aliasing matters
 
 
-def test_tiny_unet_dual_guidance_per_frame_text():
-  unet = build_unet(TINY_UNET, seed=3)
-  cond, latents = conditions(2, null_batch=B, per_frame=True), initial_latents(2)
-  ours = denoise(unet, latents, audio_guidance=3.0, text_guidance=2.0, num_inference_steps=3, **cond)
-  ref = reference(unet, latents, cond, 3.0, 2.0, 3, "pndm")
+def test_real_unet_at_the_pipelines_shapes():
+  """The tiny checkpoint's UNet at the shapes the pipeline tests use (one compilation serves both)."""
+  from asva_jax import load_unet
+  from asva_jax.audio import segment_masks
+  from tests.sampling_checkpoint import AUDIO_DIM, TEXT_DIM, tiny_checkpoint
+  unet = load_unet(tiny_checkpoint())
+  rng = np.random.default_rng(5)
+  r = lambda *s: rng.standard_normal(s).astype(np.float32)  # noqa: E731
+  masks = segment_masks()
+  cond = dict(text=r(1, 77, TEXT_DIM), audio=r(1, 229, AUDIO_DIM), audio_mask=masks,
+              null_text=r(1, 77, TEXT_DIM), null_audio=r(1, 229, AUDIO_DIM), null_audio_mask=masks)
+  latents = r(1, 12, 8, 8, 4)
+  ours = denoise(unet, latents, audio_guidance=4.0, num_inference_steps=2, **cond)
+  ref = reference(unet, latents, cond, 4.0, 1.0, 2, "pndm", frames=12)
   assert rel(ours, ref) < 1e-5
 
 
