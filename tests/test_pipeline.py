@@ -1,7 +1,6 @@
 """The sampling pipeline end to end on a tiny checkpoint: shapes, 6 fps with the audio, seeds,
 long audio, and the errors a user can cause."""
 
-import av
 import numpy as np
 import pytest
 
@@ -80,3 +79,20 @@ def test_bad_inputs(models, tmp_path):
     load_models(tmp_path / "nowhere")
   with pytest.raises(CheckpointError, match="missing unet/"):
     load_models(tmp_path)
+
+
+def test_text_encoding_prefers_the_stored_class_encoding():
+  from asva_jax.pipeline import Models
+  from asva_jax.pipeline.models import text_encoding
+  stored = {"": np.zeros((77, 4), np.float32), "cats": np.ones((77, 4), np.float32)}
+  asked = []
+
+  def encode(prompts):
+    asked.extend(prompts)
+    return np.full((len(prompts), 77, 4), 2.0, np.float32)
+
+  models = Models(unet=None, autoencoder=None, audio_encoder=None, text_encodings=stored, encode_prompts=encode)
+  assert text_encoding(models, "cats").max() == 1 and text_encoding(models, "").max() == 0 and not asked
+  assert text_encoding(models, "lions roaring").min() == 2 and asked == ["lions roaring"]
+  with pytest.raises(UnknownCategoryError, match="known: 'cats'"):
+    text_encoding(Models(None, None, None, stored), "dogs")

@@ -6,8 +6,6 @@ import sys
 from pathlib import Path
 
 import av
-import numpy as np
-import pytest
 from absl import flags
 
 from asva_jax import command
