@@ -79,6 +79,12 @@ def test_bad_inputs(models, tmp_path):
     load_models(tmp_path / "nowhere")
   with pytest.raises(CheckpointError, match="missing unet/"):
     load_models(tmp_path)
+  corrupt = tmp_path / "corrupt"
+  for component in ("unet", "vae", "audio_encoder"):
+    (corrupt / component).mkdir(parents=True)
+    (corrupt / component / "config.json").write_text("{")
+  with pytest.raises(CheckpointError, match="not valid JSON"):
+    load_models(corrupt)
 
 
 def test_text_encoding_prefers_the_stored_class_encoding():

@@ -106,6 +106,8 @@ def sample(models, clips: Sequence[Clip], *, seeds: int | Sequence[int] = 0, aud
   seeds = [int(seeds)] * b if np.ndim(seeds) == 0 else [int(s) for s in seeds]
   if len(seeds) != b:
     raise InputError(f"{len(seeds)} seeds for {b} clips")
+  text = np.stack([text_encoding(models, c.prompt) for c in clips])  # unknown categories fail first
+  null_text = text_encoding(models, NULL_PROMPT)[None]
   images = np.stack([c.image for c in clips])
   z0 = image_latents(models, images, seeds) if first_latents is None else jnp.asarray(first_latents, jnp.float32)
   if latents is None:
@@ -118,8 +120,6 @@ def sample(models, clips: Sequence[Clip], *, seeds: int | Sequence[int] = 0, aud
       raise InputError(f"latents: expected shape {(b, f - 1) + tuple(z0.shape[1:])}, got {noise.shape}")
   x = jnp.concatenate([z0[:, None], noise], axis=1)  # init_noise_sigma is 1 for every sampler here
   tokens, null_tokens, masks = audio_tokens(models, np.stack([c.audio for c in clips]))
-  text = np.stack([text_encoding(models, c.prompt) for c in clips])
-  null_text = text_encoding(models, NULL_PROMPT)[None]
   key = jax.random.fold_in(jax.random.key(seeds[0]), 1)
   out = denoise(models.unet, x, text=text, audio=tokens, audio_mask=masks, null_text=null_text,
                 null_audio=null_tokens, null_audio_mask=masks, audio_guidance=audio_guidance,
