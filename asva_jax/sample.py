@@ -59,10 +59,8 @@ def frame_size(models) -> tuple[int, int]:
     except ValueError as e:
       raise JobError(f"--size {','.join(FLAGS.size)}: expected H,W") from e
     return h, w
-  try:
-    return tuple(int(v) for v in models.config.data.size)
-  except (AttributeError, TypeError, ValueError):
-    return 256, 256
+  from asva_jax.pipeline.models import frame_size as model_frame_size
+  return model_frame_size(models)
 
 
 def read_jobs(path: str) -> list[dict]:

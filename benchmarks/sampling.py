@@ -36,6 +36,8 @@ flags.DEFINE_bool("bf16_drift", False, "compare float32 and bfloat16 sampling")
 flags.DEFINE_bool("long_audio", False, "measure the two long-audio chaining modes")
 flags.DEFINE_float("seconds", 20.0, "audio length for --long_audio")
 flags.DEFINE_integer("seed", 0, "seed of weights and inputs")
+flags.DEFINE_string("ckpt", None, "--long_audio: a checkpoint folder or training workdir instead of random "
+                    "weights; inputs are then a synthetic video's first frame and its class's audio events")
 
 DOWN, RES_DOWN = "FFSpatioAudioTempCrossAttnDownBlock3D", "FFSpatioTempResDownBlock3D"
 UP, RES_UP = "FFSpatioAudioTempCrossAttnUpBlock3D", "FFSpatioTempResUpBlock3D"
@@ -128,17 +130,41 @@ def bf16_drift(name: str) -> None:
         f"frames mean |Δ| {diff.mean():.2f} / 255, max {diff.max()}")
 
 
+def synthetic_inputs(models, seconds: float):
+  """A synthetic video's first frame at the model's size, its class's audio events for `seconds`,
+  and the class prompt (data_prep.synthetic, the data the tiny training config uses)."""
+  from asva_jax.pipeline import inputs
+  from asva_jax.pipeline.models import frame_size
+  from data_prep.synthetic import class_spec, make_clip
+  size = frame_size(models)
+  parts, k = [], 0
+  while sum(len(p) for p in parts) < seconds * 16000:
+    clip = make_clip(FLAGS.seed, 0, 100 + k, height=48, width=64, fps=6, sample_rate=16000)
+    parts.append(clip.audio.mean(axis=0))
+    k += 1
+  first = make_clip(FLAGS.seed, 0, 100, height=48, width=64, fps=6, sample_rate=16000).frames[0]
+  audio = np.concatenate(parts)[:int(seconds * 16000)].astype(np.float32)
+  prompt = class_spec(0).prompt
+  return inputs.prepare_image(first, size), audio, prompt
+
+
 def long_audio_figures(name: str) -> None:
   from asva_jax.pipeline import long_audio
-  models = build(name, jnp.dtype(FLAGS.dtype), FLAGS.seed)
-  rng = np.random.default_rng(FLAGS.seed)
-  t = np.arange(int(FLAGS.seconds * 16000)) / 16000
-  audio = (0.3 * np.sin(2 * np.pi * 330 * t) * (1 + np.sin(2 * np.pi * 0.7 * t))
-           + 0.05 * rng.standard_normal(len(t))).astype(np.float32)
-  image = clips(name, 1)[0].image
+  if FLAGS.ckpt:
+    from asva_jax.pipeline import load_models
+    models = load_models(FLAGS.ckpt, dtype=jnp.dtype(FLAGS.dtype))
+    image, audio, prompt = synthetic_inputs(models, FLAGS.seconds)
+    name = f"{FLAGS.ckpt} (step {getattr(models, 'step', None)})"
+  else:
+    models = build(name, jnp.dtype(FLAGS.dtype), FLAGS.seed)
+    rng = np.random.default_rng(FLAGS.seed)
+    t = np.arange(int(FLAGS.seconds * 16000)) / 16000
+    audio = (0.3 * np.sin(2 * np.pi * 330 * t) * (1 + np.sin(2 * np.pi * 0.7 * t))
+             + 0.05 * rng.standard_normal(len(t))).astype(np.float32)
+    image, prompt = clips(name, 1)[0].image, "lions roaring"
   for mode in long_audio.MODES:
     start = time.perf_counter()
-    video, starts = long_audio.animate(models, image, audio, "lions roaring", mode=mode, batch_size=4,
+    video, starts = long_audio.animate(models, image, audio, prompt, mode=mode, batch_size=4,
                                        num_inference_steps=FLAGS.steps, audio_guidance=4.0, progress=False)
     seams = long_audio.seam_indices(starts, mode, 12, len(video))
     s = long_audio.seam_smoothness(video, seams)

@@ -112,6 +112,24 @@ def _lazy_text_encoder(path: Path) -> Callable[[list[str]], np.ndarray]:
   return encode
 
 
+DEFAULT_SIZE = (256, 256)
+
+
+def frame_size(models) -> tuple[int, int]:
+  """The frame size a model was trained at when its config says (a training workdir's
+  synthetic data, or `data.size`), else AVSync15's 256 x 256."""
+  config = getattr(models, "config", None)
+  data = getattr(config, "data", None)
+  for getter in (lambda d: d.synthetic.size if d.synthetic.enabled else None, lambda d: d.size):
+    try:
+      size = getter(data)
+    except (AttributeError, KeyError, TypeError):
+      continue
+    if size:
+      return int(size[0]), int(size[1])
+  return DEFAULT_SIZE
+
+
 def text_encoding(models, prompt: str) -> np.ndarray:
   """(77, D) float32 for `prompt`: the stored class encoding, else the text encoder's."""
   stored = models.text_encodings
