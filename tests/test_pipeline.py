@@ -102,3 +102,21 @@ def test_text_encoding_prefers_the_stored_class_encoding():
   assert text_encoding(models, "lions roaring").min() == 2 and asked == ["lions roaring"]
   with pytest.raises(UnknownCategoryError, match="known: 'cats'"):
     text_encoding(Models(None, None, None, stored), "dogs")
+
+
+def test_training_workdir_is_a_model_source(tmp_path):
+  """A workdir (asva_jax.workdir) whose frozen base is the tiny checkpoint, before any step."""
+  import json
+  import shutil
+  ckpt = tiny_checkpoint()
+  (tmp_path / "run.json").write_text(json.dumps({
+      "format": "asva-jax training workdir", "version": 1, "checkpoint": str(ckpt), "autoencoder": "vae",
+      "space_to_depth_factor": 4, "scaling_factor": 0.18215}))
+  (tmp_path / "config.json").write_text(json.dumps({"data": {"synthetic": {"enabled": True, "size": list(SIZE)}}}))
+  shutil.copytree(ckpt / "text_encodings", tmp_path / "text_encodings")
+  models = load_models(tmp_path)
+  assert models.step == 0
+  from asva_jax.pipeline.models import frame_size
+  assert frame_size(models) == SIZE
+  c, _ = clip()
+  assert np.array_equal(sample(models, [c], **OPTIONS), sample(load_models(ckpt), [c], **OPTIONS))
