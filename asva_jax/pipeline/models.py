@@ -82,7 +82,7 @@ def from_checkpoint(path: str | os.PathLike, *, dtype=jnp.float32) -> Models:
   try:
     unet = asva_jax.load_unet(path, dtype=dtype)
     vae = asva_jax.load_vae(path, dtype=dtype)
-    audio_encoder = asva_jax.load_audio_encoder(path)
+    audio_encoder = asva_jax.load_audio_encoder(path, dtype=jnp.float32)  # fp32, as the original samples
   except CheckpointError:
     raise
   except (ValueError, OSError) as e:
