@@ -129,8 +129,8 @@ def train(config, workdir) -> list[dict]:
   from asva_jax.workdir import write_run, write_text_encodings
   built = build_models(config)
   model = built.model
-  if primary:
-    write_run(workdir, config, built)
+  barrier("before run metadata")  # every host sees the same "is it a new workdir?"
+  write_run(workdir, config, built, primary=primary)
   barrier("run metadata")
   audio_mask = jnp.asarray(model.audio_encoder.segment_masks())
   alphas = jnp.asarray(scaled_linear_alphas_cumprod(int(config.diffusion.num_train_timesteps),
