@@ -161,8 +161,10 @@ def load_models(path, step: int | None = None, *, dtype=jnp.float32) -> TrainedM
     finally:
       manager.close()
     nnx.update(model, restored)
-  encodings_dir = Path(path) / "text_encodings"
-  encodings = load_text_encodings(encodings_dir) if encodings_dir.is_dir() else {}
+  encodings = {}
+  for folder in (base / "text_encodings", Path(path) / "text_encodings"):  # the run's own win
+    if folder.is_dir():
+      encodings.update(load_text_encodings(folder))
   return TrainedModels(unet=model.unet, autoencoder=model.autoencoder, audio_encoder=model.audio_encoder,
                        text_encodings=encodings, scaling_factor=float(run["scaling_factor"]),
                        config=config, step=int(step))
