@@ -64,7 +64,7 @@ def main(argv):
   from asva_jax.schedulers.noise_schedule import scaled_linear_alphas_cumprod
   from asva_jax.training import sharding
   from asva_jax.training.defaults import NUM_FRAMES
-  from asva_jax.training.flops import lowered_flops
+  from asva_jax.training.flops import step_flops
   from asva_jax.training.state import count_params, make_optimizer, split_model
   from asva_jax.training.step import make_train_step
 
@@ -107,7 +107,7 @@ def main(argv):
   t = time.perf_counter()
   lowered = jitted.lower(state, frozen_spec := spec(frozen, f_sh), batch)
   del frozen_spec
-  flops = lowered_flops(lowered)
+  flops = step_flops(lowered, int(config.train.grad_accum))
   compiled = lowered.compile()
   mem = compiled.memory_analysis()
   gib = lambda v: v / 2 ** 30

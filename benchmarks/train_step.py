@@ -28,7 +28,7 @@ from absl import app, flags, logging
 
 from asva_jax.training import sharding
 from asva_jax.training.defaults import NUM_FRAMES
-from asva_jax.training.flops import SOURCE, lowered_flops, peak_flops
+from asva_jax.training.flops import SOURCE, peak_flops, step_flops
 
 FLAGS = flags.FLAGS
 flags.DEFINE_enum("size", "tiny", ["tiny", "medium", "full"], "model size")
@@ -97,7 +97,7 @@ def bench(config, frame_size, batch: int, remat: str):
                       {"step": rep, "params": p_sh, "opt_state": o_sh}, f_sh, None, rep)
   t0 = time.perf_counter()
   lowered = fn.lower(state, frozen, gb)
-  flops = lowered_flops(lowered)
+  flops = step_flops(lowered, int(config.train.grad_accum))
   compiled = lowered.compile()
   compile_s = time.perf_counter() - t0
   mem = compiled.memory_analysis()

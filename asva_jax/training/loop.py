@@ -23,7 +23,7 @@ from absl import logging
 from asva_jax.errors import AsvaError
 from asva_jax.training import checkpoints, sharding
 from asva_jax.training.data import host_batch, make_loader
-from asva_jax.training.flops import SOURCE as FLOPS_SOURCE, lowered_flops, peak_flops
+from asva_jax.training.flops import SOURCE as FLOPS_SOURCE, peak_flops, step_flops
 from asva_jax.training.metrics_log import MetricsLog
 from asva_jax.training.models import ConfigError, build_models
 from asva_jax.training.state import count_params, make_optimizer, split_model
@@ -209,7 +209,7 @@ def train(config, workdir) -> list[dict]:
       global_batch = sharding.global_batch(local, mesh)
       if compiled is None:
         lowered = step_fn.lower(state, frozen, global_batch)
-        flops = lowered_flops(lowered)
+        flops = step_flops(lowered, int(config.train.grad_accum))
         compile_start = time.perf_counter()
         compiled = lowered.compile(compiler_options=compiler_options(config))
         logging.info("compiled the train step in %.1f s", time.perf_counter() - compile_start)
