@@ -55,24 +55,31 @@ def base_folder(path) -> Path:
   return base
 
 
-def write_run(workdir, config, built) -> None:
-  """Records (once) where the frozen components come from; from scratch, saves them to `base/`."""
+def write_run(workdir, config, built, *, primary: bool = True) -> None:
+  """Records (once) where the frozen components come from; from scratch, saves them to `base/`.
+
+  Every process calls it (Orbax saves are collective across hosts); JSON files are
+  written by the primary process only.
+  """
   workdir = Path(workdir)
-  write_json_atomic(workdir / "config.json", json.loads(config.to_json()))
-  if is_workdir(workdir):
-    return
-  ckpt = str(Path(config.model.checkpoint).absolute()) if config.model.checkpoint else ""
-  if not ckpt:
+  fresh = not is_workdir(workdir)
+  if fresh and not config.model.checkpoint:
     base = workdir / "base"
     model = built.model
     save_module(base / "unet", model.unet, built.configs["unet"])
     save_module(base / "audio_encoder", model.audio_encoder, built.configs["audio_encoder"])
     if "vae" in built.configs:
       save_module(base / "vae", model.autoencoder, built.configs["vae"])
-  write_json_atomic(workdir / RUN_FILE, {
-      "format": FORMAT, "version": 1, "checkpoint": ckpt,
-      "autoencoder": config.model.autoencoder, "space_to_depth_factor": int(config.model.space_to_depth_factor),
-      "scaling_factor": float(config.diffusion.scaling_factor)})
+  if not primary:
+    return
+  write_json_atomic(workdir / "config.json", json.loads(config.to_json()))
+  if fresh:
+    ckpt = str(Path(config.model.checkpoint).absolute()) if config.model.checkpoint else ""
+    write_json_atomic(workdir / RUN_FILE, {
+        "format": FORMAT, "version": 1, "checkpoint": ckpt,
+        "autoencoder": config.model.autoencoder,
+        "space_to_depth_factor": int(config.model.space_to_depth_factor),
+        "scaling_factor": float(config.diffusion.scaling_factor)})
 
 
 def write_text_encodings(workdir, encodings: dict[str, np.ndarray]) -> None:
@@ -154,8 +161,10 @@ def load_models(path, step: int | None = None, *, dtype=jnp.float32) -> TrainedM
     finally:
       manager.close()
     nnx.update(model, restored)
-  encodings_dir = Path(path) / "text_encodings"
-  encodings = load_text_encodings(encodings_dir) if encodings_dir.is_dir() else {}
+  encodings = {}
+  for folder in (base / "text_encodings", Path(path) / "text_encodings"):  # the run's own win
+    if folder.is_dir():
+      encodings.update(load_text_encodings(folder))
   return TrainedModels(unet=model.unet, autoencoder=model.autoencoder, audio_encoder=model.audio_encoder,
                        text_encodings=encodings, scaling_factor=float(run["scaling_factor"]),
                        config=config, step=int(step))

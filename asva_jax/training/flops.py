@@ -33,6 +33,14 @@ def lowered_flops(lowered) -> float | None:
   return float(flops) if flops and flops > 0 else None
 
 
+def step_flops(lowered, grad_accum: int) -> float | None:
+  """FLOPs of one optimizer step. HloCostAnalysis counts a loop body once, so the scan over
+  `grad_accum` micro-batches is scaled up (which also scales the optimizer update, a
+  negligible part)."""
+  flops = lowered_flops(lowered)
+  return flops * grad_accum if flops else None
+
+
 def peak_flops(device=None) -> float | None:
   """Peak bf16 FLOP/s of a device from its kind, None when unknown (e.g. CPUs)."""
   kind = (device or jax.devices()[0]).device_kind

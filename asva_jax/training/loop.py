@@ -23,7 +23,7 @@ from absl import logging
 from asva_jax.errors import AsvaError
 from asva_jax.training import checkpoints, sharding
 from asva_jax.training.data import host_batch, make_loader
-from asva_jax.training.flops import SOURCE as FLOPS_SOURCE, lowered_flops, peak_flops
+from asva_jax.training.flops import SOURCE as FLOPS_SOURCE, peak_flops, step_flops
 from asva_jax.training.metrics_log import MetricsLog
 from asva_jax.training.models import ConfigError, build_models
 from asva_jax.training.state import count_params, make_optimizer, split_model
@@ -110,6 +110,11 @@ class Preemption:
       signal.signal(signal.SIGTERM, self._previous)
 
 
+def compiler_options(config) -> dict | None:
+  level = int(config.xla_backend_optimization_level)
+  return {"xla_backend_optimization_level": level} if level >= 0 else None
+
+
 def train(config, workdir) -> list[dict]:
   """Trains per `config` in `workdir` (resuming from its latest checkpoint); returns the logged records."""
   workdir = Path(workdir).absolute()
@@ -124,8 +129,8 @@ def train(config, workdir) -> list[dict]:
   from asva_jax.workdir import write_run, write_text_encodings
   built = build_models(config)
   model = built.model
-  if primary:
-    write_run(workdir, config, built)
+  barrier("before run metadata")  # every host sees the same "is it a new workdir?"
+  write_run(workdir, config, built, primary=primary)
   barrier("run metadata")
   audio_mask = jnp.asarray(model.audio_encoder.segment_masks())
   alphas = jnp.asarray(scaled_linear_alphas_cumprod(int(config.diffusion.num_train_timesteps),
@@ -204,9 +209,9 @@ def train(config, workdir) -> list[dict]:
       global_batch = sharding.global_batch(local, mesh)
       if compiled is None:
         lowered = step_fn.lower(state, frozen, global_batch)
-        flops = lowered_flops(lowered)
+        flops = step_flops(lowered, int(config.train.grad_accum))
         compile_start = time.perf_counter()
-        compiled = lowered.compile()
+        compiled = lowered.compile(compiler_options=compiler_options(config))
         logging.info("compiled the train step in %.1f s", time.perf_counter() - compile_start)
         window_start = time.perf_counter()
       state, metrics = compiled(state, frozen, global_batch)
