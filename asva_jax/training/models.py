@@ -92,15 +92,7 @@ def _autoencoder(model_config, ckpt: str, compute, seed: int):
     return load_vae(ckpt, dtype=compute), {}
   cfg = VAEConfig(**{k: tuple(v) if isinstance(v, (list, tuple)) else v
                      for k, v in dict(model_config.vae).items()})
-  return (initialized(lambda: AutoencoderKL(cfg, dtype=compute, rngs=nnx.Rngs(seed + 1))),
-          {"vae": cfg.to_diffusers()})
-
-
-def initialized(make):
-  """`make()` with its random initialisation run as one jitted program (eagerly it is hundreds
-  of small dispatches, seconds for any model)."""
-  graphdef, _ = nnx.split(nnx.eval_shape(make))
-  return nnx.merge(graphdef, jax.jit(lambda: nnx.split(make())[1])())
+  return AutoencoderKL(cfg, dtype=compute, rngs=nnx.Rngs(seed + 1)), {"vae": cfg.to_diffusers()}
 
 
 def build_models(config) -> Built:
@@ -123,9 +115,9 @@ def build_models(config) -> Built:
                         "config.model.unet / config.model.audio_encoder give no sizes")
     unet_config = {**DEFAULT_CONFIG, **{k: list(v) if isinstance(v, tuple) else v
                                         for k, v in dict(m.unet).items()}}
-    unet = initialized(lambda: unet_3d.build_unet(unet_config, seed=config.seed, **options))
-    audio = initialized(lambda: imagebind_audio.build_audio_encoder(
-        dict(m.audio_encoder), seed=config.seed + 2, dtype=compute, attention=m.attention))
+    unet = unet_3d.build_unet(unet_config, seed=config.seed, **options)
+    audio = imagebind_audio.build_audio_encoder(dict(m.audio_encoder), seed=config.seed + 2,
+                                                dtype=compute, attention=m.attention)
     configs = {"unet": unet_config, "audio_encoder": audio.config.to_dict()}
   autoencoder, ae_config = _autoencoder(m, ckpt, compute, config.seed)
   configs.update(ae_config)

@@ -19,9 +19,13 @@ def split_model(model, config):
   """(graphdef, trainable State, frozen State), the frozen tree cast to `precision.frozen`."""
   graphdef, params, frozen = nnx.split(model, trainable_filter(config.model), ...)
   frozen_dtype = jnp.dtype(config.precision.frozen)
-  frozen = jax.tree.map(lambda x: x.astype(frozen_dtype) if jnp.issubdtype(x.dtype, jnp.floating) else x,
-                        frozen)
-  return graphdef, params, frozen
+  def cast(x):
+    if not jnp.issubdtype(x.dtype, jnp.floating):
+      return x
+    if isinstance(x, jax.ShapeDtypeStruct):  # abstract models (AOT compilation)
+      return jax.ShapeDtypeStruct(x.shape, frozen_dtype)
+    return x.astype(frozen_dtype)
+  return graphdef, params, jax.tree.map(cast, frozen)
 
 
 def make_optimizer(train_config) -> optax.GradientTransformation:
