@@ -10,6 +10,7 @@ from asva_jax.errors import AsvaError
 from asva_jax.eval import metrics
 from asva_jax.eval.run import METRICS, clips_path, evaluate, load_detectors
 from data_prep.mp4 import write_mp4
+from tests.cli_modules import cli_module
 from tests.eval_fixtures import models_dir
 
 VIDEOS = {"dog_barking/vid_000.mp4": 220.0, "playing_violin__fiddle/vid_001.mp4": 660.0}
@@ -40,10 +41,10 @@ def run_cli(capsys, *args) -> tuple[int, str]:
   """`python -m asva_jax.eval ARGS` in this process (through `command.run`, as the module's entry
   point): (exit status, stderr)."""
   from asva_jax import command
-  from asva_jax.eval import __main__ as cli
   capsys.readouterr()
   try:
-    command.run(cli.main, ["python -m asva_jax.eval", *args])
+    with cli_module("asva_jax.eval.__main__") as cli:
+      command.run(cli.main, ["python -m asva_jax.eval", *args])
     code = 0
   except SystemExit as e:
     code = e.code

@@ -21,7 +21,7 @@ from asva_jax.eval.errors import EvalModelError
 _DETECTOR = flags.DEFINE_string("detector", None, "TorchScript I3D file (i3d_torchscript.pt).")
 _CLIPS = flags.DEFINE_integer("clips", 2, "Random clips to compare.")
 _FRAMES = flags.DEFINE_integer("frames", 12, "Frames per clip (the protocol's 12).")
-_SEED = flags.DEFINE_integer("seed", 0, "Seed of the random clips.")
+_SEED = flags.DEFINE_integer("clip_seed", 0, "Seed of the random clips.")
 _RTOL = flags.DEFINE_float("rtol", 1e-4, "Largest accepted max|difference| / max|TorchScript output|.")
 
 
