@@ -1,4 +1,4 @@
-"""AVSyncD on AVSync15 (spec §6): the released recipe, 256 x 256, 37k steps.
+"""AVSyncD on AVSync15 (docs/reference.md §6): the released recipe, 256 x 256, 37k steps.
 
     python -m asva_jax.train --config configs/avsyncd.py --workdir runs/avsync15 \
         --config.model.checkpoint=checkpoints/asva --config.data.dir=data/avsync15

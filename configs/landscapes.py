@@ -1,4 +1,4 @@
-"""AVSyncD on Landscapes (spec §6.5): 256 x 256, milestone at 24k steps.
+"""AVSyncD on Landscapes (docs/reference.md §6.5): 256 x 256, milestone at 24k steps.
 
     python -m asva_jax.train --config configs/landscapes.py --workdir runs/landscapes \
         --config.model.checkpoint=checkpoints/asva --config.data.dir=data/landscapes

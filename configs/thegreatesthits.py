@@ -1,4 +1,4 @@
-"""AVSyncD on TheGreatestHits (spec §6.5): 128 x 256 frames (latents 16 x 32), milestone at 16k steps.
+"""AVSyncD on TheGreatestHits (docs/reference.md §6.5): 128 x 256 frames (latents 16 x 32), milestone at 16k steps.
 
     python -m asva_jax.train --config configs/thegreatesthits.py --workdir runs/tgh \
         --config.model.checkpoint=checkpoints/asva --config.data.dir=data/thegreatesthits

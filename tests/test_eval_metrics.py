@@ -31,7 +31,7 @@ def rel(actual, expected) -> float:
 
 
 def check_against_original(clips: dict, summary: dict, results: dict, names) -> None:
-  """Per-clip values (eval.py's records; its "IT" field holds IA, spec §9.5) and summaries."""
+  """Per-clip values (eval.py's records; its "IT" field holds IA, docs/reference.md §9.5) and summaries."""
   for key in ("IA", "RelSync", "AlignSync"):
     expected = [results["instance_metrics"][n][key] for n in names]
     assert rel(clips[key], expected) < RTOL, key

@@ -1,4 +1,4 @@
-"""Evaluation of generated clips: FID, FVD, ImageBind IA/IT, RelSync and AlignSync (spec §9).
+"""Evaluation of generated clips: FID, FVD, ImageBind IA/IT, RelSync and AlignSync (docs/reference.md §9).
 
     python -m asva_jax.eval --generated DIR --reference SHARDS --models DIR --out metrics.json
 

@@ -1,4 +1,4 @@
-r"""Evaluate generated clips: FID, FVD, ImageBind IA/IT, RelSync and AlignSync (spec §9).
+r"""Evaluate generated clips: FID, FVD, ImageBind IA/IT, RelSync and AlignSync (docs/reference.md §9).
 
     python -m asva_jax.eval --generated samples/ --reference data/shards --models models/ \
         --metrics fid,fvd,ia,it,relsync,alignsync --out metrics.json

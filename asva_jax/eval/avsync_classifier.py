@@ -1,4 +1,4 @@
-"""The AVSync classifier behind RelSync and AlignSync (spec §9.3), channels-last.
+"""The AVSync classifier behind RelSync and AlignSync (docs/reference.md §9.3), channels-last.
 
     score = head([AudioConv2DNet(mel), VideoR2Plus1DNet(video)])[:, 0]
 

@@ -1,9 +1,9 @@
-"""Reading the evaluated clips: generated mp4s and their reference clips (spec §9.1).
+"""Reading the evaluated clips: generated mp4s and their reference clips (docs/reference.md §9.1).
 
 Generated clips are the sampler's files, `<reference video without .mp4>_clip-NN.mp4`; each is
 read as the original reads one (`load_av_clips_uniformly(num_clips=1)`): the 12 frames at 6 fps
 of the 2-s window centred in min(video, audio duration), and that window's audio as ImageBind's
-log-mel. Reference clip NN is the NN-th of the video's uniform clips (spec §7.6), from shards
+log-mel. Reference clip NN is the NN-th of the video's uniform clips (docs/reference.md §7.6), from shards
 built by `data_prep.build` or from a folder of videos, at the generated clips' frame size.
 """
 

@@ -1,7 +1,7 @@
 """ImageBind's vision, text and audio towers: the "CLIP" similarity model of the evaluation.
 
 The original's evaluation wrapper (`CLIPModel` in avgen/evaluations/models/clip.py) is
-ImageBind-Huge, not OpenAI CLIP (spec §9.2). Each tower is preprocessor -> trunk ->
+ImageBind-Huge, not OpenAI CLIP (docs/reference.md §9.2). Each tower is preprocessor -> trunk ->
 head -> postprocessor, under the names of ImageBind's checkpoint
 (`modality_{preprocessors,trunks,heads,postprocessors}.{vision,text,audio}.*`):
 
@@ -9,7 +9,7 @@ head -> postprocessor, under the names of ImageBind's checkpoint
           embedding -> LayerNorm -> blocks -> LayerNorm, CLS, Linear -> L2-normalise
   text    token + position embedding -> causally masked blocks -> the end token (largest
           id) -> LayerNorm, Linear -> L2-normalise, x exp(log_logit_scale)
-  audio   AVSyncD's audio branch (spec §4; the same layers as `asva_jax.models.imagebind_audio`)
+  audio   AVSyncD's audio branch (docs/reference.md §4; the same layers as `asva_jax.models.imagebind_audio`)
           -> L2-normalise, x 20
 
 `encode_image`, `encode_text` and `encode_audio` return unit vectors as the wrapper

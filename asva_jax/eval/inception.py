@@ -2,7 +2,7 @@
 
 The original builds pytorch-fid's `InceptionV3(block_ids=[3], use_fid_inception=True)`
 but drops its resize-to-299 and input normalisation: the network sees 229 x 229
-frames in [-1, 1] (spec §9.5.1), so Mixed_7c ends at 5 x 5 and the features are
+frames in [-1, 1] (docs/reference.md §9.5.1), so Mixed_7c ends at 5 x 5 and the features are
 its global average, 2048-d. Weights: pytorch-fid's `pt_inception-2015-12-05-*.pth`
 (torchvision `Inception3` names, `Conv2d_1a_3x3.conv.weight` ... `fc.bias`).
 

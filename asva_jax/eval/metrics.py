@@ -1,4 +1,4 @@
-"""The evaluation's per-clip metrics and their summaries, as `eval.py` computes them (spec §9.2, §9.5).
+"""The evaluation's per-clip metrics and their summaries, as `eval.py` computes them (docs/reference.md §9.2, §9.5).
 
 Pure functions over detector outputs: AVSync classifier scores s (per clip) and ImageBind
 image-audio / image-text cosine similarities (per frame). Frame 0 of a generated clip is
@@ -93,7 +93,7 @@ def original_pairing(video_names: Sequence[str], categories: Sequence[str]
 
 
 def generated_clip_name(video_name: str, clip: int) -> str:
-  """The sampler's file name of clip `clip` of a reference video (spec §7.5):
+  """The sampler's file name of clip `clip` of a reference video (docs/reference.md §7.5):
   `class/name.mp4` -> `class/name_clip-01.mp4`."""
   stem = video_name[:-len(".mp4")] if video_name.endswith(".mp4") else video_name
   return f"{stem}_clip-{clip:02d}.mp4"

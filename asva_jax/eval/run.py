@@ -1,6 +1,6 @@
 """Evaluating a folder of generated clips against the reference clips (what `python -m asva_jax.eval` runs).
 
-Steps, as the original `evaluate_generation_results` (spec §9.1):
+Steps, as the original `evaluate_generation_results` (docs/reference.md §9.1):
 1. pair each generated clip `<video>_clip-NN.mp4` with clip NN of reference video `<video>.mp4`;
 2. features of every reference clip, videos in sorted name order, then of every generated clip
    in the same order, in batches through the jitted networks (`detectors.Detectors`);

@@ -1,4 +1,4 @@
-"""Classifier-free guidance over text and audio (spec §7.3), all branches in one UNet batch.
+"""Classifier-free guidance over text and audio (docs/reference.md §7.3), all branches in one UNet batch.
 
 A branch is used only when its scale is > 1, as in the original; so which branches
 run is decided from the scales' values (host side), while the scales themselves

@@ -1,7 +1,7 @@
 """User inputs -> what a clip needs: the first frame at the model's size (uint8) and the 16-kHz
 audio window. Any image format PIL reads; any audio or video FFmpeg reads.
 
-Image: the original's preprocessing (spec §8.3): centre crop to the target aspect ratio,
+Image: the original's preprocessing (docs/reference.md §8.3): centre crop to the target aspect ratio,
 then an antialiased bilinear resize (torch, as torchvision), kept as uint8 like the
 original's dataset frames.
 """

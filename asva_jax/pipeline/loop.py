@@ -1,4 +1,4 @@
-"""The sampling loop of AVSyncD as one jitted function (spec §1.2 step 7, §7).
+"""The sampling loop of AVSyncD as one jitted function (docs/reference.md §1.2 step 7, §7).
 
 Frame 0 holds the conditioning image's latent and is never updated; every call feeds
 all F frames to the UNet at one timestep, and the sampler (and its history) sees only
@@ -34,7 +34,7 @@ def denoise(unet, latents, *, text, audio, audio_mask, null_text, null_audio, nu
   "ddpm", "dpm++2m"; or a `schedulers.Plan`. Stochastic samplers (ddim with eta > 0,
   ddpm) draw their per-step noise from `key` (`step_noise`).
 
-  Guidance (spec §7.3): a branch runs only when its scale is > 1, and all running
+  Guidance (docs/reference.md §7.3): a branch runs only when its scale is > 1, and all running
   branches share one batched UNet call per step. The loop is one `lax.scan` under
   `jax.jit`: the same shapes, sampler and guidance mode reuse one compilation, and the
   scales are traced (4.0 -> 8.0 does not recompile; 4.0 -> 1.0 changes the mode).

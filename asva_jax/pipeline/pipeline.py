@@ -1,4 +1,4 @@
-"""Clips (first frame, 2-s audio, category) -> uint8 videos, in batches (spec §1.2).
+"""Clips (first frame, 2-s audio, category) -> uint8 videos, in batches (docs/reference.md §1.2).
 
 Per clip: the image -> [-1, 1] -> autoencoder posterior *sample* x scaling factor
 (frame 0); N(0, I) noise for frames 1..F-1; ImageBind tokens of the audio's log-mel

@@ -1,4 +1,4 @@
-"""Ancestral DDPM sampling (diffusers' `DDPMScheduler` with the training config of spec §6.1:
+"""Ancestral DDPM sampling (diffusers' `DDPMScheduler` with the training config of docs/reference.md §6.1:
 "fixed_small" variance, no clipping, "leading" spacing with steps_offset 1). Slow: it is the
 reference sampler of the training objective, not a fast one."""
 

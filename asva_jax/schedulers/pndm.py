@@ -1,4 +1,4 @@
-"""PNDM with `skip_prk_steps` (PLMS), as AVSyncD samples (spec §7.1, §7.2; pitfall §10.14).
+"""PNDM with `skip_prk_steps` (PLMS), as AVSyncD samples (docs/reference.md §7.1, §7.2; pitfall §10.14).
 
 n steps = n + 1 UNet calls: the second-to-last "leading" timestep is repeated
 (50 steps: 981, 961, 961, 941, ..., 21, 1). Warm-up: call 0 stores ε and steps

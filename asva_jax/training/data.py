@@ -1,7 +1,7 @@
 """The training clip stream: one global order of batches, whatever the number of hosts.
 
 Global batch j of the run is fixed by (seed, j) alone: epoch e's shuffled order of
-the records (`drop_last` per epoch, spec §6.5), and each clip's random start and
+the records (`drop_last` per epoch, docs/reference.md §6.5), and each clip's random start and
 flip from (seed, j, row). Host h of P reads only rows [h·G/P, (h+1)·G/P) of each
 global batch, so one process and N processes train on the same batches, and a
 run can resume on a different number of hosts. grain decodes the clips (worker

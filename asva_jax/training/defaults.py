@@ -1,4 +1,4 @@
-"""The fields every training config has, with the AVSync15 recipe's values (spec §6).
+"""The fields every training config has, with the AVSync15 recipe's values (docs/reference.md §6).
 
 `configs/*.py` start from `base_config()` and change what differs.
 """
@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import ml_collections
 
-# AVSyncD trains 12 frames per clip; the audio masks assume it (spec §10.8).
+# AVSyncD trains 12 frames per clip; the audio masks assume it (docs/reference.md §10.8).
 NUM_FRAMES = 12
 
 

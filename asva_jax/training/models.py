@@ -1,7 +1,7 @@
 """The models a run trains: from a converted checkpoint or from scratch, and which parameters train.
 
 All three live in one `Trainee` module so that one NNX filter splits them into the
-trainable tree and the frozen tree (spec §6.4: `_temp`/`_audio` modules of the UNet).
+trainable tree and the frozen tree (docs/reference.md §6.4: `_temp`/`_audio` modules of the UNet).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The trainable/frozen split and the optimizer (spec §6.5).
+"""The trainable/frozen split and the optimizer (docs/reference.md §6.5).
 
 `nnx.split` with the trainable filter gives two trees: gradients and AdamW act on
 the trainable one only; the frozen one may be stored in bfloat16 (the original
