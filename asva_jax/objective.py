@@ -17,20 +17,27 @@ def video_to_latents(vae, video: jax.Array, key: jax.Array, scaling_factor: floa
   return sample_latent(key, mean, logvar) * scaling_factor
 
 
-def diffusion_loss(unet, vae, audio_encoder, video: jax.Array, mel: jax.Array, text: jax.Array,
+def diffusion_loss(unet, vae, audio_encoder, video: jax.Array | None, mel: jax.Array, text: jax.Array,
                    audio_mask: jax.Array, alphas_cumprod: jax.Array, key: jax.Array, *,
-                   scaling_factor: float = 0.18215, audio_drop_prob: float = 0.2) -> jax.Array:
+                   scaling_factor: float = 0.18215, audio_drop_prob: float = 0.2,
+                   vae_moments: tuple[jax.Array, jax.Array] | None = None) -> jax.Array:
   """ε-prediction MSE over frames 1..F-1, with frame 0 of x_t replaced by the clean latent.
 
   video uint8 (B, F, H, W, 3); mel (B, 128, 204); text (B, N, D) per video;
   audio_mask (F, T) segment masks. Audio is replaced by the null audio (the
   encoder applied to an all-zero mel) with probability `audio_drop_prob` per sample.
+  `vae_moments` (mean, logvar) (B, F, h, w, 4), cached by `data_prep.build --vae-latents`,
+  replace the VAE encoder: the latent is then sampled from them (`video` may be None).
   """
   k_latent, k_drop, k_t, k_noise = jax.random.split(key, 4)
-  b = video.shape[0]
-  x0 = video_to_latents(vae, video, k_latent, scaling_factor)
+  b = mel.shape[0]
+  if vae_moments is None:
+    x0 = video_to_latents(vae, video, k_latent, scaling_factor)
+  else:
+    mean, logvar = (m.astype(jnp.float32) for m in vae_moments)
+    x0 = sample_latent(k_latent, mean, logvar) * scaling_factor
   tokens = audio_encoder(mel)
-  null_tokens = audio_encoder(jnp.zeros_like(mel))
+  null_tokens = audio_encoder(jnp.zeros_like(mel[:1]))
   keep = jax.random.bernoulli(k_drop, 1.0 - audio_drop_prob, (b,))
   audio = jnp.where(keep[:, None, None], tokens, null_tokens)
   t = jax.random.randint(k_t, (b,), 0, alphas_cumprod.shape[0])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import jax
 import jax.numpy as jnp
 from flax import nnx
 
@@ -9,11 +10,20 @@ from asva_jax.models.resnet import Downsample3D, ResnetBlock3D, Upsample3D
 from asva_jax.models.transformer_3d import Transformer3D
 
 
-def apply(module: nnx.Module, *args, remat: bool = False):
-  """Calls `module(*args)`, rematerialised in the backward pass when `remat`."""
-  if remat:
-    return nnx.remat(lambda m, *a: m(*a))(module, *args)
-  return module(*args)
+def apply(module: nnx.Module, *args, remat=False):
+  """Calls `module(*args)`, rematerialised in the backward pass when `remat`.
+
+  `remat` is True (save nothing, re-run the block) or a `jax.checkpoint_policies`
+  policy. The block runs as a pure function of its split state under
+  `jax.checkpoint` rather than through `nnx.remat`: nothing is written back, so it
+  works inside any transform, also a plain `jax.grad` over a merged module (where
+  `nnx.remat` fails with "Cannot mutate Param from a different trace level").
+  """
+  if not remat:
+    return module(*args)
+  graphdef, state = nnx.split(module)
+  policy = None if remat is True else remat
+  return jax.checkpoint(lambda s, *a: nnx.merge(graphdef, s)(*a), policy=policy)(state, *args)
 
 
 class _Common:

@@ -1,0 +1,55 @@
+r"""Train AVSyncD (or a small model from scratch) into a workdir; rerunning resumes it.
+
+    python -m asva_jax.train --config configs/tiny.py --workdir /tmp/tiny
+    python -m asva_jax.train --config configs/avsyncd.py --workdir runs/avsync15 \
+        --config.model.checkpoint=CKPT --config.data.dir=DATA [--config.train.batch_size=64 ...]
+
+Several hosts (TPU pod slice, SLURM, several machines): run the same command on every
+host with `--distributed` (auto-detection) or with `--coordinator_address HOST:PORT
+--num_processes N --process_id I`. See docs/training.md.
+"""
+
+from __future__ import annotations
+
+from absl import app, flags, logging
+from ml_collections import config_flags
+
+from asva_jax import command
+
+_CONFIG = config_flags.DEFINE_config_file("config", None, "Training config file (configs/*.py).",
+                                          lock_config=True)
+flags.DEFINE_string("workdir", None, "Run folder: checkpoints, logs, text encodings; reused to resume.",
+                    required=True)
+flags.DEFINE_bool("distributed", False, "Call jax.distributed.initialize() (auto-detects TPU pods, SLURM).")
+flags.DEFINE_string("coordinator_address", None, "HOST:PORT of process 0, for several hosts.")
+flags.DEFINE_integer("num_processes", None, "Number of processes (hosts).")
+flags.DEFINE_integer("process_id", None, "This process's index.")
+flags.DEFINE_string("cpu_collectives", None, "CPU collectives for several CPU processes, e.g. gloo.")
+FLAGS = flags.FLAGS
+
+
+def initialize_distributed() -> None:
+  import jax
+  if FLAGS.cpu_collectives:
+    jax.config.update("jax_cpu_collectives_implementation", FLAGS.cpu_collectives)
+  if FLAGS.coordinator_address or FLAGS.num_processes:
+    jax.distributed.initialize(coordinator_address=FLAGS.coordinator_address,
+                               num_processes=FLAGS.num_processes, process_id=FLAGS.process_id)
+  elif FLAGS.distributed:
+    jax.distributed.initialize()
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+  if _CONFIG.value is None:
+    raise app.UsageError("--config is required (e.g. --config configs/tiny.py)")
+  if not FLAGS["verbosity"].present:
+    logging.set_verbosity(logging.WARNING)  # Orbax logs every file it writes at INFO
+  initialize_distributed()
+  from asva_jax.training.loop import train
+  train(_CONFIG.value, FLAGS.workdir)
+
+
+if __name__ == "__main__":
+  command.run(main)

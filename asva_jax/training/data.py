@@ -1,0 +1,93 @@
+"""The training clip stream: one global order of batches, whatever the number of hosts.
+
+Global batch j of the run is fixed by (seed, j) alone: epoch e's shuffled order of
+the records (`drop_last` per epoch, spec §6.5), and each clip's random start and
+flip from (seed, j, row). Host h of P reads only rows [h·G/P, (h+1)·G/P) of each
+global batch, so one process and N processes train on the same batches, and a
+run can resume on a different number of hosts. grain decodes the clips (worker
+processes optional) and its iterator state goes into every checkpoint.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+import grain.python as grain
+
+from asva_jax.data import clips
+from asva_jax.data.loader import read_options
+from asva_jax.data.transforms import make_clip
+from asva_jax.errors import AsvaError
+
+VAE_MOMENTS = ("vae_mean", "vae_logvar")
+
+
+class GlobalOrder(grain.RandomAccessDataSource):
+  """Host-local item i -> the clip at its place in the global batch stream (from `start_step`)."""
+
+  def __init__(self, source, *, seed: int, global_batch: int, process_index: int, process_count: int,
+               num_steps: int, start_step: int = 0):
+    if global_batch % process_count:
+      raise AsvaError(f"--config.train.batch_size={global_batch} does not divide over {process_count} hosts")
+    if len(source) < global_batch:
+      raise AsvaError(f"the training split has {len(source)} videos, fewer than one global batch "
+                      f"(--config.train.batch_size={global_batch})")
+    self.source, self.seed, self.global_batch = source, seed, global_batch
+    self.local = global_batch // process_count
+    self.offset = process_index * self.local
+    self.start_step = start_step
+    self.num_steps = max(num_steps - start_step, 0)
+    self.per_epoch = len(source) // global_batch
+    self._epoch, self._order = -1, None
+
+  def __len__(self) -> int:
+    return self.num_steps * self.local
+
+  def order(self, epoch: int) -> np.ndarray:
+    if epoch != self._epoch:
+      self._epoch = epoch
+      self._order = np.random.default_rng([self.seed, epoch]).permutation(len(self.source))
+    return self._order
+
+  def __getitem__(self, index: int) -> dict:
+    step, row = divmod(int(index), self.local)
+    step += self.start_step
+    row += self.offset
+    epoch, batch = divmod(step, self.per_epoch)
+    record = self.source[int(self.order(epoch)[batch * self.global_batch + row])]
+    rng = np.random.default_rng([self.seed, step, row, 1])
+    start = clips.random_start(rng, float(record["duration"]))
+    flip = bool(rng.random() < 0.5)
+    example = make_clip(record, start, flip)
+    return {k: v for k, v in example.items() if k in ("video", "mel", "prompt") + VAE_MOMENTS}
+
+  def __repr__(self) -> str:
+    return (f"GlobalOrder({self.source!r}, seed={self.seed}, global_batch={self.global_batch}, "
+            f"rows {self.offset}..{self.offset + self.local})")
+
+
+def make_loader(source, config, *, process_index: int, process_count: int, start_step: int = 0):
+  t = config.train
+  order = GlobalOrder(source, seed=int(config.seed), global_batch=int(t.batch_size),
+                      process_index=process_index, process_count=process_count,
+                      num_steps=int(t.num_steps), start_step=start_step)
+  sampler = grain.IndexSampler(num_records=len(order), shard_options=grain.NoSharding(), shuffle=False,
+                               num_epochs=1, seed=0)
+  if config.data.worker_count:
+    from asva_jax.data.loader import _mark_flags_parsed
+    _mark_flags_parsed()
+  return grain.DataLoader(data_source=order, sampler=sampler,
+                          operations=[grain.Batch(order.local, drop_remainder=True)],
+                          worker_count=int(config.data.worker_count),
+                          read_options=read_options(order.local, 4))
+
+
+def host_batch(example_batch: dict, text_encodings, use_vae_moments: bool) -> dict:
+  """A loader batch -> the numpy arrays the step takes (text encodings looked up per prompt)."""
+  out = {"mel": np.asarray(example_batch["mel"], np.float32),
+         "text": text_encodings.batch(example_batch["prompt"])}
+  if use_vae_moments:
+    out.update({k: np.asarray(example_batch[k]) for k in VAE_MOMENTS})
+  else:
+    out["video"] = np.asarray(example_batch["video"])
+  return out

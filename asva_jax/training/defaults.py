@@ -1,0 +1,81 @@
+"""The fields every training config has, with the AVSync15 recipe's values (spec §6).
+
+`configs/*.py` start from `base_config()` and change what differs.
+"""
+
+from __future__ import annotations
+
+import ml_collections
+
+# AVSyncD trains 12 frames per clip; the audio masks assume it (spec §10.8).
+NUM_FRAMES = 12
+
+
+def base_config() -> ml_collections.ConfigDict:
+  c = ml_collections.ConfigDict()
+  c.seed = 123
+
+  c.data = ml_collections.ConfigDict()
+  c.data.dir = ""                 # shards from data_prep.build; empty: synthetic (tiny config only)
+  c.data.name = ""                # dataset name under data.dir (when it holds several)
+  c.data.split = "train"
+  c.data.worker_count = 0         # grain worker processes decoding clips
+  c.data.use_vae_latents = True   # use cached VAE moments when the shards carry them
+  c.data.synthetic = ml_collections.ConfigDict(dict(
+      enabled=False, num_classes=3, videos_per_class=4, source_size=(48, 64), size=(32, 32)))
+
+  c.model = ml_collections.ConfigDict()
+  c.model.checkpoint = ""         # converted SD1.5 + ImageBind folder; empty = from scratch
+  c.model.unet = {}               # from scratch: UNet config.json fields
+  c.model.audio_encoder = {}      # from scratch: ImageBindAudioConfig fields
+  c.model.vae = {}                # from scratch with autoencoder="vae": VAEConfig fields
+  c.model.autoencoder = "vae"     # "vae" | "space_to_depth"
+  c.model.space_to_depth_factor = 4
+  c.model.trainable = "temp_audio"  # "temp_audio" (the recipe: _temp/_audio modules) | "all"
+  c.model.train_audio_encoder = False
+  c.model.attention = "auto"      # "auto" | "xla" | "cudnn" | "reference"
+
+  c.diffusion = ml_collections.ConfigDict()
+  c.diffusion.num_train_timesteps = 1000
+  c.diffusion.beta_start = 0.00085
+  c.diffusion.beta_end = 0.012
+  c.diffusion.scaling_factor = 0.18215
+  c.diffusion.audio_drop_prob = 0.2
+
+  c.train = ml_collections.ConfigDict()
+  c.train.num_steps = 37_000
+  c.train.batch_size = 64         # global clips per optimizer step
+  c.train.grad_accum = 1          # micro-batches per step (scan); batch_size must divide
+  c.train.learning_rate = 1e-4
+  c.train.b1 = 0.9
+  c.train.b2 = 0.999
+  c.train.eps = 1e-8
+  c.train.weight_decay = 1e-2
+  c.train.clip_norm = 1.0
+  c.train.log_every = 50
+  c.train.checkpoint_every = 1000
+  c.train.keep = 3                # rolling checkpoints kept (milestones are kept besides)
+  c.train.milestones = (37_000,)
+  c.train.async_checkpoints = True
+
+  c.precision = ml_collections.ConfigDict()
+  c.precision.compute = "bfloat16"  # activations / matmuls
+  c.precision.params = "float32"    # master weights of the trainable set and optimizer state
+  c.precision.frozen = "bfloat16"   # storage of the frozen base (UNet, VAE, ImageBind)
+
+  # "none" | "full" (re-run every resnet/transformer) | a jax.checkpoint_policies name
+  # applied per block, e.g. "dots_with_no_batch_dims_saveable".
+  c.remat = "none"
+
+  c.mesh = ml_collections.ConfigDict()
+  c.mesh.data = -1                # -1: all devices not used by fsdp
+  c.mesh.fsdp = 1
+  c.mesh.shard_frozen = False     # also shard the frozen base over fsdp (else replicated)
+  c.mesh.min_shard_size = 2 ** 14  # smaller tensors stay replicated
+
+  c.log = ml_collections.ConfigDict()
+  c.log.tensorboard = True
+  c.log.wandb = False
+  c.log.wandb_project = "asva-jax"
+  c.log.progress = True
+  return c

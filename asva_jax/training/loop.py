@@ -1,0 +1,245 @@
+"""The training loop: data, sharded state, resume, steps, logs, checkpoints, preemption.
+
+    records = train(config, workdir)
+
+Every host runs the same code. Only process 0 writes shared files (synthetic
+data, the workdir's metadata, logs) while the others wait at a barrier; Orbax
+coordinates checkpoint writes. SIGTERM makes the loop save the current step and
+return normally (the command then exits 0).
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+import time
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from absl import logging
+
+from asva_jax.errors import AsvaError
+from asva_jax.training import checkpoints, sharding
+from asva_jax.training.data import host_batch, make_loader
+from asva_jax.training.flops import SOURCE as FLOPS_SOURCE, lowered_flops, peak_flops
+from asva_jax.training.metrics_log import MetricsLog
+from asva_jax.training.models import ConfigError, build_models
+from asva_jax.training.state import count_params, make_optimizer, split_model
+from asva_jax.training.step import jit_train_step, make_train_step
+from asva_jax.training.text import TextEncodings
+
+
+def barrier(name: str) -> None:
+  if jax.process_count() > 1:
+    from jax.experimental import multihost_utils
+    multihost_utils.sync_global_devices(name)
+
+
+def check_config(config) -> None:
+  t = config.train
+  devices, hosts = jax.device_count(), jax.process_count()
+  per_device, rest = divmod(int(t.batch_size), devices)
+  if rest or per_device == 0:
+    raise ConfigError(f"--config.train.batch_size={t.batch_size} does not divide over {devices} devices")
+  if int(t.batch_size) % hosts:
+    raise ConfigError(f"--config.train.batch_size={t.batch_size} does not divide over {hosts} hosts")
+  if per_device % int(t.grad_accum):
+    raise ConfigError(f"--config.train.grad_accum={t.grad_accum} does not divide the {per_device} clips "
+                      f"per device (batch_size {t.batch_size} over {devices} devices)")
+  for field in ("num_steps", "log_every", "checkpoint_every", "grad_accum"):
+    if int(t[field]) < 1:
+      raise ConfigError(f"--config.train.{field}={t[field]} must be at least 1")
+
+
+def prepare_synthetic(config, workdir: Path) -> Path:
+  """Writes (once) a few synthetic videos and their shards under WORKDIR/data (process 0)."""
+  from data_prep.build import BuildConfig, build
+  from data_prep.synthetic import write_dataset
+  s = config.data.synthetic
+  raw, shards = workdir / "data" / "synthetic", workdir / "data" / "shards"
+  if jax.process_index() == 0:
+    if not (raw / "events.json").is_file():
+      h, w = s.source_size
+      write_dataset(raw, int(s.num_classes), int(s.videos_per_class), int(config.seed), height=int(h),
+                    width=int(w), test_fraction=0.0, progress=bool(config.log.progress))
+    build(BuildConfig(dataset="avsync15", root=str(raw), split="train", out=str(shards),
+                      size=tuple(int(v) for v in s.size), name="synthetic"), num_workers=0,
+          progress=bool(config.log.progress))
+  barrier("synthetic data")
+  return shards
+
+
+def open_data(config, workdir: Path):
+  from asva_jax.data import open_split
+  data_dir = config.data.dir
+  if not data_dir:
+    if not config.data.synthetic.enabled:
+      raise AsvaError("--config.data.dir is not set: build the shards with python -m data_prep.build "
+                      "--dataset avsync15 --root VIDEOS --split train --out DATA_DIR, then pass "
+                      "--config.data.dir=DATA_DIR")
+    data_dir = prepare_synthetic(config, workdir)
+  elif not Path(data_dir).is_dir():
+    raise AsvaError(f"--config.data.dir={data_dir}: no such folder; build the shards with python -m "
+                    f"data_prep.build ... --out {data_dir}")
+  return open_split(data_dir, config.data.split, config.data.name or None)
+
+
+class Preemption:
+  """SIGTERM sets a flag; the loop saves and stops at the next step boundary (all hosts agree)."""
+
+  def __init__(self):
+    self.flag = False
+    self._previous = None
+    if threading.current_thread() is threading.main_thread():
+      self._previous = signal.signal(signal.SIGTERM, self._handle)
+
+  def _handle(self, signum, frame):
+    del signum, frame
+    self.flag = True
+
+  def requested(self) -> bool:
+    if jax.process_count() == 1:
+      return self.flag
+    from jax.experimental import multihost_utils
+    return bool(np.any(multihost_utils.process_allgather(np.array([self.flag]))))
+
+  def restore(self):
+    if self._previous is not None:
+      signal.signal(signal.SIGTERM, self._previous)
+
+
+def train(config, workdir) -> list[dict]:
+  """Trains per `config` in `workdir` (resuming from its latest checkpoint); returns the logged records."""
+  workdir = Path(workdir).absolute()
+  primary = jax.process_index() == 0
+  check_config(config)
+  if primary:
+    workdir.mkdir(parents=True, exist_ok=True)
+  barrier("workdir")
+  source = open_data(config, workdir)
+
+  from asva_jax.schedulers.noise_schedule import scaled_linear_alphas_cumprod
+  from asva_jax.workdir import write_run, write_text_encodings
+  built = build_models(config)
+  model = built.model
+  if primary:
+    write_run(workdir, config, built)
+  barrier("run metadata")
+  audio_mask = jnp.asarray(model.audio_encoder.segment_masks())
+  alphas = jnp.asarray(scaled_linear_alphas_cumprod(int(config.diffusion.num_train_timesteps),
+                                                    float(config.diffusion.beta_start),
+                                                    float(config.diffusion.beta_end)))
+  use_moments = (config.model.autoencoder == "vae" and bool(config.data.use_vae_latents)
+                 and "vae_mean" in source[0])
+  text = TextEncodings(config.model.checkpoint, int(config.seed), model.unet.config.cross_attention_dim)
+
+  mesh = sharding.make_mesh(config.mesh)
+  min_size = int(config.mesh.min_shard_size)
+  graphdef, params, frozen = split_model(model, config)
+  del model, built
+  optimizer = make_optimizer(config.train)
+  param_sh = sharding.tree_shardings(params, mesh, shard=True, min_size=min_size)
+  frozen_sh = sharding.tree_shardings(frozen, mesh, shard=bool(config.mesh.shard_frozen), min_size=min_size)
+  params = jax.device_put(params, param_sh)
+  frozen = jax.device_put(frozen, frozen_sh)
+  opt_sh = sharding.tree_shardings(jax.eval_shape(optimizer.init, params), mesh, shard=True,
+                                   min_size=min_size)
+  opt_state = jax.jit(optimizer.init, out_shardings=opt_sh)(params)
+  replicated = sharding.replicated(mesh)
+  state_sh = {"step": replicated, "params": param_sh, "opt_state": opt_sh}
+
+  manager = checkpoints.make_manager(workdir, config.train)
+  start_step, data_start = 0, 0
+  restored = checkpoints.restore_latest(manager, checkpoints.abstract_like(params, param_sh),
+                                        checkpoints.abstract_like(opt_state, opt_sh))
+  if restored is not None:
+    start_step, params, opt_state, meta = restored
+    data_start = int(meta.get("data_start_step", 0))
+  state = {"step": jax.device_put(jnp.asarray(start_step, jnp.int32), replicated), "params": params,
+           "opt_state": opt_state}
+  total = int(config.train.num_steps)
+  hosts = jax.process_count()
+  loader = make_loader(source, config, process_index=jax.process_index(), process_count=hosts,
+                       start_step=data_start)
+  iterator = iter(loader)
+  if restored is not None:
+    if not (meta.get("process_count") == hosts and checkpoints.restore_data(manager, start_step, iterator)):
+      data_start = start_step  # another host count wrote it: start the same global stream at the step
+      iterator = iter(make_loader(source, config, process_index=jax.process_index(), process_count=hosts,
+                                  start_step=data_start))
+  trainable_count = count_params(params)
+  if primary:
+    print(f"{'resuming at' if start_step else 'starting at'} step {start_step} of {total} in {workdir}; "
+          f"{trainable_count:,} trainable and {count_params(frozen):,} frozen parameters; mesh "
+          f"{dict(mesh.shape)} over {jax.device_count()} {jax.devices()[0].platform} devices, "
+          f"{hosts} host(s)", flush=True)
+
+  step_fn = jit_train_step(make_train_step(graphdef, optimizer, config, alphas, audio_mask),
+                           state_sh, frozen_sh, None, replicated)
+  log = MetricsLog(workdir, config.log, total_steps=total, initial_step=start_step, primary=primary,
+                   run_config=config)
+  preemption = Preemption()
+  records, compiled, flops = [], None, None
+  peak = peak_flops()
+  batch = int(config.train.batch_size)
+  log_every, ckpt_every = int(config.train.log_every), int(config.train.checkpoint_every)
+  known_prompts = -1
+  step = start_step
+  window_start, window_steps = time.perf_counter(), 0
+
+  def save(step: int, force: bool = False) -> None:
+    nonlocal known_prompts
+    if primary and len(text.used) != known_prompts:
+      write_text_encodings(workdir, text.used)
+      known_prompts = len(text.used)
+    meta = {"step": step, "seed": int(config.seed), "process_count": hosts, "data_start_step": data_start,
+            "rng": np.asarray(jax.random.key_data(jax.random.key(int(config.seed)))).tolist()}
+    checkpoints.save(manager, step, state, iterator, meta, config.to_json(), force=force)
+
+  try:
+    while step < total:
+      local = host_batch(next(iterator), text, use_moments)
+      global_batch = sharding.global_batch(local, mesh)
+      if compiled is None:
+        lowered = step_fn.lower(state, frozen, global_batch)
+        flops = lowered_flops(lowered)
+        compile_start = time.perf_counter()
+        compiled = lowered.compile()
+        logging.info("compiled the train step in %.1f s", time.perf_counter() - compile_start)
+        window_start = time.perf_counter()
+      state, metrics = compiled(state, frozen, global_batch)
+      step += 1
+      window_steps += 1
+      log.advance()
+      if step % log_every == 0 or step == total:
+        metrics = jax.device_get(metrics)
+        elapsed = time.perf_counter() - window_start
+        steps_per_s = window_steps / elapsed if elapsed > 0 else None
+        record = {"step": step, "loss": float(metrics["loss"]), "grad_norm": float(metrics["grad_norm"])}
+        if steps_per_s:
+          record.update(steps_per_s=steps_per_s, clips_per_s=steps_per_s * batch)
+          if flops:
+            per_device = flops * steps_per_s / jax.device_count()
+            record["tflops_per_device"] = per_device / 1e12
+            if peak:
+              record["mfu"] = per_device / peak
+        records.append(record)
+        log.log(record)
+        window_start, window_steps = time.perf_counter(), 0
+      stop = preemption.requested()
+      if step % ckpt_every == 0 or step == total or stop:
+        save(step, force=stop)
+      if stop:
+        if primary:
+          print(f"preempted: saved step {step} in {workdir}; rerun the same command to resume", flush=True)
+        break
+    manager.wait_until_finished()
+  finally:
+    preemption.restore()
+    log.close()
+    manager.close()
+  if primary and flops:
+    print(f"done at step {step}; {flops / 1e12:.4g} TFLOP per step ({FLOPS_SOURCE})", flush=True)
+  return records

@@ -1,0 +1,161 @@
+"""A training run's folder, self-contained for sampling and export.
+
+    WORKDIR/run.json            what the frozen parts are: the converted checkpoint folder the run
+                                started from, or `base/` (from-scratch runs store their initial models)
+    WORKDIR/config.json         the run's config
+    WORKDIR/base/               from scratch: unet/, audio_encoder/, [vae/] as in a converted checkpoint
+    WORKDIR/text_encodings/     every text encoding the run used ("" = the null text)
+    WORKDIR/checkpoints/<step>/ Orbax: trained parameters, optimizer state, data state, config
+    WORKDIR/metrics.jsonl, WORKDIR/tensorboard/
+
+`load_models(WORKDIR)` gives the UNet with its trained parameters merged into the
+frozen base, the autoencoder, the audio encoder and the text encodings.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+from flax import nnx
+
+from asva_jax.checkpoint import CheckpointError, save_module, write_json_atomic
+
+RUN_FILE = "run.json"
+FORMAT = "asva-jax training workdir"
+
+
+def is_workdir(path) -> bool:
+  return (Path(path) / RUN_FILE).is_file()
+
+
+def read_run(path) -> dict:
+  file = Path(path) / RUN_FILE
+  if not file.is_file():
+    raise CheckpointError(f"{path}: not a training workdir (no {RUN_FILE}); train one with "
+                          f"python -m asva_jax.train --config configs/tiny.py --workdir {path}")
+  return json.loads(file.read_text())
+
+
+def base_folder(path) -> Path:
+  """The converted checkpoint (or `base/`) that holds the run's frozen components."""
+  run = read_run(path)
+  base = Path(run["checkpoint"]) if run["checkpoint"] else Path(path) / "base"
+  if not base.is_dir():
+    raise CheckpointError(f"{path}/{RUN_FILE}: its base checkpoint {base} is missing (the run reads its "
+                          f"frozen components from there; restore that folder)")
+  return base
+
+
+def write_run(workdir, config, built) -> None:
+  """Records (once) where the frozen components come from; from scratch, saves them to `base/`."""
+  workdir = Path(workdir)
+  write_json_atomic(workdir / "config.json", json.loads(config.to_json()))
+  if is_workdir(workdir):
+    return
+  ckpt = str(Path(config.model.checkpoint).absolute()) if config.model.checkpoint else ""
+  if not ckpt:
+    base = workdir / "base"
+    model = built.model
+    save_module(base / "unet", model.unet, built.configs["unet"])
+    save_module(base / "audio_encoder", model.audio_encoder, built.configs["audio_encoder"])
+    if "vae" in built.configs:
+      save_module(base / "vae", model.autoencoder, built.configs["vae"])
+  write_json_atomic(workdir / RUN_FILE, {
+      "format": FORMAT, "version": 1, "checkpoint": ckpt,
+      "autoencoder": config.model.autoencoder, "space_to_depth_factor": int(config.model.space_to_depth_factor),
+      "scaling_factor": float(config.diffusion.scaling_factor)})
+
+
+def write_text_encodings(workdir, encodings: dict[str, np.ndarray]) -> None:
+  """`WORKDIR/text_encodings/` in the checkpoint component format (`asva_jax.text_encodings`)."""
+  from safetensors.numpy import save_file
+  target = Path(workdir) / "text_encodings"
+  prompts = sorted(encodings)
+  tmp = Path(tempfile.mkdtemp(prefix=".text_encodings.", dir=workdir))
+  save_file({str(i): np.ascontiguousarray(encodings[p], np.float32) for i, p in enumerate(prompts)},
+            str(tmp / "encodings.safetensors"))
+  write_json_atomic(tmp / "config.json", {"prompts": prompts, "source": "asva_jax.train"})
+  old = None
+  if target.exists():
+    old = target.with_name(f".text_encodings.old.{os.getpid()}")
+    os.replace(target, old)
+  os.replace(tmp, target)
+  if old is not None:
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def read_config(path) -> ml_collections.ConfigDict:
+  return ml_collections.ConfigDict(json.loads((Path(path) / "config.json").read_text()))
+
+
+def steps(path) -> list[int]:
+  folder = Path(path) / "checkpoints"
+  return sorted(int(p.name) for p in folder.iterdir() if p.is_dir() and p.name.isdigit()) \
+      if folder.is_dir() else []
+
+
+@dataclasses.dataclass
+class TrainedModels:
+  unet: nnx.Module
+  autoencoder: nnx.Module
+  audio_encoder: nnx.Module
+  text_encodings: dict[str, np.ndarray]
+  scaling_factor: float
+  config: ml_collections.ConfigDict
+  step: int
+
+
+def load_models(path, step: int | None = None, *, dtype=jnp.float32) -> TrainedModels:
+  """The run's models with the trained parameters of `step` (default: the latest) merged in.
+
+  `dtype` is the compute dtype; parameters stay float32. Step 0 (or no checkpoint yet)
+  gives the initial models.
+  """
+  import asva_jax
+  from asva_jax.models.space_to_depth import SpaceToDepth
+  from asva_jax.text_encodings import load_text_encodings
+  from asva_jax.training import checkpoints
+  from asva_jax.training.models import Trainee
+  from asva_jax.training.state import split_model
+
+  run = read_run(path)
+  config = read_config(path)
+  base = base_folder(path)
+  unet = asva_jax.load_unet(base, dtype=dtype)
+  audio = asva_jax.load_audio_encoder(base, dtype=dtype)
+  if run["autoencoder"] == "space_to_depth":
+    autoencoder = SpaceToDepth(int(run["space_to_depth_factor"]))
+  else:
+    autoencoder = asva_jax.load_vae(base, dtype=dtype)
+  model = Trainee(unet, autoencoder, audio)
+  available = steps(path)
+  if step is None:
+    step = available[-1] if available else 0
+  if step:
+    if step not in available:
+      raise CheckpointError(f"{path}: no checkpoint for step {step} (available: {available or 'none'})")
+    manager = checkpoints.make_manager(path, read_only=True)
+    cfg = ml_collections.ConfigDict(config.to_dict())
+    cfg.precision.frozen = "float32"
+    _, params, _ = split_model(model, cfg)
+    device = jax.sharding.SingleDeviceSharding(jax.devices()[0])
+    target = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=device), params)
+    try:
+      restored = checkpoints.restore_params(manager, step, target)
+    finally:
+      manager.close()
+    nnx.update(model, restored)
+  encodings_dir = Path(path) / "text_encodings"
+  encodings = load_text_encodings(encodings_dir) if encodings_dir.is_dir() else {}
+  return TrainedModels(unet=model.unet, autoencoder=model.autoencoder, audio_encoder=model.audio_encoder,
+                       text_encodings=encodings, scaling_factor=float(run["scaling_factor"]),
+                       config=config, step=int(step))
