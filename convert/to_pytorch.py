@@ -1,10 +1,14 @@
 r"""An asva-jax checkpoint folder -> folders the original PyTorch code loads.
 
   python -m convert.to_pytorch --ckpt CKPT --out FOLDER
+  python -m convert.to_pytorch --ckpt WORKDIR [--step N] --out FOLDER
 
 writes FOLDER/unet/ (config.json + diffusion_pytorch_model.safetensors, the
 original's key names and shapes) and, when present in CKPT, FOLDER/audio_encoder/,
 FOLDER/vae/, FOLDER/text_encoder/ and FOLDER/tokenizer/, each atomically.
+A training workdir (`python -m asva_jax.train`) gives its trained UNet (frozen
+base + trained parameters of step N, default the latest) and audio encoder; the
+other components come from the checkpoint the run started from.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ flags.DEFINE_string("ckpt", None, "asva-jax checkpoint folder (from convert.from
                     required=True)
 flags.DEFINE_string("out", None, "Output folder.", required=True)
 flags.DEFINE_list("components", [], "Only these components (default: every one present).")
+flags.DEFINE_integer("step", None, "With a training workdir as --ckpt: the checkpoint step (default latest).")
 
 EXPORTABLE = ("unet", "audio_encoder", "vae", "text_encoder", "tokenizer")
 
@@ -50,6 +55,28 @@ def export_one(name: str, ckpt: Path, out: Path) -> None:
   write_component(out, name, lambda tmp: export(module, config, tmp))
 
 
+def export_workdir(workdir: Path, out: Path, names: list[str], step: int | None) -> list[str]:
+  """A training run's trained UNet (and audio encoder) plus its base's other components."""
+  from asva_jax import checkpoint, workdir as workdirs
+  from convert.components import write_component
+  trained = workdirs.load_models(workdir, step)
+  base = workdirs.base_folder(workdir)
+  present = [n for n in EXPORTABLE if (base / n).is_dir()]
+  names = names or present
+  unknown = [n for n in names if n not in present]
+  if unknown:
+    raise app.UsageError(f"{workdir}: cannot export {unknown} (present: {present})")
+  exporters = _exporters()
+  for name in tqdm(names, desc=f"exporting step {trained.step}", unit="component"):
+    module = {"unet": trained.unet, "audio_encoder": trained.audio_encoder}.get(name)
+    if module is None:
+      export_one(name, base, out)
+      continue
+    config = checkpoint.load_config(base / name)
+    write_component(out, name, lambda tmp, m=module, c=config, e=exporters[name][1]: e(m, c, tmp))
+  return names
+
+
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
@@ -58,6 +85,13 @@ def main(argv):
   ckpt, out = Path(FLAGS.ckpt), Path(FLAGS.out)
   if not ckpt.is_dir():
     raise app.UsageError(f"--ckpt {ckpt}: no such folder")
+  from asva_jax.workdir import is_workdir
+  if is_workdir(ckpt):
+    names = export_workdir(ckpt, out, FLAGS.components, FLAGS.step)
+    print(f"wrote {', '.join(names)} to {out}")
+    return
+  if FLAGS.step is not None:
+    raise app.UsageError(f"--step: {ckpt} is a checkpoint folder, not a training workdir")
   names = FLAGS.components or [n for n in EXPORTABLE if (ckpt / n).is_dir()]
   unknown = [n for n in names if n not in EXPORTABLE or not (ckpt / n).is_dir()]
   if unknown:
@@ -69,4 +103,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  from asva_jax import command
+  command.run(main)

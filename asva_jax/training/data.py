@@ -20,13 +20,14 @@ from asva_jax.data.transforms import make_clip
 from asva_jax.errors import AsvaError
 
 VAE_MOMENTS = ("vae_mean", "vae_logvar")
+STREAM_STEPS = 2 ** 31  # the stream is longer than any run; the loop stops at train.num_steps
 
 
 class GlobalOrder(grain.RandomAccessDataSource):
   """Host-local item i -> the clip at its place in the global batch stream (from `start_step`)."""
 
   def __init__(self, source, *, seed: int, global_batch: int, process_index: int, process_count: int,
-               num_steps: int, start_step: int = 0):
+               start_step: int = 0):
     if global_batch % process_count:
       raise AsvaError(f"--config.train.batch_size={global_batch} does not divide over {process_count} hosts")
     if len(source) < global_batch:
@@ -36,18 +37,19 @@ class GlobalOrder(grain.RandomAccessDataSource):
     self.local = global_batch // process_count
     self.offset = process_index * self.local
     self.start_step = start_step
-    self.num_steps = max(num_steps - start_step, 0)
     self.per_epoch = len(source) // global_batch
-    self._epoch, self._order = -1, None
+    self._cached = (-1, None)  # (epoch, order), replaced as one object: grain reads from threads
 
   def __len__(self) -> int:
-    return self.num_steps * self.local
+    # Fixed, so that a saved iterator state fits a resumed run with another num_steps.
+    return STREAM_STEPS * self.local
 
   def order(self, epoch: int) -> np.ndarray:
-    if epoch != self._epoch:
-      self._epoch = epoch
-      self._order = np.random.default_rng([self.seed, epoch]).permutation(len(self.source))
-    return self._order
+    cached_epoch, order = self._cached
+    if cached_epoch != epoch:
+      order = np.random.default_rng([self.seed, epoch]).permutation(len(self.source))
+      self._cached = (epoch, order)
+    return order
 
   def __getitem__(self, index: int) -> dict:
     step, row = divmod(int(index), self.local)
@@ -69,8 +71,7 @@ class GlobalOrder(grain.RandomAccessDataSource):
 def make_loader(source, config, *, process_index: int, process_count: int, start_step: int = 0):
   t = config.train
   order = GlobalOrder(source, seed=int(config.seed), global_batch=int(t.batch_size),
-                      process_index=process_index, process_count=process_count,
-                      num_steps=int(t.num_steps), start_step=start_step)
+                      process_index=process_index, process_count=process_count, start_step=start_step)
   sampler = grain.IndexSampler(num_records=len(order), shard_options=grain.NoSharding(), shuffle=False,
                                num_epochs=1, seed=0)
   if config.data.worker_count:

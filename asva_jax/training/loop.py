@@ -124,6 +124,11 @@ class Preemption:
       signal.signal(signal.SIGTERM, self._previous)
 
 
+def compiler_options(config) -> dict | None:
+  level = int(config.xla_backend_optimization_level)
+  return {"xla_backend_optimization_level": level} if level >= 0 else None
+
+
 def train(config, workdir) -> list[dict]:
   """Trains per `config` in `workdir` (resuming from its latest checkpoint); returns the logged records."""
   workdir = Path(workdir).absolute()
@@ -220,7 +225,7 @@ def train(config, workdir) -> list[dict]:
         lowered = step_fn.lower(state, frozen, global_batch)
         flops = lowered_flops(lowered)
         compile_start = time.perf_counter()
-        compiled = lowered.compile()
+        compiled = lowered.compile(compiler_options=compiler_options(config))
         logging.info("compiled the train step in %.1f s", time.perf_counter() - compile_start)
         window_start = time.perf_counter()
       state, metrics = compiled(state, frozen, global_batch)

@@ -71,7 +71,7 @@ def make_train_step(graphdef, optimizer: optax.GradientTransformation, config, a
     updates, opt_state = optimizer.update(grads, state["opt_state"], params)
     new_state = {"step": state["step"] + 1, "params": optax.apply_updates(params, updates),
                  "opt_state": opt_state}
-    return new_state, {"loss": loss, "grad_norm": optax.global_norm(grads)}
+    return new_state, {"loss": loss, "grad_norm": optax.tree.norm(grads)}
   return train_step
 
 

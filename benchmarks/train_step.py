@@ -1,0 +1,152 @@
+r"""The full AVSyncD optimizer step (gradient + clipping + AdamW), timed: what training costs.
+
+    python -m benchmarks.train_step [--size tiny|medium|full] [--batch 1,2] [--remat none,full]
+        [--compute float32|bfloat16] [--frozen float32|bfloat16] [--steps 5] [--flops_only]
+
+One row per (batch, remat): median step time over `--steps` steps after a warm-up,
+clips/s, FLOPs per step and their source (the lowered, platform-independent HLO,
+see asva_jax.training.flops), TFLOP/s per device, MFU (when the device's peak is
+known), XLA's memory analysis of the compiled step (arguments, temporaries,
+outputs) and, on accelerators, the allocator's peak. The step is the one
+`python -m asva_jax.train` runs (asva_jax.training.step), on random models and
+random inputs (frames through the VAE or space-to-depth, as configured; the mel
+through the audio encoder). Sizes: tiny = configs/tiny.py; medium = every block type
+at a quarter of SD1.5's width with a small VAE and ImageBind, 128 x 128 frames;
+full = AVSyncD (SD1.5 UNet + VAE, ImageBind-Huge), 256 x 256, recipe trainable set.
+Prints figures, asserts nothing.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from absl import app, flags, logging
+
+from asva_jax.training import sharding
+from asva_jax.training.defaults import NUM_FRAMES
+from asva_jax.training.flops import SOURCE, lowered_flops, peak_flops
+
+FLAGS = flags.FLAGS
+flags.DEFINE_enum("size", "tiny", ["tiny", "medium", "full"], "model size")
+flags.DEFINE_list("batch", ["2"], "global clips per step")
+flags.DEFINE_list("remat", ["none"], "remat settings: none, full or a jax.checkpoint_policies name")
+flags.DEFINE_string("compute", None, "compute dtype (default: float32 on CPU, bfloat16 elsewhere)")
+flags.DEFINE_string("frozen", None, "frozen-weight dtype (default: as compute)")
+flags.DEFINE_integer("steps", 5, "timed steps per row")
+flags.DEFINE_integer("fsdp", 1, "fsdp axis size of the mesh")
+flags.DEFINE_bool("flops_only", False, "lower and compile only: FLOPs and memory, no execution")
+
+
+def size_config(size: str):
+  from asva_jax.training.defaults import base_config
+  if size == "tiny":
+    import importlib.util
+    spec = importlib.util.spec_from_file_location("tiny", "configs/tiny.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.get_config(), (32, 32)
+  c = base_config()
+  c.model.trainable = "temp_audio"
+  if size == "medium":
+    c.model.unet = dict(block_out_channels=[80, 160, 320, 320], layers_per_block=2, attention_head_dim=8,
+                        norm_num_groups=16, cross_attention_dim=192, audio_cross_attention_dim=192)
+    c.model.vae = dict(block_out_channels=[32, 64, 64, 64], layers_per_block=1, norm_num_groups=16)
+    c.model.audio_encoder = dict(embed_dim=192, num_blocks=4, num_heads=4, out_embed_dim=192)
+    return c, (128, 128)
+  c.model.unet = dict(cross_attention_dim=768, audio_cross_attention_dim=768)
+  c.model.vae = {}
+  c.model.audio_encoder = dict(embed_dim=1280, num_blocks=32, num_heads=16, out_embed_dim=1024)
+  return c, (256, 256)
+
+
+def bench(config, frame_size, batch: int, remat: str):
+  from asva_jax.schedulers.noise_schedule import scaled_linear_alphas_cumprod
+  from asva_jax.training.models import build_models
+  from asva_jax.training.state import count_params, make_optimizer, split_model
+  from asva_jax.training.step import jit_train_step, make_train_step
+  config.remat = remat
+  config.train.batch_size = batch
+  built = build_models(config)
+  model = built.model
+  mesh = sharding.make_mesh(config.mesh)
+  graphdef, params, frozen = split_model(model, config)
+  optimizer = make_optimizer(config.train)
+  p_sh = sharding.tree_shardings(params, mesh, shard=True, min_size=int(config.mesh.min_shard_size))
+  f_sh = sharding.tree_shardings(frozen, mesh, shard=bool(config.mesh.shard_frozen),
+                                 min_size=int(config.mesh.min_shard_size))
+  params, frozen = jax.device_put(params, p_sh), jax.device_put(frozen, f_sh)
+  o_sh = sharding.tree_shardings(jax.eval_shape(optimizer.init, params), mesh, shard=True,
+                                 min_size=int(config.mesh.min_shard_size))
+  rep = sharding.replicated(mesh)
+  state = {"step": jax.device_put(jnp.int32(0), rep), "params": params,
+           "opt_state": jax.jit(optimizer.init, out_shardings=o_sh)(params)}
+  masks = jnp.asarray(model.audio_encoder.segment_masks())
+  dim = model.unet.config.cross_attention_dim
+  rng = np.random.default_rng(0)
+  h, w = frame_size
+  local = {"video": rng.integers(0, 256, (batch, NUM_FRAMES, h, w, 3), dtype=np.uint8),
+           "mel": rng.standard_normal((batch, 128, 204)).astype(np.float32),
+           "text": rng.standard_normal((batch, 77, dim)).astype(np.float32)}
+  gb = sharding.global_batch(local, mesh)
+  fn = jit_train_step(make_train_step(graphdef, optimizer, config,
+                                      jnp.asarray(scaled_linear_alphas_cumprod()), masks),
+                      {"step": rep, "params": p_sh, "opt_state": o_sh}, f_sh, None, rep)
+  t0 = time.perf_counter()
+  lowered = fn.lower(state, frozen, gb)
+  flops = lowered_flops(lowered)
+  compiled = lowered.compile()
+  compile_s = time.perf_counter() - t0
+  mem = compiled.memory_analysis()
+  row = {"batch": batch, "remat": remat, "trainable": count_params(params), "frozen": count_params(frozen),
+         "compile_s": compile_s, "gflop_per_step": flops / 1e9 if flops else None}
+  if mem is not None:
+    row.update(args_gib=mem.argument_size_in_bytes / 2**30, temp_gib=mem.temp_size_in_bytes / 2**30,
+               out_gib=mem.output_size_in_bytes / 2**30)
+  if FLAGS.flops_only:
+    return row
+  state, m = compiled(state, frozen, gb)
+  jax.block_until_ready(m)
+  times = []
+  for _ in range(FLAGS.steps):
+    t = time.perf_counter()
+    state, m = compiled(state, frozen, gb)
+    jax.block_until_ready(m)
+    times.append(time.perf_counter() - t)
+  step_s = statistics.median(times)
+  row.update(step_s=step_s, clips_per_s=batch / step_s, loss=float(m["loss"]))
+  if flops:
+    per_device = flops / step_s / jax.device_count()
+    row["tflops_per_device"] = per_device / 1e12
+    peak = peak_flops()
+    row["mfu"] = per_device / peak if peak else None
+  stats = jax.devices()[0].memory_stats() or {}
+  if "peak_bytes_in_use" in stats:
+    row["peak_gib"] = stats["peak_bytes_in_use"] / 2**30
+  return row
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+  logging.set_verbosity(logging.WARNING)
+  platform = jax.devices()[0].platform
+  compute = FLAGS.compute or ("float32" if platform == "cpu" else "bfloat16")
+  print(f"devices: {jax.device_count()} x {jax.devices()[0].device_kind}; size {FLAGS.size}; "
+        f"compute {compute}; FLOPs: {SOURCE}")
+  for batch in (int(b) for b in FLAGS.batch):
+    for remat in FLAGS.remat:
+      config, frame_size = size_config(FLAGS.size)
+      config.precision.compute = compute
+      config.precision.frozen = FLAGS.frozen or compute
+      config.mesh.fsdp = FLAGS.fsdp
+      row = bench(config, frame_size, batch, remat)
+      print("  ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()),
+            flush=True)
+
+
+if __name__ == "__main__":
+  app.run(main)
