@@ -1,0 +1,160 @@
+"""`denoise` against a plain Python loop over diffusers' PyTorch schedulers, driven as the original
+pipeline drives them (channels-first latents, the scheduler stepping the view `latents[:, :, 1:]`
+and the result written back into that view in place), for every guidance case."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+import torch
+from diffusers import DDIMScheduler, PNDMScheduler
+from flax import nnx
+
+from asva_jax.pipeline import denoise
+from asva_jax.pipeline import loop as denoise_module
+from tests.reference_models import SD15_SCHEDULER
+
+B, F, H, W, C = 2, 3, 8, 8, 4
+L, D_TEXT, T, D_AUDIO = 5, 24, 7, 16
+
+
+class StandInUNet(nnx.Module):
+  """A cheap ε-model with the UNet's call signature that reads every input (text, audio, mask, t)."""
+
+  def __init__(self, seed=0):
+    rng = np.random.default_rng(seed)
+    self.w = nnx.Param(jnp.asarray(rng.standard_normal((C, C)) / 2, jnp.float32))
+    self.text_w = nnx.Param(jnp.asarray(rng.standard_normal((D_TEXT, C)), jnp.float32))
+    self.audio_w = nnx.Param(jnp.asarray(rng.standard_normal((D_AUDIO, C)), jnp.float32))
+
+  def __call__(self, x, t, text, audio, mask):
+    text = text if text.ndim == 4 else text[:, None]
+    audio = audio if audio.ndim == 4 else audio[:, None]
+    m = jnp.broadcast_to(mask, (x.shape[0], x.shape[1], audio.shape[-2]))[..., None]
+    a = (jnp.broadcast_to(audio, m.shape[:3] + audio.shape[-1:]) * m).sum(2) / jnp.maximum(m.sum(2), 1)
+    cond = text.mean(2) @ self.text_w[...] + a @ self.audio_w[...]
+    cond = jnp.broadcast_to(cond, x.shape[:2] + (C,))[:, :, None, None]
+    return jnp.tanh(x @ self.w[...] + cond) * (1 + jnp.asarray(t, jnp.float32) / 1000)
+
+
+def conditions(seed=0, null_batch=1, per_frame=False):
+  rng = np.random.default_rng(seed)
+  r = lambda *s: rng.standard_normal(s).astype(np.float32)  # noqa: E731
+  text = r(B, F, L, D_TEXT) if per_frame else r(B, L, D_TEXT)
+  mask = rng.random((F, T)) < 0.6
+  mask[:, 0] = True
+  return dict(text=text, audio=r(B, T, D_AUDIO), audio_mask=mask, null_text=r(null_batch, L, D_TEXT),
+              null_audio=r(null_batch, T, D_AUDIO), null_audio_mask=mask)
+
+
+def initial_latents(seed=0):
+  return np.random.default_rng(seed + 100).standard_normal((B, F, H, W, C)).astype(np.float32)
+
+
+def reference(unet, latents, cond, s_a, s_t, n, scheduler, frames=F):
+  """The original pipeline's loop, written in PyTorch around our (JAX) UNet."""
+  sched = {"pndm": PNDMScheduler, "ddim": DDIMScheduler}[scheduler].from_config(SD15_SCHEDULER)
+  sched.set_timesteps(n)
+  bcast = lambda x, b: np.broadcast_to(x, (b,) + x.shape[1:])  # noqa: E731
+  text = cond["text"]
+  b = latents.shape[0]
+  null_text = bcast(cond["null_text"], b)
+  if text.ndim == 4:
+    null_text = np.repeat(null_text[:, None], frames, axis=1)
+  audio, null_audio = cond["audio"], bcast(cond["null_audio"], b)
+  tokens = audio.shape[-2]
+  mask = np.broadcast_to(cond["audio_mask"], (b, frames, tokens))
+  null_mask = np.broadcast_to(cond["null_audio_mask"], (b, frames, tokens))
+  if s_t > 1 and s_a > 1:
+    rows = [(null_text, null_audio, null_mask), (text, null_audio, null_mask), (text, audio, mask)]
+  elif s_t > 1:
+    rows = [(null_text, audio, mask), (text, audio, mask)]
+  elif s_a > 1:
+    rows = [(text, null_audio, null_mask), (text, audio, mask)]
+  else:
+    rows = [(text, audio, mask)]
+  batch = [jnp.asarray(np.concatenate([r[k] for r in rows])) for k in range(3)]
+  call = nnx.jit(lambda m, x, t, *c: m(x, t, *c))
+  video = torch.from_numpy(latents.copy()).permute(0, 4, 1, 2, 3).contiguous()  # (B, C, F, H, W)
+  for t in sched.timesteps:
+    model_in = torch.cat([video] * len(rows)).permute(0, 2, 3, 4, 1).numpy()
+    eps = np.asarray(call(unet, jnp.asarray(model_in), jnp.int32(int(t)), *batch))
+    eps = torch.from_numpy(eps.copy()).permute(0, 4, 1, 2, 3)
+    if len(rows) == 3:
+      uncond, text_only, full = eps.chunk(3)
+      eps = uncond + s_t * (text_only - uncond) + s_a * (full - text_only)
+    elif len(rows) == 2:
+      base, full = eps.chunk(2)
+      eps = base + (s_t if s_t > 1 else s_a) * (full - base)
+    video[:, :, 1:] = sched.step(eps[:, :, 1:], t, video[:, :, 1:]).prev_sample
+  return video.permute(0, 2, 3, 4, 1).numpy()
+
+
+def rel(a, b):
+  return float(np.abs(np.asarray(a) - b).max() / np.abs(b).max())
+
+
+GUIDANCE = [(4.0, 1.0), (1.0, 3.0), (4.0, 2.5), (1.0, 1.0)]
+
+
+@pytest.mark.parametrize("scheduler", ["pndm", "ddim"])
+@pytest.mark.parametrize("s_a,s_t", GUIDANCE, ids=["audio", "text", "dual", "none"])
+def test_denoise_equals_the_original_loop(scheduler, s_a, s_t):
+  unet = StandInUNet()
+  cond, latents = conditions(), initial_latents()
+  ours = denoise(unet, latents, audio_guidance=s_a, text_guidance=s_t, num_inference_steps=5,
+                 scheduler=scheduler, **cond)
+  ref = reference(unet, latents, cond, s_a, s_t, 5, scheduler)
+  assert rel(ours, ref) < 1e-5
+  assert np.array_equal(np.asarray(ours)[:, 0], latents[:, 0])  # frame 0 is never updated
+
+
+def test_pndm_50_steps_with_warm_up_aliasing():
+  unet = StandInUNet(1)
+  cond, latents = conditions(1), initial_latents(1)
+  ours = np.asarray(denoise(unet, latents, num_inference_steps=50, **cond))
+  ref = reference(unet, latents, cond, 4.0, 1.0, 50, "pndm")
+  assert rel(ours, ref) < 1e-5
+  textbook = np.asarray(denoise(unet, latents, num_inference_steps=50, scheduler="plms", **cond))
+  assert rel(textbook, ref) > 1e-4  # the aliasing matters
+
+
+def test_real_unet_at_the_pipelines_shapes():
+  """The tiny checkpoint's UNet at the shapes the pipeline tests use (one compilation serves both)."""
+  from asva_jax import load_unet
+  from asva_jax.audio import segment_masks
+  from tests.sampling_checkpoint import AUDIO_DIM, TEXT_DIM, tiny_checkpoint
+  unet = load_unet(tiny_checkpoint())
+  rng = np.random.default_rng(5)
+  r = lambda *s: rng.standard_normal(s).astype(np.float32)  # noqa: E731
+  masks = segment_masks()
+  cond = dict(text=r(1, 77, TEXT_DIM), audio=r(1, 229, AUDIO_DIM), audio_mask=masks,
+              null_text=r(1, 77, TEXT_DIM), null_audio=r(1, 229, AUDIO_DIM), null_audio_mask=masks)
+  latents = r(1, 12, 8, 8, 4)
+  ours = denoise(unet, latents, audio_guidance=4.0, num_inference_steps=2, **cond)
+  ref = reference(unet, latents, cond, 4.0, 1.0, 2, "pndm", frames=12)
+  assert rel(ours, ref) < 1e-5
+
+
+def test_scales_are_traced_and_null_conditions_broadcast():
+  unet = StandInUNet(2)
+  cond, latents = conditions(3), initial_latents(3)
+  run = lambda s, c: denoise(unet, latents, audio_guidance=s, num_inference_steps=4, **c)  # noqa: E731
+  a = run(4.0, cond)
+  compiled = denoise_module._loop._cache_size()
+  b = run(8.0, cond)
+  assert denoise_module._loop._cache_size() == compiled
+  assert rel(a, b) > 1e-3
+  wide = dict(cond, null_audio=np.repeat(cond["null_audio"], B, 0), null_text=np.repeat(cond["null_text"], B, 0))
+  assert np.array_equal(np.asarray(run(8.0, wide)), np.asarray(b))
+
+
+def test_stochastic_samplers_need_a_key_and_are_reproducible():
+  unet = StandInUNet()
+  cond, latents = conditions(), initial_latents()
+  with pytest.raises(ValueError, match="key"):
+    denoise(unet, latents, scheduler="ddpm", num_inference_steps=3, **cond)
+  key = jax.random.key(0)
+  a = denoise(unet, latents, scheduler="ddpm", num_inference_steps=3, key=key, **cond)
+  b = denoise(unet, latents, scheduler="ddpm", num_inference_steps=3, key=key, **cond)
+  assert np.array_equal(np.asarray(a), np.asarray(b))

@@ -1,0 +1,100 @@
+"""`python -m asva_jax.sample` end to end on a tiny checkpoint (run in-process, so compilations are
+shared), and every bad input as one `error:` line with exit status 2."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import av
+from absl import flags
+
+from asva_jax import command
+from asva_jax import sample as cli
+from tests.sampling_checkpoint import media, tiny_checkpoint
+
+ROOT = Path(__file__).parents[1]
+FAST = ["--steps=2", "--size=32,32", "--batch-size=1"]
+
+
+def run(args, capsys):
+  """(exit status, stderr) of the CLI run in this process."""
+  flags.FLAGS.unparse_flags()
+  try:
+    command.run(cli.main, argv=["sample", f"--ckpt={tiny_checkpoint()}", *FAST, *args])
+    code = 0
+  except SystemExit as e:
+    code = e.code or 0
+  return code, capsys.readouterr().err
+
+
+def probe(path):
+  with av.open(str(path)) as c:
+    v, a = c.streams.video[0], c.streams.audio[0]
+    frames = sum(1 for _ in c.decode(v))
+    rate = float(v.average_rate)
+  with av.open(str(path)) as c:
+    samples = sum(f.samples for f in c.decode(audio=0))
+    sr = c.streams.audio[0].rate
+  return frames, rate, samples / sr, v.codec_context.name
+
+
+def test_image_and_audio_to_mp4(tmp_path, capsys):
+  files = media(2.0)
+  args = [f"--image={files['image']}", f"--audio={files['audio']}", "--category=lions roaring", "--gif"]
+  code, err = run(args + [f"--out={tmp_path / 'a.mp4'}"], capsys)
+  assert code == 0, err
+  frames, fps, seconds, codec = probe(tmp_path / "a.mp4")
+  assert frames == 12 and fps == 6 and codec == "h264" and abs(seconds - 2.0) < 0.1
+  assert (tmp_path / "a.gif").is_file()
+  assert run(args + [f"--out={tmp_path / 'b.mp4'}"], capsys)[0] == 0
+  assert (tmp_path / "a.mp4").read_bytes() == (tmp_path / "b.mp4").read_bytes()  # same seed, same bytes
+
+
+def test_video_clips_and_jobs_with_long_audio(tmp_path, capsys):
+  video = media(3.0)["video"]
+  code, err = run([f"--video={video}", "--category=dog barking", "--num-clips=2", f"--out={tmp_path / 'v.mp4'}"],
+                  capsys)
+  assert code == 0, err
+  for k in range(2):
+    frames, _, seconds, _ = probe(tmp_path / f"v_clip-{k:02d}.mp4")
+    assert frames == 12 and abs(seconds - 2.0) < 0.1
+  short, long = media(2.0), media(5.0)
+  jobs = tmp_path / "jobs.csv"
+  jobs.write_text("image,audio,category,out\n"
+                  f"{short['image']},{short['audio']},lions roaring,{tmp_path / 'j0.mp4'}\n"
+                  f"{long['image']},{long['audio']},dog barking,{tmp_path / 'j1.mp4'}\n")
+  code, err = run([f"--jobs={jobs}", "--long-audio=continuous"], capsys)
+  assert code == 0, err
+  assert probe(tmp_path / "j0.mp4")[0] == 12
+  frames, _, seconds, _ = probe(tmp_path / "j1.mp4")
+  assert frames == 30 and abs(seconds - 5.0) < 0.1  # the whole audio, window after window
+
+
+def test_bad_inputs_get_one_line(tmp_path, capsys):
+  files, short = media(2.0), media(1.0)
+  (tmp_path / "bad.png").write_bytes(b"not an image")
+  (tmp_path / "bad.wav").write_bytes(b"RIFF....WAVEfmt garbage")
+  out = f"--out={tmp_path / 'o.mp4'}"
+  ok = dict(image=files["image"], audio=files["audio"], category="lions roaring")
+  cases = {
+      "missing.png: no such image": dict(ok, image=tmp_path / "missing.png"),
+      "bad.png: unreadable or corrupt image": dict(ok, image=tmp_path / "bad.png"),
+      "bad.wav: unreadable or corrupt": dict(ok, audio=tmp_path / "bad.wav"),
+      "lasts 1.0": dict(ok, audio=short["audio"]),
+      "unknown category 'unicorns'": dict(ok, category="unicorns"),
+  }
+  for expected, case in cases.items():
+    code, err = run([f"--{k}={v}" for k, v in case.items()] + [out], capsys)
+    assert code == 2 and err.count("\n") == 1 and err.startswith("error: ") and expected in err, (expected, err)
+  assert not (tmp_path / "o.mp4").exists()
+
+
+def test_missing_checkpoint_in_a_real_process(tmp_path):
+  files = media(2.0)
+  result = subprocess.run(
+      [sys.executable, "-m", "asva_jax.sample", f"--ckpt={tmp_path / 'nope'}", f"--image={files['image']}",
+       f"--audio={files['audio']}", "--category=x", f"--out={tmp_path / 'o.mp4'}"],
+      cwd=ROOT, capture_output=True, text=True, timeout=120)
+  assert result.returncode == 2
+  assert result.stderr.strip().splitlines() == [f"error: {tmp_path / 'nope'}: no such checkpoint folder or "
+                                                "training workdir"]

@@ -1,0 +1,139 @@
+"""Each sampler's timesteps and per-step maths against diffusers' PyTorch scheduler of the same config."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+import torch
+from diffusers import DDIMScheduler, DDPMScheduler, DPMSolverMultistepScheduler, PNDMScheduler
+
+from asva_jax.schedulers import SCHEDULERS, SchedulerError, make_plan, scheduler as scheduler_lib
+from asva_jax.schedulers.noise_schedule import scaled_linear_alphas_cumprod
+from tests.reference_models import SD15_SCHEDULER
+
+SHAPE = (2, 3, 4, 4, 4)
+
+
+def outputs(n, seed=0):
+  """A deterministic sequence of fake model outputs, a fixed start sample, fixed step noise."""
+  rng = np.random.default_rng(seed)
+  eps = rng.standard_normal((n,) + SHAPE).astype(np.float32)
+  noise = rng.standard_normal((n,) + SHAPE).astype(np.float32)
+  return eps, rng.standard_normal(SHAPE).astype(np.float32), noise
+
+
+def run_ours(plan, eps, x, noise):
+  state = plan.init(jnp.asarray(x))
+  step = jax.jit(plan.step)
+  xs = []
+  for i in range(plan.num_calls):
+    tab = scheduler_lib.tables_at(plan.tables, i)
+    x, state = step(tab, state, jnp.int32(i), jnp.asarray(eps[i]), jnp.asarray(x),
+                    jnp.asarray(noise[i]) if plan.stochastic else None)
+    xs.append(np.asarray(x))
+  return xs
+
+
+def run_diffusers(sched, n, eps, x, noise, eta=None):
+  sched.set_timesteps(n)
+  x = torch.from_numpy(x.copy())
+  xs = []
+  for i, t in enumerate(sched.timesteps):
+    e = torch.from_numpy(eps[i])
+    if isinstance(sched, DDIMScheduler):
+      kw = dict(eta=eta, variance_noise=torch.from_numpy(noise[i])) if eta else {}
+      x = sched.step(e, t, x, **kw).prev_sample
+    elif isinstance(sched, DDPMScheduler):
+      _NEXT_DDPM_NOISE.append(torch.from_numpy(noise[i]))
+      x = sched.step(e, t, x).prev_sample
+      _NEXT_DDPM_NOISE.clear()
+    else:
+      x = sched.step(e, t, x).prev_sample
+    xs.append(x.numpy().copy())
+  return [int(t) for t in sched.timesteps], xs
+
+
+# DDPMScheduler.step takes no variance_noise: its one draw per step is served from here.
+_NEXT_DDPM_NOISE = []
+
+
+@pytest.fixture(autouse=True)
+def fixed_noise_draws(monkeypatch):
+  import diffusers.schedulers.scheduling_ddpm as ddpm_module
+  original = ddpm_module.randn_tensor
+
+  def randn(shape, generator=None, **kw):
+    if _NEXT_DDPM_NOISE:
+      return _NEXT_DDPM_NOISE.pop().reshape(shape)
+    return original(shape, generator=generator, **kw)
+
+  monkeypatch.setattr(ddpm_module, "randn_tensor", randn)
+
+
+def close(ours, ref, rtol):
+  assert len(ours) == len(ref)
+  for i, (a, b) in enumerate(zip(ours, ref)):
+    err = np.abs(a - b).max() / np.abs(b).max()
+    assert err < rtol, (i, err)
+
+
+def test_pndm_50_timesteps_are_the_originals():
+  t = make_plan("pndm", 50).timesteps
+  assert len(t) == 51 and list(t[:4]) == [981, 961, 961, 941] and list(t[-3:]) == [41, 21, 1]
+
+
+CASES = [("plms", PNDMScheduler, {}, (1, 2, 3, 7, 50)),
+         ("ddim", DDIMScheduler, {}, (1, 5, 25)),
+         ("ddim", DDIMScheduler, {"eta": 0.7}, (4, 10)),
+         ("ddpm", DDPMScheduler, {}, (3, 10, 100)),
+         ("dpm++2m", DPMSolverMultistepScheduler, {}, (1, 2, 3, 15, 25))]
+
+
+@pytest.mark.parametrize("name,cls,options,steps", CASES, ids=lambda c: str(c))
+def test_steps_match_diffusers(name, cls, options, steps):
+  """Same ᾱ as diffusers: float32 round-off at every step; our own ᾱ (float64 maths): ~1e-6 apart."""
+  sched = cls.from_config(SD15_SCHEDULER)
+  ac = sched.alphas_cumprod.numpy()
+  for n in steps:
+    plan = make_plan(name, n, alphas_cumprod=ac, **options)
+    eps, x, noise = outputs(plan.num_calls, seed=n)
+    timesteps, ref = run_diffusers(sched, n, eps, x, noise, eta=options.get("eta"))
+    assert list(plan.timesteps) == timesteps, (name, n)
+    close(run_ours(plan, eps, x, noise), ref, 2e-6)
+    default = make_plan(name, n, **options)
+    close(run_ours(default, eps, x, noise), ref, 2e-5)
+
+
+def test_pndm_aliasing_restarts_call_1_from_the_provisional_sample():
+  """The original passes a view and writes into it: diffusers' remembered sample is overwritten."""
+  sched = PNDMScheduler.from_config(SD15_SCHEDULER)
+  n = 6
+  plan = make_plan("pndm", n, alphas_cumprod=sched.alphas_cumprod.numpy())
+  eps, x, _ = outputs(plan.num_calls)
+  sched.set_timesteps(n)
+  latents = torch.zeros((SHAPE[0], SHAPE[1] + 1) + SHAPE[2:])
+  latents[:, 1:] = torch.from_numpy(x)
+  ref = []
+  for i, t in enumerate(sched.timesteps):
+    latents[:, 1:] = sched.step(torch.from_numpy(eps[i]), t, latents[:, 1:]).prev_sample
+    ref.append(latents[:, 1:].numpy().copy())
+  ours = run_ours(plan, eps, x, None)
+  close(ours, ref, 2e-6)
+  textbook = run_ours(make_plan("plms", n), eps, x, None)
+  assert np.abs(textbook[1] - ours[1]).max() > 1e-3  # the variants part at call 1
+
+
+def test_default_alphas_match_the_training_schedule():
+  ac = DDPMScheduler.from_config(SD15_SCHEDULER).alphas_cumprod.numpy()
+  assert np.allclose(scaled_linear_alphas_cumprod(), ac, rtol=2e-6, atol=0)
+
+
+@pytest.mark.parametrize("name,n", [("nope", 10), ("pndm", 0), ("ddim", 1001), ("ddpm", 1000), ("pndm", 2.5)])
+def test_bad_plans_are_refused(name, n):
+  with pytest.raises(SchedulerError):
+    make_plan(name, n)
+
+
+def test_every_name_builds():
+  for name in SCHEDULERS:
+    assert make_plan(name, 10).num_calls in (10, 11)
