@@ -12,13 +12,18 @@ from pathlib import Path
 
 
 def run(config, workdir) -> dict:
-  """Trains (or resumes) per `config` in `workdir`, then writes the demo outputs; returns the report."""
+  """Trains (or resumes) per `config` in `workdir`, then writes the demo outputs; returns the report
+  ({} when training stopped early, e.g. on SIGTERM: rerunning resumes it)."""
   import jax
   from asva_jax.demo.report import REPORT, write_demo_outputs
   from asva_jax.training.loop import train
+  from asva_jax.workdir import steps
   t0 = time.perf_counter()
   train(config, workdir)
   trained = time.perf_counter() - t0
+  done = steps(workdir)
+  if not done or done[-1] < int(config.train.num_steps):  # preempted: the rerun finishes the job
+    return {}
   if jax.process_index() != 0:
     return {}
   report = write_demo_outputs(config, workdir)
