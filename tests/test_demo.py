@@ -17,9 +17,8 @@ def tiny_demo_config(num_steps: int):
   c = demo_config.get_config()
   s = c.data.synthetic
   s.num_classes, s.videos_per_class, s.test_fraction = 2, 3, 1 / 3   # 2 train + 1 test per class
-  c.model.space_to_depth_factor = 8                                  # 32 x 32 -> 4 x 4 x 192
-  c.model.unet = dict(  # one UNet level: the audio cross-attention down, mid and up blocks
-      in_channels=192, out_channels=192, block_out_channels=[16], layers_per_block=1,
+  c.model.unet = dict(  # the demo's one UNet level (16 x 16 frames -> 4 x 4 x 48), narrower
+      in_channels=48, out_channels=48, block_out_channels=[16], layers_per_block=1,
       norm_num_groups=8, attention_head_dim=2, cross_attention_dim=8, audio_cross_attention_dim=8,
       down_block_types=["FFSpatioAudioTempCrossAttnDownBlock3D"],
       mid_block_type="FFSpatioAudioTempCrossAttnUNetMidBlock3D",
