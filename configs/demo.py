@@ -38,8 +38,11 @@ def get_config() -> ml_collections.ConfigDict:
   m.checkpoint = ""
   m.autoencoder = "space_to_depth"  # exact, parameter-free; a VAE would need training first
   m.space_to_depth_factor = 4       # 16 x 16 x 3 frames -> 4 x 4 x 48 latents
-  m.unet = dict(  # one UNet level: audio cross-attention down, mid and up blocks, 32 wide
-      in_channels=48, out_channels=48, block_out_channels=[32], layers_per_block=1,
+  # One UNet level (audio cross-attention down, mid and up blocks), 64 wide: wider than the 48
+  # latent channels, or the UNet cannot carry the noise through (at width 32 the ε-loss sticks
+  # at ~(48 - 32) / 48).
+  m.unet = dict(
+      in_channels=48, out_channels=48, block_out_channels=[64], layers_per_block=1,
       norm_num_groups=8, attention_head_dim=4, cross_attention_dim=32, audio_cross_attention_dim=32,
       down_block_types=["FFSpatioAudioTempCrossAttnDownBlock3D"],
       mid_block_type="FFSpatioAudioTempCrossAttnUNetMidBlock3D",
@@ -51,7 +54,7 @@ def get_config() -> ml_collections.ConfigDict:
   c.diffusion.scaling_factor = 1.0  # pixels in [-1, 1] already have about unit scale
 
   t = c.train
-  t.num_steps = 2400              # ~0.35 s per step on 2 idle cores (estimate, see docs/demo.md)
+  t.num_steps = 1500              # not yet timed at this width: see docs/demo.md
   t.batch_size = 8
   t.learning_rate = 1e-3
   t.log_every = 10
