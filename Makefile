@@ -13,8 +13,11 @@ $(VENV)/.installed: pyproject.toml
 
 setup: $(VENV)/.installed
 
+# The built-in demo (docs/demo.md): about 20 minutes on 2 CPU cores; rerun to resume.
+DEMO_WORKDIR ?= outputs/demo
+
 demo: setup
-	$(PY) -m asva_jax.demo --config configs/demo.py
+	$(PY) -m asva_jax.train --config configs/demo.py --workdir $(DEMO_WORKDIR)
 
 test: setup
 	$(PY) -m pytest -q

@@ -47,6 +47,10 @@ def main(argv):
   if not FLAGS["verbosity"].present:
     logging.set_verbosity(logging.WARNING)  # Orbax logs every file it writes at INFO
   initialize_distributed()
+  if "demo" in _CONFIG.value:  # configs/demo.py: the training run, then its synchronisation report
+    from asva_jax.demo.run import run
+    run(_CONFIG.value, FLAGS.workdir)
+    return
   from asva_jax.training.loop import train
   train(_CONFIG.value, FLAGS.workdir)
 

@@ -68,11 +68,13 @@ class Clip:
   duration: float
 
 
-def sample_events(rng: np.random.Generator, num_frames: int, fps: int) -> list[int]:
-  """2-5 onset frame indices, at least 0.5 s apart, away from the clip edges."""
+def sample_events(rng: np.random.Generator, num_frames: int, fps: int, num_events: tuple[int, int] = (2, 5),
+                  min_gap: float = 0.5) -> list[int]:
+  """`num_events` (inclusive range) onset frame indices, at least `min_gap` s apart, away from the
+  clip edges (fewer when they do not fit)."""
   lo, hi = int(0.25 * fps), num_frames - int(0.35 * fps)
-  gap = int(np.ceil(0.5 * fps))
-  wanted = int(rng.integers(2, 6))
+  gap = int(np.ceil(min_gap * fps))
+  wanted = int(rng.integers(num_events[0], num_events[1] + 1))
   chosen: list[int] = []
   for candidate in rng.permutation(np.arange(lo, hi)):
     if all(abs(int(candidate) - c) >= gap for c in chosen):
@@ -82,9 +84,10 @@ def sample_events(rng: np.random.Generator, num_frames: int, fps: int) -> list[i
   return sorted(chosen)
 
 
-def event_envelope(num_frames: int, event_frames: list[int], fps: int) -> np.ndarray:
-  """Per-frame strength in [0, 1]: 1 at an onset frame, falling linearly over EVENT_SECONDS."""
-  length = max(2, int(round(EVENT_SECONDS * fps)))
+def event_envelope(num_frames: int, event_frames: list[int], fps: int,
+                   event_seconds: float = EVENT_SECONDS) -> np.ndarray:
+  """Per-frame strength in [0, 1]: 1 at an onset frame, falling linearly over `event_seconds`."""
+  length = max(2, int(round(event_seconds * fps)))
   env = np.zeros(num_frames, np.float32)
   for k in event_frames:
     span = np.arange(k, min(num_frames, k + length))
@@ -135,16 +138,27 @@ def render_audio(spec: ClassSpec, event_times: list[float], duration: float, sam
   return np.stack([mono, RIGHT_GAIN * mono]).astype(np.float32)
 
 
+@dataclasses.dataclass(frozen=True)
+class Timing:
+  """When things happen: video lengths (s), events per video (inclusive range), their minimum
+  spacing (s) and how long each visible event lasts (s)."""
+  durations: tuple[float, float] = (3.0, 6.0)
+  num_events: tuple[int, int] = (2, 5)
+  min_gap: float = 0.5
+  event_seconds: float = EVENT_SECONDS
+
+
 def make_clip(seed: int, class_index: int, video_index: int, *, height: int = 96, width: int = 128,
-              fps: int = 25, sample_rate: int = 48000) -> Clip:
+              fps: int = 25, sample_rate: int = 48000, timing: Timing = Timing()) -> Clip:
   """The frames, audio and event times of one synthetic video (pure function of its arguments)."""
   rng = np.random.default_rng([seed, class_index, video_index])
   spec = class_spec(class_index)
-  num_frames = int(rng.integers(3 * fps, 6 * fps + 1))
+  num_frames = int(rng.integers(round(timing.durations[0] * fps), round(timing.durations[1] * fps) + 1))
   duration = num_frames / fps
-  event_frames = sample_events(rng, num_frames, fps)
+  event_frames = sample_events(rng, num_frames, fps, tuple(timing.num_events), timing.min_gap)
   centre = (height * rng.uniform(0.45, 0.6), width * rng.uniform(0.35, 0.65))
-  frames = render_frames(spec, event_envelope(num_frames, event_frames, fps), height, width, centre)
+  env = event_envelope(num_frames, event_frames, fps, timing.event_seconds)
+  frames = render_frames(spec, env, height, width, centre)
   events = [k / fps for k in event_frames]
   audio = render_audio(spec, events, duration, sample_rate, rng)
   return Clip(frames=frames, audio=audio, events=tuple(events), duration=duration)
@@ -152,7 +166,7 @@ def make_clip(seed: int, class_index: int, video_index: int, *, height: int = 96
 
 def write_dataset(out: str | Path, num_classes: int, videos_per_class: int, seed: int, *,
                   height: int = 96, width: int = 128, fps: int = 25, sample_rate: int = 48000,
-                  test_fraction: float = 0.25, progress: bool = True) -> dict:
+                  test_fraction: float = 0.25, timing: Timing = Timing(), progress: bool = True) -> dict:
   """Writes the whole dataset; returns the ground truth that goes into events.json."""
   out = Path(out)
   num_test = int(round(videos_per_class * test_fraction)) if videos_per_class > 1 else 0
@@ -165,7 +179,8 @@ def write_dataset(out: str | Path, num_classes: int, videos_per_class: int, seed
     spec = class_spec(c)
     mapping[spec.folder] = spec.prompt
     rel = f"{spec.folder}/{spec.folder}_{i:03d}.mp4"
-    clip = make_clip(seed, c, i, height=height, width=width, fps=fps, sample_rate=sample_rate)
+    clip = make_clip(seed, c, i, height=height, width=width, fps=fps, sample_rate=sample_rate,
+                     timing=timing)
     write_mp4(out / "videos" / rel, clip.frames, fps, clip.audio, sample_rate)
     (test if i >= videos_per_class - num_test else train).append(rel)
     truth["videos"][rel] = {"class": spec.folder, "class_index": c, "video_index": i,

@@ -53,20 +53,34 @@ def check_config(config) -> None:
       raise ConfigError(f"--config.train.{field}={t[field]} must be at least 1")
 
 
+def synthetic_timing(s):
+  """data.synthetic's optional timing fields (the demo sets them) -> `data_prep.synthetic.Timing`."""
+  from data_prep.synthetic import Timing
+  default = Timing()
+  return Timing(durations=tuple(float(v) for v in s.get("durations", default.durations)),
+                num_events=tuple(int(v) for v in s.get("num_events", default.num_events)),
+                min_gap=float(s.get("min_gap", default.min_gap)),
+                event_seconds=float(s.get("event_seconds", default.event_seconds)))
+
+
 def prepare_synthetic(config, workdir: Path) -> Path:
-  """Writes (once) a few synthetic videos and their shards under WORKDIR/data (process 0)."""
+  """Writes (once) a few synthetic videos and their shards under WORKDIR/data (process 0); with
+  `data.synthetic.test_fraction` > 0 also the held-out test split and its shards."""
   from data_prep.build import BuildConfig, build
   from data_prep.synthetic import write_dataset
   s = config.data.synthetic
   raw, shards = workdir / "data" / "synthetic", workdir / "data" / "shards"
+  test_fraction = float(s.get("test_fraction", 0.0))
   if jax.process_index() == 0:
     if not (raw / "events.json").is_file():
       h, w = s.source_size
       write_dataset(raw, int(s.num_classes), int(s.videos_per_class), int(config.seed), height=int(h),
-                    width=int(w), test_fraction=0.0, progress=bool(config.log.progress))
-    build(BuildConfig(dataset="avsync15", root=str(raw), split="train", out=str(shards),
-                      size=tuple(int(v) for v in s.size), name="synthetic"), num_workers=0,
-          progress=bool(config.log.progress))
+                    width=int(w), test_fraction=test_fraction, timing=synthetic_timing(s),
+                    progress=bool(config.log.progress))
+    for split in ("train", "test") if test_fraction > 0 else ("train",):
+      build(BuildConfig(dataset="avsync15", root=str(raw), split=split, out=str(shards),
+                        size=tuple(int(v) for v in s.size), name="synthetic"), num_workers=0,
+            progress=bool(config.log.progress))
   barrier("synthetic data")
   return shards
 

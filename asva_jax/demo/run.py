@@ -1,0 +1,37 @@
+"""The demo job: the training run of `configs/demo.py`, then the synchronisation report.
+
+`python -m asva_jax.train --config configs/demo.py --workdir DIR` comes here because the
+config has a `demo` section. Training resumes from DIR's checkpoints like any run; the
+report (sampling the held-out clips, a minute or so) is recomputed from the final step.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+
+def run(config, workdir) -> dict:
+  """Trains (or resumes) per `config` in `workdir`, then writes the demo outputs; returns the report
+  ({} when training stopped early, e.g. on SIGTERM: rerunning resumes it)."""
+  import jax
+  from asva_jax.demo.report import REPORT, write_demo_outputs
+  from asva_jax.training.loop import train
+  from asva_jax.workdir import steps
+  t0 = time.perf_counter()
+  train(config, workdir)
+  trained = time.perf_counter() - t0
+  done = steps(workdir)
+  if not done or done[-1] < int(config.train.num_steps):  # preempted: the rerun finishes the job
+    return {}
+  if jax.process_index() != 0:
+    return {}
+  report = write_demo_outputs(config, workdir)
+  total = time.perf_counter() - t0
+  print(f"event-timing error over {report['num_clips']} held-out clips: {report['true_audio']:.2f} frames "
+        f"with their own audio, {report['shuffled_audio']:.2f} with shuffled audio "
+        f"(ratio {report['ratio']:.2f}); this run: {trained:.0f} s training, {total - trained:.0f} s "
+        f"sampling and scoring", flush=True)
+  print(f"wrote {Path(workdir) / REPORT}, {Path(workdir) / report['gif']} and {Path(workdir) / report['plot']}",
+        flush=True)
+  return report

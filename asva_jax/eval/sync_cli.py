@@ -1,0 +1,101 @@
+"""`python -m asva_jax.eval.sync VIDEO...`: onset alignment of videos with sound, per video and mean.
+
+For each file: the correlation of its audio onset envelope with its frame-difference
+energy at lag 0, and the best lag within ±`--max_lag` s with its correlation (positive:
+the sound comes after the motion). See `asva_jax.eval.sync` for the definitions.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+from absl import flags
+
+from asva_jax.errors import AsvaError
+from asva_jax.eval import sync
+
+FLAGS = flags.FLAGS
+
+
+class VideoReadError(AsvaError, ValueError):
+  """A video file cannot be used for the synchronisation measures."""
+
+
+def define_flags() -> None:
+  """Flags, defined only when run as a program (importing never clashes with other programs);
+  a second call is a no-op."""
+  if "max_lag" in FLAGS:
+    return
+  flags.DEFINE_float("max_lag", 1.0, "Largest lag searched, in seconds, either way.")
+  flags.DEFINE_string("json", None, "Also write the per-video results and the mean to this JSON file.")
+
+
+def read_frames(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
+  """All frames (T, H, W, 3) uint8 of the first video stream and their presentation times (s)."""
+  import av
+  path = Path(path)
+  if not path.is_file():
+    raise VideoReadError(f"{path}: no such file")
+  try:
+    with av.open(str(path)) as container:
+      if not container.streams.video:
+        raise VideoReadError(f"{path}: no video stream; give a video with sound")
+      frames, times = [], []
+      for frame in container.decode(container.streams.video[0]):
+        if frame.time is None:
+          continue
+        frames.append(frame.to_ndarray(format="rgb24"))
+        times.append(float(frame.time))
+  except (av.FFmpegError, OSError, ValueError) as e:
+    if isinstance(e, VideoReadError):
+      raise
+    raise VideoReadError(f"{path}: unreadable or corrupt video ({e})") from e
+  if len(frames) < 4:
+    raise VideoReadError(f"{path}: {len(frames)} decodable frames; need at least 4 to correlate")
+  order = np.argsort(times, kind="stable")
+  return np.stack(frames)[order], np.asarray(times)[order]
+
+
+def measure(path: str | os.PathLike, max_lag_seconds: float = 1.0) -> sync.Alignment:
+  """Onset alignment of one video file with its own audio track."""
+  from asva_jax.audio.io import load_audio_track
+  frames, times = read_frames(path)
+  audio, audio_start = load_audio_track(path, sample_rate=16000)
+  if len(audio) < 2048:
+    raise VideoReadError(f"{path}: the audio track is too short ({len(audio)} samples at 16 kHz)")
+  return sync.video_alignment(frames, times, audio, 16000, audio_start, max_lag_seconds)
+
+
+def summarise(results: dict[str, sync.Alignment]) -> dict:
+  """Means over videos (NaN entries, e.g. a static video, left out) and the per-video values."""
+  def mean(values):
+    values = [v for v in values if np.isfinite(v)]
+    return float(np.mean(values)) if values else None
+  items = list(results.values())
+  return {"videos": {k: v.to_dict() for k, v in results.items()},
+          "mean": {"lag0": mean([a.lag0 for a in items]), "best": mean([a.best for a in items]),
+                   "abs_best_lag_seconds": mean([abs(a.best_lag_seconds) for a in items])}}
+
+
+def main(argv):
+  paths = argv[1:]
+  if not paths:
+    raise VideoReadError("no VIDEO given: python -m asva_jax.eval.sync VIDEO... [--max_lag 1.0]")
+  if FLAGS.max_lag <= 0:
+    raise VideoReadError(f"--max_lag must be positive, got {FLAGS.max_lag}")
+  results = {}
+  for path in paths:
+    a = measure(path, FLAGS.max_lag)
+    results[path] = a
+    print(f"{path}: corr at lag 0 {a.lag0:+.3f}, best lag {a.best_lag:+d} frames "
+          f"({a.best_lag_seconds:+.2f} s) corr {a.best:+.3f}")
+  summary = summarise(results)
+  m = {k: float("nan") if v is None else v for k, v in summary["mean"].items()}
+  print(f"mean over {len(results)} video(s): corr at lag 0 {m['lag0']:+.3f}, best corr {m['best']:+.3f}, "
+        f"|best lag| {m['abs_best_lag_seconds']:.2f} s")
+  if FLAGS.json:
+    from asva_jax.checkpoint import write_json_atomic
+    write_json_atomic(FLAGS.json, summary)
