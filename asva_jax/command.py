@@ -88,8 +88,8 @@ def describe_flag_error(e: Exception, argv: list[str]) -> str:
   text = " ".join(str(a).strip("'\"") for a in e.args).replace("\\n", " ").replace("\n", " ")
   text = " ".join(text.replace("\\'", "'").split())
   if isinstance(e, (AttributeError, KeyError)):
-    arg = _offending_flag(argv, text) or "a --config. override"
     key = text.split()[0].strip("'\"") if text else "?"
+    arg = _offending_flag(argv, text) or _offending_flag(argv, f"'{key}'") or "a --config. override"
     rest = text[len(text.split()[0]):].strip() if text else ""
     return f"{arg}: the config has no field {key!r}" + (f"; {rest[0].lower() + rest[1:]}" if rest else "")
   if isinstance(e, OSError) and "Failed loading config file" in str(e):

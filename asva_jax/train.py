@@ -12,12 +12,11 @@ host with `--distributed` (auto-detection) or with `--coordinator_address HOST:P
 from __future__ import annotations
 
 from absl import app, flags, logging
-from ml_collections import config_flags
 
 from asva_jax import command
 
-_CONFIG = config_flags.DEFINE_config_file("config", None, "Training config file (configs/*.py).",
-                                          lock_config=True)
+_CONFIG = command.define_config_file("config", None, "Training config file (configs/*.py).",
+                                     lock_config=True)
 flags.DEFINE_string("workdir", None, "Run folder: checkpoints, logs, text encodings; reused to resume.",
                     required=True)
 flags.DEFINE_bool("distributed", False, "Call jax.distributed.initialize() (auto-detects TPU pods, SLURM).")

@@ -28,6 +28,7 @@ from absl import app, flags
 from flax import nnx
 from tqdm import tqdm
 
+from asva_jax import command
 from asva_jax.eval import detectors as D
 
 FLAGS = flags.FLAGS
@@ -131,4 +132,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  command.run(main)

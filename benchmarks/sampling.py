@@ -23,8 +23,10 @@ import time
 import jax
 import jax.numpy as jnp
 import numpy as np
-from absl import app, flags
+from absl import flags
 from flax import nnx
+
+from asva_jax import command
 
 FLAGS = flags.FLAGS
 flags.DEFINE_list("config", ["tiny"], "tiny, medium, full")
@@ -187,4 +189,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  command.run(main)

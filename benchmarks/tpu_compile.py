@@ -19,9 +19,10 @@ import os
 import time
 
 from absl import app, flags, logging
-from ml_collections import config_flags
 
-_CONFIG = config_flags.DEFINE_config_file("config", "configs/avsyncd.py", "Training config.")
+from asva_jax import command
+
+_CONFIG = command.define_config_file("config", "configs/avsyncd.py", "Training config.")
 flags.DEFINE_string("topology", "v5e:2x4", "TPU topology, e.g. v5e:2x4, v5p:2x2x1, v6e:2x4")
 flags.DEFINE_integer("batch_per_chip", 4, "clips per chip per micro-batch")
 flags.DEFINE_string("remat", None, "override config.remat")
@@ -125,4 +126,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  command.run(main)

@@ -26,6 +26,7 @@ import jax.numpy as jnp
 import numpy as np
 from absl import app, flags, logging
 
+from asva_jax import command
 from asva_jax.training import sharding
 from asva_jax.training.defaults import NUM_FRAMES
 from asva_jax.training.flops import SOURCE, peak_flops, step_flops
@@ -149,4 +150,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  command.run(main)

@@ -87,6 +87,15 @@ def truncated_copy(source: Path, path: Path, fraction: float = 0.5) -> None:
   path.write_bytes(data[: int(len(data) * fraction)])
 
 
+def image_and_audio(tmp: Path) -> None:
+  """A valid tmp/x.png and 3 s of tmp/a.wav, so that a command gets past its inputs."""
+  import numpy as np
+  import soundfile
+  from PIL import Image
+  Image.new("RGB", (16, 16), (90, 120, 30)).save(tmp / "x.png")
+  soundfile.write(tmp / "a.wav", np.zeros(48000, np.float32), 16000)
+
+
 def unet_folder(tmp: Path, *, config: Callable[[str], str | None] = lambda text: text,
                 weights: Callable[[Path], None] | None = None) -> Path:
   """tmp/unet/ with the tiny fixture's config.json edited by `config` (None: no config.json)
@@ -149,7 +158,12 @@ FROM = ["-m", "convert.from_pytorch"]
 TO = ["-m", "convert.to_pytorch"]
 BUILD = ["-m", "data_prep.build", "--num-workers", "0"]
 SYNTH = ["-m", "data_prep.synthetic"]
-DEMO = ["-m", "asva_jax.demo"]
+TRAIN = ["-m", "asva_jax.train"]
+DEMO = TRAIN + ["--config", "{repo}/configs/demo.py", "--workdir", "w"]
+RECIPE = TRAIN + ["--config", "{repo}/configs/avsyncd.py", "--workdir", "w"]
+SAMPLE = ["-m", "asva_jax.sample", "--category", "dog barking", "--out", "o.mp4"]
+EVAL = ["-m", "asva_jax.eval"]
+SYNC = ["-m", "asva_jax.eval.sync"]
 TINY_HEADS = ["--audio-config", '{"num_heads": 4}']
 
 CASES: list[Case] = [
@@ -249,11 +263,40 @@ CASES: list[Case] = [
          ["--size"], setup=_mkdir("root")),
     Case("build-unknown-dataset", BUILD + ["--dataset", "avsync16", "--root", "root", "--out", "out"],
          ["--dataset", "avsync16"]),
-    # asva_jax.demo
+    # asva_jax.train (the demo is its configs/demo.py)
+    Case("train-no-config", TRAIN + ["--workdir", "w"], ["--config"]),
     Case("demo-misspelt-config-field", DEMO + ["--config.data.batchsize=3"],
          ["--config.data.batchsize", "batch_size"]),
-    Case("demo-config-missing", DEMO + ["--config", "nope.py"], ["--config nope.py"]),
-    Case("demo-config-bad-value", DEMO + ["--config.data.batch_size=two"], ["--config.data.batch_size"]),
+    Case("demo-config-missing", TRAIN + ["--config", "nope.py", "--workdir", "w"], ["--config nope.py"]),
+    Case("demo-config-bad-value", DEMO + ["--config.train.batch_size=two"], ["--config.train.batch_size"]),
+    Case("train-batch-not-divisible", DEMO + ["--config.train.batch_size=8", "--config.train.grad_accum=3"],
+         ["--config.train.grad_accum=3"]),
+    Case("train-no-data", RECIPE, ["--config.data.dir", "data_prep.build"]),
+    Case("train-data-missing", RECIPE + ["--config.data.dir=nodata"], ["--config.data.dir=nodata"]),
+    Case("train-data-empty", RECIPE + ["--config.data.dir=data"], ["data"], setup=_mkdir("data")),
+    Case("train-checkpoint-missing", RECIPE + ["--config.data.dir=data", "--config.model.checkpoint=nock"],
+         ["--config.model.checkpoint=nock", "convert.from_pytorch"], setup=_mkdir("data")),
+    # asva_jax.sample
+    Case("sample-checkpoint-missing", SAMPLE + ["--ckpt", "nock", "--image", "x.png", "--audio", "a.wav"],
+         ["nock"], setup=lambda tmp: image_and_audio(tmp)),
+    Case("sample-image-missing", SAMPLE + ["--ckpt", "ck", "--image", "x.png", "--audio", "a.wav"], ["x.png"],
+         setup=_mkdir("ck")),
+    Case("sample-image-is-text", SAMPLE + ["--ckpt", "ck", "--image", "x.png", "--audio", "a.wav"], ["x.png"],
+         setup=_both(_mkdir("ck"), _file("x.png"))),
+    Case("sample-image-zero-byte", SAMPLE + ["--ckpt", "ck", "--image", "x.png", "--audio", "a.wav"], ["x.png"],
+         setup=_both(_mkdir("ck"), lambda tmp: zero_byte(tmp / "x.png"))),
+    Case("sample-video-is-folder", SAMPLE + ["--ckpt", "ck", "--video", "v.mp4"], ["v.mp4"],
+         setup=_mkdir("ck", "v.mp4")),
+    # asva_jax.eval
+    Case("eval-generated-missing", EVAL + ["--generated", "nope", "--reference", "r", "--models", "m"],
+         ["--generated nope"]),
+    Case("eval-unknown-metric", EVAL + ["--generated", "g", "--reference", "r", "--models", "m",
+                                        "--metrics", "fid,speed"], ["speed"], setup=_mkdir("g", "r", "m")),
+    # asva_jax.eval.sync
+    Case("sync-no-video", SYNC, ["VIDEO"]),
+    Case("sync-video-missing", SYNC + ["nope.mp4"], ["nope.mp4"]),
+    Case("sync-video-is-text", SYNC + ["t.mp4"], ["t.mp4"], setup=_file("t.mp4")),
+    Case("sync-video-zero-byte", SYNC + ["v.mp4"], ["v.mp4"], setup=lambda tmp: zero_byte(tmp / "v.mp4")),
     # benchmarks (run as scripts: they are not installed)
     Case("bench-audio-unknown-size", ["{repo}/benchmarks/audio_encoder.py", "--sizes", "giant"], ["--sizes"]),
     Case("bench-unet-bad-batch", ["{repo}/benchmarks/unet_forward.py", "--batch", "two"], ["--batch"]),

@@ -7,7 +7,6 @@ the sound comes after the motion). See `asva_jax.eval.sync` for the definitions.
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 

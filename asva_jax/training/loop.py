@@ -85,18 +85,25 @@ def prepare_synthetic(config, workdir: Path) -> Path:
   return shards
 
 
-def open_data(config, workdir: Path):
-  from asva_jax.data import open_split
+def check_data(config) -> None:
+  """Refuses a missing data folder before anything is written to the workdir."""
   data_dir = config.data.dir
-  if not data_dir:
-    if not config.data.synthetic.enabled:
-      raise AsvaError("--config.data.dir is not set: build the shards with python -m data_prep.build "
-                      "--dataset avsync15 --root VIDEOS --split train --out DATA_DIR, then pass "
-                      "--config.data.dir=DATA_DIR")
-    data_dir = prepare_synthetic(config, workdir)
-  elif not Path(data_dir).is_dir():
+  if not data_dir and not config.data.synthetic.enabled:
+    raise AsvaError("--config.data.dir is not set: build the shards with python -m data_prep.build "
+                    "--dataset avsync15 --root VIDEOS --split train --out DATA_DIR, then pass "
+                    "--config.data.dir=DATA_DIR")
+  if data_dir and not Path(data_dir).is_dir():
     raise AsvaError(f"--config.data.dir={data_dir}: no such folder; build the shards with python -m "
                     f"data_prep.build ... --out {data_dir}")
+  ckpt = config.model.checkpoint
+  if ckpt and not Path(ckpt).is_dir():
+    raise AsvaError(f"--config.model.checkpoint={ckpt}: no such folder; make it with python -m "
+                    f"convert.from_pytorch --sd15 SD15_DIR --imagebind imagebind_huge.pth --out {ckpt}")
+
+
+def open_data(config, workdir: Path):
+  from asva_jax.data import open_split
+  data_dir = config.data.dir or prepare_synthetic(config, workdir)
   return open_split(data_dir, config.data.split, config.data.name or None)
 
 
@@ -134,14 +141,18 @@ def train(config, workdir) -> list[dict]:
   workdir = Path(workdir).absolute()
   primary = jax.process_index() == 0
   check_config(config)
+  check_data(config)
+  # Given shards and models are opened before the workdir exists, so bad ones leave nothing behind.
+  source = open_data(config, workdir) if config.data.dir else None
+  built = build_models(config)
   if primary:
     workdir.mkdir(parents=True, exist_ok=True)
   barrier("workdir")
-  source = open_data(config, workdir)
+  if source is None:
+    source = open_data(config, workdir)
 
   from asva_jax.schedulers.noise_schedule import scaled_linear_alphas_cumprod
   from asva_jax.workdir import write_run, write_text_encodings
-  built = build_models(config)
   model = built.model
   barrier("before run metadata")  # every host sees the same "is it a new workdir?"
   write_run(workdir, config, built, primary=primary)

@@ -9,7 +9,6 @@ micro-batch), so a resumed run draws exactly what an uninterrupted one draws.
 
 from __future__ import annotations
 
-import functools
 
 import jax
 import jax.numpy as jnp
