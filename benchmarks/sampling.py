@@ -27,6 +27,7 @@ from absl import flags
 from flax import nnx
 
 from asva_jax import command
+from asva_jax.models.random_weights import randomized
 
 FLAGS = flags.FLAGS
 flags.DEFINE_list("config", ["tiny"], "tiny, medium, full")
@@ -55,20 +56,6 @@ CONFIGS = {
     "full": dict(size=256, text_dim=768, audio={}, vae={}, unet={}),
 }
 
-
-def randomized(abstract, seed: int):
-  """Numpy random weights into an abstract module (no op-by-op JAX initialisation)."""
-  rng = np.random.default_rng(seed)
-  for path, var in nnx.to_flat_state(nnx.state(abstract)):
-    shape, name = var.get_value().shape, str(path[-1])
-    if name == "scale":
-      value = 1 + 0.1 * rng.standard_normal(shape)
-    elif len(shape) > 1:
-      value = rng.standard_normal(shape) / np.sqrt(np.prod(shape[:-1]))
-    else:
-      value = 0.1 * rng.standard_normal(shape)
-    var.set_value(jnp.asarray(value, var.get_value().dtype))
-  return abstract
 
 
 def build(name: str, dtype, seed: int = 0):

@@ -265,8 +265,8 @@ CASES: list[Case] = [
          ["--dataset", "avsync16"]),
     # asva_jax.train (the demo is its configs/demo.py)
     Case("train-no-config", TRAIN + ["--workdir", "w"], ["--config"]),
-    Case("demo-misspelt-config-field", DEMO + ["--config.data.batchsize=3"],
-         ["--config.data.batchsize", "batch_size"]),
+    Case("demo-misspelt-config-field", DEMO + ["--config.train.batchsize=3"],
+         ["--config.train.batchsize", "batch_size"]),
     Case("demo-config-missing", TRAIN + ["--config", "nope.py", "--workdir", "w"], ["--config nope.py"]),
     Case("demo-config-bad-value", DEMO + ["--config.train.batch_size=two"], ["--config.train.batch_size"]),
     Case("train-batch-not-divisible", DEMO + ["--config.train.batch_size=8", "--config.train.grad_accum=3"],

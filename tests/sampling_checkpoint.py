@@ -24,28 +24,13 @@ VAE = dict(block_out_channels=(8, 8, 8), layers_per_block=1, norm_num_groups=4)
 AUDIO = dict(embed_dim=AUDIO_DIM, num_blocks=1, num_heads=2, out_embed_dim=8)
 
 
-def randomized(abstract, seed: int):
-  """An abstract (eval_shape) module filled with numpy random weights: no eager JAX op runs, so
-  nothing is compiled op by op (that takes minutes on a loaded CPU)."""
-  from flax import nnx
-  rng = np.random.default_rng(seed)
-  for path, var in nnx.to_flat_state(nnx.state(abstract)):
-    shape, name = var.get_value().shape, str(path[-1])
-    if name == "scale":
-      value = 1 + 0.1 * rng.standard_normal(shape)
-    elif len(shape) > 1:
-      value = rng.standard_normal(shape) / np.sqrt(np.prod(shape[:-1]))
-    else:
-      value = 0.1 * rng.standard_normal(shape)
-    var.set_value(np.asarray(value, np.float32))
-  return abstract
-
 
 def write_checkpoint(root: Path, seed: int = 0) -> Path:
   """unet/, vae/, audio_encoder/, text_encodings/ of tiny random models, as the converters write them."""
   from flax import nnx
 
   from asva_jax.checkpoint import save_module
+  from asva_jax.models.random_weights import randomized
   from asva_jax.models.imagebind_audio import ImageBindAudioConfig, build_audio_encoder
   from asva_jax.models.unet_3d import build_unet
   from asva_jax.models.vae import AutoencoderKL, VAEConfig
