@@ -7,7 +7,8 @@ from __future__ import annotations
 import numpy as np
 
 from asva_jax.schedulers.scheduler import (NUM_TRAIN_TIMESTEPS, Plan, SchedulerError, check_steps,
-                                           default_alphas_cumprod, f32, leading_timesteps)
+                                           default_alphas_cumprod, f32, leading_timesteps, predicted_x0,
+                                           stateless_init)
 
 
 def plan(num_inference_steps: int = 50, *, eta: float = 0.0, alphas_cumprod=None, steps_offset: int = 1,
@@ -29,17 +30,12 @@ def plan(num_inference_steps: int = 50, *, eta: float = 0.0, alphas_cumprod=None
                  (f32(1) - a_prev - std ** f32(2)) ** f32(0.5), std))
   rows = np.asarray(rows, np.float32)
   tables = dict(zip(("sqrt_beta", "sqrt_alpha", "sqrt_alpha_prev", "direction", "std"), rows.T))
-  return Plan("ddim", timesteps.astype(np.int32), tables, init, step, stochastic=eta > 0)
-
-
-def init(sample):
-  del sample
-  return ()
+  return Plan("ddim", timesteps.astype(np.int32), tables, stateless_init, step, stochastic=eta > 0)
 
 
 def step(tab, state, i, eps, sample, noise=None):
   del i
-  x0 = (sample - tab["sqrt_beta"] * eps) / tab["sqrt_alpha"]
+  x0 = predicted_x0(tab, eps, sample)
   prev = tab["sqrt_alpha_prev"] * x0 + tab["direction"] * eps
   if noise is not None:
     prev = prev + tab["std"] * noise

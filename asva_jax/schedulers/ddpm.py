@@ -7,7 +7,8 @@ from __future__ import annotations
 import numpy as np
 
 from asva_jax.schedulers.scheduler import (NUM_TRAIN_TIMESTEPS, Plan, SchedulerError, check_steps,
-                                           default_alphas_cumprod, f32, leading_timesteps)
+                                           default_alphas_cumprod, f32, leading_timesteps, predicted_x0,
+                                           stateless_init)
 
 
 def plan(num_inference_steps: int = 50, *, alphas_cumprod=None, steps_offset: int = 1,
@@ -31,17 +32,12 @@ def plan(num_inference_steps: int = 50, *, alphas_cumprod=None, steps_offset: in
                  cur_alpha ** f32(0.5) * beta_prev / beta, variance ** f32(0.5) if t > 0 else f32(0)))
   rows = np.asarray(rows, np.float32)
   tables = dict(zip(("sqrt_beta", "sqrt_alpha", "x0_coeff", "sample_coeff", "std"), rows.T))
-  return Plan("ddpm", timesteps.astype(np.int32), tables, init, step, stochastic=True)
-
-
-def init(sample):
-  del sample
-  return ()
+  return Plan("ddpm", timesteps.astype(np.int32), tables, stateless_init, step, stochastic=True)
 
 
 def step(tab, state, i, eps, sample, noise=None):
   del i
-  x0 = (sample - tab["sqrt_beta"] * eps) / tab["sqrt_alpha"]
+  x0 = predicted_x0(tab, eps, sample)
   prev = tab["x0_coeff"] * x0 + tab["sample_coeff"] * sample
   if noise is not None:
     prev = prev + tab["std"] * noise

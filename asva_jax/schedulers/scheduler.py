@@ -71,3 +71,14 @@ def f32(x) -> np.float32:
 
 def tables_at(tables: Mapping[str, jax.Array], i) -> dict:
   return {k: v[i] for k, v in tables.items()}
+
+
+def stateless_init(sample):
+  """`Plan.init` of the one-step samplers (DDIM, DDPM): they carry no history."""
+  del sample
+  return ()
+
+
+def predicted_x0(tab, eps, sample):
+  """x̂0 = (x_t − sqrt(1 − ᾱ_t)·ε) / sqrt(ᾱ_t), from the step's `sqrt_beta` and `sqrt_alpha`."""
+  return (sample - tab["sqrt_beta"] * eps) / tab["sqrt_alpha"]
