@@ -13,11 +13,12 @@ $(VENV)/.installed: pyproject.toml
 
 setup: $(VENV)/.installed
 
-# The built-in demo (docs/demo.md): about 20 minutes on 2 CPU cores; rerun to resume.
+# The built-in demo (docs/demo.md): about 13 minutes on 2 idle CPU cores; rerun to resume.
 DEMO_WORKDIR ?= outputs/demo
 
 demo: setup
 	$(PY) -m asva_jax.train --config configs/demo.py --workdir $(DEMO_WORKDIR)
 
+# Two workers, each test file whole on one of them (module fixtures are built once).
 test: setup
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n 2 --dist loadfile

@@ -6,7 +6,7 @@ import jax
 import jax.numpy as jnp
 
 from asva_jax.models.vae import sample_latent
-from asva_jax.schedulers.noise_schedule import add_noise
+from asva_jax.schedulers.noise_schedule import add_noise, training_target
 
 
 def video_to_latents(vae, video: jax.Array, key: jax.Array, scaling_factor: float) -> jax.Array:
@@ -20,8 +20,10 @@ def video_to_latents(vae, video: jax.Array, key: jax.Array, scaling_factor: floa
 def diffusion_loss(unet, vae, audio_encoder, video: jax.Array | None, mel: jax.Array, text: jax.Array,
                    audio_mask: jax.Array, alphas_cumprod: jax.Array, key: jax.Array, *,
                    scaling_factor: float = 0.18215, audio_drop_prob: float = 0.2,
-                   vae_moments: tuple[jax.Array, jax.Array] | None = None) -> jax.Array:
-  """ε-prediction MSE over frames 1..F-1, with frame 0 of x_t replaced by the clean latent.
+                   vae_moments: tuple[jax.Array, jax.Array] | None = None,
+                   prediction_type: str = "epsilon") -> jax.Array:
+  """ε-prediction MSE over frames 1..F-1, with frame 0 of x_t replaced by the clean latent
+  (v-prediction MSE with `prediction_type="v_prediction"`, for models trained from scratch).
 
   video uint8 (B, F, H, W, 3); mel (B, 128, 204); text (B, N, D) per video;
   audio_mask (F, T) segment masks. Audio is replaced by the null audio (the
@@ -44,5 +46,6 @@ def diffusion_loss(unet, vae, audio_encoder, video: jax.Array | None, mel: jax.A
   noise = jax.random.normal(k_noise, x0.shape, x0.dtype)
   xt = add_noise(x0, noise, t, alphas_cumprod)
   xt = xt.at[:, 0].set(x0[:, 0])
-  eps = unet(xt, t, text, audio, audio_mask)
-  return jnp.mean(jnp.square(eps[:, 1:].astype(jnp.float32) - noise[:, 1:].astype(jnp.float32)))
+  out = unet(xt, t, text, audio, audio_mask)
+  target = training_target(x0, noise, t, alphas_cumprod, prediction_type)
+  return jnp.mean(jnp.square(out[:, 1:].astype(jnp.float32) - target[:, 1:].astype(jnp.float32)))

@@ -79,7 +79,8 @@ def write_run(workdir, config, built, *, primary: bool = True) -> None:
         "format": FORMAT, "version": 1, "checkpoint": ckpt,
         "autoencoder": config.model.autoencoder,
         "space_to_depth_factor": int(config.model.space_to_depth_factor),
-        "scaling_factor": float(config.diffusion.scaling_factor)})
+        "scaling_factor": float(config.diffusion.scaling_factor),
+        "prediction_type": str(config.diffusion.get("prediction_type", "epsilon"))})
 
 
 def write_text_encodings(workdir, encodings: dict[str, np.ndarray]) -> None:
@@ -119,6 +120,7 @@ class TrainedModels:
   scaling_factor: float
   config: ml_collections.ConfigDict
   step: int
+  prediction_type: str = "epsilon"
 
 
 def load_models(path, step: int | None = None, *, dtype=jnp.float32) -> TrainedModels:
@@ -167,4 +169,5 @@ def load_models(path, step: int | None = None, *, dtype=jnp.float32) -> TrainedM
       encodings.update(load_text_encodings(folder))
   return TrainedModels(unet=model.unet, autoencoder=model.autoencoder, audio_encoder=model.audio_encoder,
                        text_encodings=encodings, scaling_factor=float(run["scaling_factor"]),
+                       prediction_type=str(run.get("prediction_type", "epsilon")),
                        config=config, step=int(step))

@@ -8,7 +8,10 @@ original's key names and shapes) and, when present in CKPT, FOLDER/audio_encoder
 FOLDER/vae/, FOLDER/text_encoder/ and FOLDER/tokenizer/, each atomically.
 A training workdir (`python -m asva_jax.train`) gives its trained UNet (frozen
 base + trained parameters of step N, default the latest) and audio encoder; the
-other components come from the checkpoint the run started from.
+other components come from the checkpoint the run started from. A workdir trained with
+`diffusion.prediction_type="v_prediction"` (the demo) also gets FOLDER/scheduler/ (SD1.5's
+PNDM config with that prediction type), and a warning: the original pipeline takes its
+scheduler from SD1.5 (ε) unless pointed at this one.
 """
 
 from __future__ import annotations
@@ -76,7 +79,25 @@ def export_workdir(workdir: Path, out: Path, names: list[str], step: int | None)
       continue
     config = checkpoint.load_config(base / name)
     write_component(out, name, lambda tmp, m=module, c=config, e=exporters[name][1]: e(m, c, tmp))
+  prediction = getattr(trained, "prediction_type", "epsilon")
+  if prediction != "epsilon":
+    write_scheduler(out, prediction)
+    logging.warning("%s predicts %s, not ε: sample the exported UNet with %s", workdir, prediction,
+                    out / "scheduler" / "scheduler_config.json")
   return names
+
+
+SD15_SCHEDULER = {"_class_name": "PNDMScheduler", "beta_end": 0.012, "beta_schedule": "scaled_linear",
+                  "beta_start": 0.00085, "num_train_timesteps": 1000, "set_alpha_to_one": False,
+                  "skip_prk_steps": True, "steps_offset": 1, "trained_betas": None, "clip_sample": False}
+
+
+def write_scheduler(out: Path, prediction_type: str) -> None:
+  """FOLDER/scheduler/scheduler_config.json: diffusers' SD1.5 scheduler with `prediction_type`."""
+  from asva_jax.checkpoint import write_json_atomic
+  (out / "scheduler").mkdir(parents=True, exist_ok=True)
+  write_json_atomic(out / "scheduler" / "scheduler_config.json",
+                    {**SD15_SCHEDULER, "prediction_type": prediction_type})
 
 
 def main(argv):

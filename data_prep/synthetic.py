@@ -33,6 +33,7 @@ COLOURS = (("red", (220, 40, 40)), ("green", (40, 190, 60)), ("blue", (50, 80, 2
            ("yellow", (230, 210, 40)), ("purple", (150, 60, 200)), ("orange", (240, 140, 30)))
 RIGHT_GAIN = 0.5  # right channel = 0.5 x left: a correct downmix gives 0.75 x left
 EVENT_SECONDS = 0.2
+BALL_RADIUS = 1 / 6  # of the shorter side
 
 
 @dataclasses.dataclass(frozen=True)
@@ -96,12 +97,12 @@ def event_envelope(num_frames: int, event_frames: list[int], fps: int,
 
 
 def render_frames(spec: ClassSpec, env: np.ndarray, height: int, width: int,
-                  centre: tuple[float, float]) -> np.ndarray:
+                  centre: tuple[float, float], ball_radius: float = BALL_RADIUS) -> np.ndarray:
   """The ball over a gradient background, displaced/brightened/deformed by `env`."""
   y, x = np.mgrid[0:height, 0:width].astype(np.float32)
   background = np.stack([40 + 60 * x / width, 50 + 50 * y / height,
                          np.full_like(x, 90.0)], axis=-1)
-  radius = min(height, width) / 6
+  radius = min(height, width) * ball_radius
   frames = np.empty((len(env), height, width, 3), np.uint8)
   colour = np.asarray(spec.rgb, np.float32)
   for t, e in enumerate(env):
@@ -149,7 +150,8 @@ class Timing:
 
 
 def make_clip(seed: int, class_index: int, video_index: int, *, height: int = 96, width: int = 128,
-              fps: int = 25, sample_rate: int = 48000, timing: Timing = Timing()) -> Clip:
+              fps: int = 25, sample_rate: int = 48000, timing: Timing = Timing(),
+              ball_radius: float = BALL_RADIUS) -> Clip:
   """The frames, audio and event times of one synthetic video (pure function of its arguments)."""
   rng = np.random.default_rng([seed, class_index, video_index])
   spec = class_spec(class_index)
@@ -158,7 +160,7 @@ def make_clip(seed: int, class_index: int, video_index: int, *, height: int = 96
   event_frames = sample_events(rng, num_frames, fps, tuple(timing.num_events), timing.min_gap)
   centre = (height * rng.uniform(0.45, 0.6), width * rng.uniform(0.35, 0.65))
   env = event_envelope(num_frames, event_frames, fps, timing.event_seconds)
-  frames = render_frames(spec, env, height, width, centre)
+  frames = render_frames(spec, env, height, width, centre, ball_radius)
   events = [k / fps for k in event_frames]
   audio = render_audio(spec, events, duration, sample_rate, rng)
   return Clip(frames=frames, audio=audio, events=tuple(events), duration=duration)
@@ -166,7 +168,8 @@ def make_clip(seed: int, class_index: int, video_index: int, *, height: int = 96
 
 def write_dataset(out: str | Path, num_classes: int, videos_per_class: int, seed: int, *,
                   height: int = 96, width: int = 128, fps: int = 25, sample_rate: int = 48000,
-                  test_fraction: float = 0.25, timing: Timing = Timing(), progress: bool = True) -> dict:
+                  test_fraction: float = 0.25, timing: Timing = Timing(), ball_radius: float = BALL_RADIUS,
+                  progress: bool = True) -> dict:
   """Writes the whole dataset; returns the ground truth that goes into events.json."""
   out = Path(out)
   num_test = int(round(videos_per_class * test_fraction)) if videos_per_class > 1 else 0
@@ -180,7 +183,7 @@ def write_dataset(out: str | Path, num_classes: int, videos_per_class: int, seed
     mapping[spec.folder] = spec.prompt
     rel = f"{spec.folder}/{spec.folder}_{i:03d}.mp4"
     clip = make_clip(seed, c, i, height=height, width=width, fps=fps, sample_rate=sample_rate,
-                     timing=timing)
+                     timing=timing, ball_radius=ball_radius)
     write_mp4(out / "videos" / rel, clip.frames, fps, clip.audio, sample_rate)
     (test if i >= videos_per_class - num_test else train).append(rel)
     truth["videos"][rel] = {"class": spec.folder, "class_index": c, "video_index": i,

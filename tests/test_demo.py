@@ -58,6 +58,7 @@ def test_outputs_exist_and_report_is_well_formed(demo_run):
     assert report[key] == pytest.approx(np.mean(values))
   assert report["real_videos"]["true_audio"] == 0.0
   assert report["step"] == 1
+  assert report["sampler"]["prediction_type"] == "v_prediction"  # the workdir tells the sampler
   for clip in report["clips"]:
     assert clip["event_frames"] and all(1 <= f <= 11 for f in clip["event_frames"])
     assert clip["shuffled_audio_from"] != clip["clip"]
@@ -80,3 +81,21 @@ def test_rerun_resumes_from_the_checkpoint_and_rewrites_report(demo_run, capsys)
   assert json.loads((workdir / demo_report.REPORT).read_text())["clips"] == json.loads(json.dumps(first))["clips"]
   metrics = [json.loads(line) for line in (workdir / "metrics.jsonl").read_text().splitlines()]
   assert [m["step"] for m in metrics] == [1]
+
+
+def test_export_of_a_v_prediction_workdir_names_its_scheduler(demo_run, tmp_path):
+  """The exported UNet predicts v: the folder carries a scheduler config that says so."""
+  from diffusers import DDIMScheduler
+  from convert.to_pytorch import export_workdir
+  workdir, _ = demo_run
+  export_workdir(workdir, tmp_path, [], None)
+  assert (tmp_path / "unet" / "diffusion_pytorch_model.safetensors").is_file()
+  scheduler = DDIMScheduler.from_pretrained(tmp_path, subfolder="scheduler")
+  assert scheduler.config.prediction_type == "v_prediction"
+
+
+def test_gif_rows_take_every_class_in_turn():
+  from types import SimpleNamespace
+  clips = [SimpleNamespace(prompt=p) for p in "aaabbc"]
+  assert demo_report.gif_rows(clips, 4) == [0, 3, 5, 1]
+  assert demo_report.gif_rows(clips, 10) == [0, 3, 5, 1, 4, 2]

@@ -51,9 +51,10 @@ def initial_latents(seed=0):
   return np.random.default_rng(seed + 100).standard_normal((B, F, H, W, C)).astype(np.float32)
 
 
-def reference(unet, latents, cond, s_a, s_t, n, scheduler, frames=F):
+def reference(unet, latents, cond, s_a, s_t, n, scheduler, frames=F, prediction_type="epsilon"):
   """The original pipeline's loop, written in PyTorch around our (JAX) UNet."""
-  sched = {"pndm": PNDMScheduler, "ddim": DDIMScheduler}[scheduler].from_config(SD15_SCHEDULER)
+  sched = {"pndm": PNDMScheduler, "ddim": DDIMScheduler}[scheduler].from_config(
+      {**SD15_SCHEDULER, "prediction_type": prediction_type})
   sched.set_timesteps(n)
   bcast = lambda x, b: np.broadcast_to(x, (b,) + x.shape[1:])  # noqa: E731
   text = cond["text"]
@@ -107,6 +108,21 @@ def test_denoise_equals_the_original_loop(scheduler, s_a, s_t):
   ref = reference(unet, latents, cond, s_a, s_t, 5, scheduler)
   assert rel(ours, ref) < 1e-5
   assert np.array_equal(np.asarray(ours)[:, 0], latents[:, 0])  # frame 0 is never updated
+
+
+@pytest.mark.parametrize("s_a,s_t", [(4.0, 1.0), (4.0, 2.5)], ids=["audio", "dual"])
+def test_v_prediction_equals_diffusers_ddim_with_v_prediction(s_a, s_t):
+  """A v-model (the demo's) through `denoise`: the same as diffusers' DDIM with prediction_type
+  "v_prediction"; read as ε, the same outputs give another result."""
+  unet = StandInUNet(4)
+  cond, latents = conditions(4), initial_latents(4)
+  run = lambda p: np.asarray(denoise(unet, latents, audio_guidance=s_a, text_guidance=s_t,  # noqa: E731
+                                     num_inference_steps=6, scheduler="ddim", prediction_type=p, **cond))
+  ref = reference(unet, latents, cond, s_a, s_t, 6, "ddim", prediction_type="v_prediction")
+  assert rel(run("v_prediction"), ref) < 1e-5
+  assert rel(run("epsilon"), ref) > 1e-2
+  with pytest.raises(ValueError, match="prediction_type"):
+    run("sample")
 
 
 def test_pndm_50_steps_with_warm_up_aliasing():

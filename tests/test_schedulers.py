@@ -137,3 +137,41 @@ def test_bad_plans_are_refused(name, n):
 def test_every_name_builds():
   for name in SCHEDULERS:
     assert make_plan(name, 10).num_calls in (10, 11)
+
+
+def test_v_prediction_target_matches_diffusers_velocity():
+  """training_target(.., "v_prediction") is diffusers' get_velocity; epsilon_from_output inverts it."""
+  from asva_jax.schedulers.noise_schedule import add_noise, epsilon_from_output, training_target
+  sched = DDPMScheduler.from_config(SD15_SCHEDULER)
+  rng = np.random.default_rng(3)
+  x0, noise = (rng.standard_normal((4, 3, 4, 4, 4)).astype(np.float32) for _ in range(2))
+  t = np.array([0, 333, 901, 999])
+  ac = jnp.asarray(sched.alphas_cumprod.numpy())
+  ref = sched.get_velocity(torch.from_numpy(x0), torch.from_numpy(noise), torch.from_numpy(t)).numpy()
+  v = np.asarray(training_target(jnp.asarray(x0), jnp.asarray(noise), jnp.asarray(t), ac, "v_prediction"))
+  np.testing.assert_allclose(v, ref, rtol=1e-5, atol=1e-6)
+  xt = add_noise(jnp.asarray(x0), jnp.asarray(noise), jnp.asarray(t), ac)
+  np.testing.assert_allclose(np.asarray(epsilon_from_output(jnp.asarray(v), xt, jnp.asarray(t), ac, "v_prediction")),
+                             noise, atol=2e-5)
+  np.testing.assert_array_equal(np.asarray(training_target(jnp.asarray(x0), jnp.asarray(noise), jnp.asarray(t), ac)),
+                                noise)
+  with pytest.raises(ValueError, match="prediction_type"):
+    training_target(jnp.asarray(x0), jnp.asarray(noise), jnp.asarray(t), ac, "sample")
+
+
+@pytest.mark.parametrize("name,cls", [("ddim", DDIMScheduler), ("ddpm", DDPMScheduler)])
+def test_v_prediction_steps_match_diffusers(name, cls):
+  """Our ε-samplers fed epsilon_from_output(v) step as diffusers' schedulers with prediction_type="v_prediction"."""
+  from asva_jax.schedulers.noise_schedule import epsilon_from_output
+  sched = cls.from_config({**SD15_SCHEDULER, "prediction_type": "v_prediction"})
+  ac = sched.alphas_cumprod.numpy()
+  plan = make_plan(name, 10, alphas_cumprod=ac)
+  v, x, noise = outputs(plan.num_calls, seed=5)
+  timesteps, ref = run_diffusers(sched, 10, v, x, noise)
+  state, ours, xj = plan.init(jnp.asarray(x)), [], jnp.asarray(x)
+  for i, t in enumerate(timesteps):
+    eps = epsilon_from_output(jnp.asarray(v[i]), xj, jnp.int32(t), jnp.asarray(ac), "v_prediction")
+    xj, state = plan.step(scheduler_lib.tables_at(plan.tables, i), state, jnp.int32(i), eps, xj,
+                          jnp.asarray(noise[i]) if plan.stochastic else None)
+    ours.append(np.asarray(xj))
+  close(ours, ref, 2e-5)

@@ -95,6 +95,16 @@ def score(videos: np.ndarray, clips: list[TestClip], audio_of: list[int]) -> lis
   return rows
 
 
+def gif_rows(clips: list[TestClip], n: int) -> list[int]:
+  """Up to n clip indices taken from each class in turn, so the GIF shows every class."""
+  by_class: dict[str, list[int]] = {}
+  for i, c in enumerate(clips):
+    by_class.setdefault(c.prompt, []).append(i)
+  order = [i for rank in range(len(clips)) for members in by_class.values() if rank < len(members)
+           for i in [members[rank]]]
+  return order[:n]
+
+
 def _mean(values) -> float | None:
   values = [v for v in values if v is not None and np.isfinite(v)]
   return float(np.mean(values)) if values else None
@@ -122,7 +132,7 @@ def write_demo_outputs(config, workdir, models=None) -> dict:
   partner = shuffled_partner(clips)
   if models is None:
     models = load_models(workdir)
-  options = dict(batch_size=int(d.batch_size), seeds=[int(d.seed)] * len(clips),
+  options = dict(batch_size=int(d.batch_size), seeds=[int(d.seed) + i for i in range(len(clips))],
                  audio_guidance=float(d.audio_guidance), text_guidance=float(d.text_guidance),
                  num_inference_steps=int(d.num_inference_steps), scheduler=str(d.scheduler))
   own = sample_batched(models, [Clip(c.frames[0], c.audio, c.prompt) for c in clips], **options)
@@ -153,14 +163,14 @@ def write_demo_outputs(config, workdir, models=None) -> dict:
                             "shuffled_audio": shuffled_rows[i]["onset_alignment"]},
         "videos": paths})
 
-  rows = min(int(d.gif_rows), len(clips))
+  rows = gif_rows(clips, int(d.gif_rows))
   envelopes = np.stack([sync.onset_envelope(c.audio, SAMPLE_RATE, c.frame_times, c.start) for c in clips])
   gif = figures.side_by_side_gif(
       out / "side_by_side.gif",
-      {"real video": _upscale(np.stack([c.frames for c in clips[:rows]]), 1),
-       "own audio": own[:rows], "shuffled audio": shuffled[:rows]},
-      {"real video": envelopes[:rows], "own audio": envelopes[:rows],
-       "shuffled audio": envelopes[partner][:rows]},
+      {"real video": _upscale(np.stack([clips[i].frames for i in rows]), 1),
+       "own audio": own[rows], "shuffled audio": shuffled[rows]},
+      {"real video": envelopes[rows], "own audio": envelopes[rows],
+       "shuffled audio": envelopes[np.asarray(partner)[rows]]},
       fps=FPS, scale=max(scale, 1))
   best = int(np.argmin([r["true_audio"] - r["shuffled_audio"] for r in per_clip]))
   c = clips[best]
@@ -184,7 +194,8 @@ def write_demo_outputs(config, workdir, models=None) -> dict:
       "real_videos": {"true_audio": _mean([r["event_timing_error"] for r in real_rows]),
                       "shuffled_audio": _mean(real_shuffled)},
       "sampler": {k: options[k] for k in ("audio_guidance", "text_guidance", "num_inference_steps",
-                                          "scheduler")} | {"seed": int(d.seed)},
+                                          "scheduler")}
+                 | {"seed": int(d.seed), "prediction_type": getattr(models, "prediction_type", "epsilon")},
       "step": getattr(models, "step", None),
       "sampling_seconds": sampled_s,
       "gif": str(gif.relative_to(workdir)), "plot": str(png.relative_to(workdir)),

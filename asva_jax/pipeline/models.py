@@ -8,6 +8,7 @@ the built-in demo builds one in memory):
   audio_encoder     `ImageBindAudioEncoder`
   text_encodings    prompt -> (77, D) encoding, "" = the null text (a mapping or a callable)
   scaling_factor    latent scale (0.18215 for SD1.5's VAE)
+  prediction_type   optional: what the UNet outputs, "epsilon" (default) or "v_prediction"
   encode_prompts    optional: list of prompts -> (N, 77, D), for prompts without a stored encoding
 """
 
@@ -42,6 +43,7 @@ class Models:
   audio_encoder: Any
   text_encodings: Mapping[str, np.ndarray] | Callable[[str], np.ndarray]
   scaling_factor: float = 0.18215
+  prediction_type: str = "epsilon"
   encode_prompts: Callable[[list[str]], np.ndarray] | None = None
   config: Any = None
   step: int | None = None

@@ -124,7 +124,7 @@ def sample(models, clips: Sequence[Clip], *, seeds: int | Sequence[int] = 0, aud
   out = denoise(models.unet, x, text=text, audio=tokens, audio_mask=masks, null_text=null_text,
                 null_audio=null_tokens, null_audio_mask=masks, audio_guidance=audio_guidance,
                 text_guidance=text_guidance, num_inference_steps=num_inference_steps, scheduler=scheduler,
-                eta=eta, key=key)
+                eta=eta, key=key, prediction_type=getattr(models, "prediction_type", "epsilon"))
   frames = decode(models, out)
   return (frames, out) if return_latents else frames
 

@@ -1,4 +1,10 @@
-"""The DDPM forward process of AVSyncD's training (docs/reference.md §6.1): pure functions."""
+"""The DDPM forward process of AVSyncD's training (docs/reference.md §6.1): pure functions.
+
+What the UNet predicts is diffusers' `prediction_type`: "epsilon" (the noise; AVSyncD and
+SD1.5) or "v_prediction" (v = sqrt(ᾱ)·ε − sqrt(1 − ᾱ)·x0, Salimans & Ho 2022). With ε, an
+error δ in the prediction becomes δ·sqrt((1 − ᾱ)/ᾱ) in x̂0: about 8δ at t = 900, so a small
+model trained from scratch samples noise; v keeps x̂0's error near δ at every t.
+"""
 
 from __future__ import annotations
 
@@ -19,3 +25,33 @@ def add_noise(x0: jax.Array, noise: jax.Array, timesteps: jax.Array, alphas_cump
   a = jnp.asarray(alphas_cumprod)[timesteps].astype(jnp.float32)
   a = a.reshape((-1,) + (1,) * (x0.ndim - 1))
   return (jnp.sqrt(a) * x0.astype(jnp.float32) + jnp.sqrt(1.0 - a) * noise.astype(jnp.float32)).astype(x0.dtype)
+
+
+PREDICTION_TYPES = ("epsilon", "v_prediction")
+
+
+def _alpha(timesteps, alphas_cumprod, ndim: int) -> jax.Array:
+  a = jnp.asarray(alphas_cumprod)[timesteps].astype(jnp.float32)
+  return a.reshape(jnp.shape(a) + (1,) * (ndim - jnp.ndim(a)))
+
+
+def training_target(x0: jax.Array, noise: jax.Array, timesteps: jax.Array, alphas_cumprod: jax.Array,
+                    prediction_type: str = "epsilon") -> jax.Array:
+  """What the UNet learns to output at x_t = add_noise(x0, noise, t): ε, or v."""
+  if prediction_type == "epsilon":
+    return noise
+  if prediction_type == "v_prediction":
+    a = _alpha(timesteps, alphas_cumprod, x0.ndim)
+    return jnp.sqrt(a) * noise.astype(jnp.float32) - jnp.sqrt(1.0 - a) * x0.astype(jnp.float32)
+  raise ValueError(f"prediction_type {prediction_type!r}: expected one of {PREDICTION_TYPES}")
+
+
+def epsilon_from_output(output: jax.Array, sample: jax.Array, timesteps, alphas_cumprod: jax.Array,
+                        prediction_type: str = "epsilon") -> jax.Array:
+  """The UNet's output as ε, the quantity every sampler here steps with: v -> sqrt(1 − ᾱ)·x_t + sqrt(ᾱ)·v."""
+  if prediction_type == "epsilon":
+    return output
+  if prediction_type == "v_prediction":
+    a = _alpha(timesteps, alphas_cumprod, sample.ndim)
+    return jnp.sqrt(1.0 - a) * sample + jnp.sqrt(a) * output
+  raise ValueError(f"prediction_type {prediction_type!r}: expected one of {PREDICTION_TYPES}")

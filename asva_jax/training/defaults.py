@@ -41,6 +41,7 @@ def base_config() -> ml_collections.ConfigDict:
   c.diffusion.beta_end = 0.012
   c.diffusion.scaling_factor = 0.18215
   c.diffusion.audio_drop_prob = 0.2
+  c.diffusion.prediction_type = "epsilon"  # or "v_prediction" (asva_jax.schedulers.noise_schedule)
 
   c.train = ml_collections.ConfigDict()
   c.train.num_steps = 37_000

@@ -21,6 +21,7 @@ import numpy as np
 from absl import logging
 
 from asva_jax.errors import AsvaError
+from asva_jax.schedulers.noise_schedule import PREDICTION_TYPES
 from asva_jax.training import checkpoints, sharding
 from asva_jax.training.data import host_batch, make_loader
 from asva_jax.training.flops import SOURCE as FLOPS_SOURCE, peak_flops, step_flops
@@ -51,6 +52,10 @@ def check_config(config) -> None:
   for field in ("num_steps", "log_every", "checkpoint_every", "grad_accum"):
     if int(t[field]) < 1:
       raise ConfigError(f"--config.train.{field}={t[field]} must be at least 1")
+  prediction = config.diffusion.get("prediction_type", "epsilon")
+  if prediction not in PREDICTION_TYPES:
+    raise ConfigError(f"--config.diffusion.prediction_type={prediction!r}: expected one of "
+                      f"{', '.join(PREDICTION_TYPES)}")
 
 
 def synthetic_timing(s):
@@ -67,7 +72,7 @@ def prepare_synthetic(config, workdir: Path) -> Path:
   """Writes (once) a few synthetic videos and their shards under WORKDIR/data (process 0); with
   `data.synthetic.test_fraction` > 0 also the held-out test split and its shards."""
   from data_prep.build import BuildConfig, build
-  from data_prep.synthetic import write_dataset
+  from data_prep.synthetic import BALL_RADIUS, write_dataset
   s = config.data.synthetic
   raw, shards = workdir / "data" / "synthetic", workdir / "data" / "shards"
   test_fraction = float(s.get("test_fraction", 0.0))
@@ -76,6 +81,7 @@ def prepare_synthetic(config, workdir: Path) -> Path:
       h, w = s.source_size
       write_dataset(raw, int(s.num_classes), int(s.videos_per_class), int(config.seed), height=int(h),
                     width=int(w), test_fraction=test_fraction, timing=synthetic_timing(s),
+                    ball_radius=float(s.get("ball_radius", BALL_RADIUS)),
                     progress=bool(config.log.progress))
     for split in ("train", "test") if test_fraction > 0 else ("train",):
       build(BuildConfig(dataset="avsync15", root=str(raw), split=split, out=str(shards),

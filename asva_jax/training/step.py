@@ -26,13 +26,15 @@ def make_loss_fn(graphdef, config, alphas_cumprod, audio_mask):
   """loss(params, frozen, batch, key) for one micro-batch."""
   scaling = float(config.diffusion.scaling_factor)
   drop = float(config.diffusion.audio_drop_prob)
+  prediction = str(config.diffusion.get("prediction_type", "epsilon"))
 
   def loss_fn(params, frozen, batch, key):
     model = nnx.merge(graphdef, params, frozen)
     moments = (batch["vae_mean"], batch["vae_logvar"]) if "vae_mean" in batch else None
     return diffusion_loss(model.unet, model.autoencoder, model.audio_encoder, batch.get("video"),
                           batch["mel"], batch["text"], audio_mask, alphas_cumprod, key,
-                          scaling_factor=scaling, audio_drop_prob=drop, vae_moments=moments)
+                          scaling_factor=scaling, audio_drop_prob=drop, vae_moments=moments,
+                          prediction_type=prediction)
   return loss_fn
 
 
