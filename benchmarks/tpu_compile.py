@@ -123,6 +123,9 @@ def main(argv):
   if flops:
     print(f"FLOPs per step (whole program, lowered HLO): {flops / 1e12:.2f} TFLOP, "
           f"{flops / b / 1e12:.2f} TFLOP per clip")
+  else:
+    print("FLOPs: the TPU lowering gives no cost analysis; `python -m benchmarks.train_step --size full` "
+          "counts them on the CPU-lowered HLO")
 
 
 if __name__ == "__main__":
