@@ -109,7 +109,14 @@ def main(argv):
   lowered = jitted.lower(state, frozen_spec := spec(frozen, f_sh), batch)
   del frozen_spec
   flops = step_flops(lowered, int(config.train.grad_accum))
-  compiled = lowered.compile()
+  try:
+    compiled = lowered.compile()
+  except jax.errors.JaxRuntimeError as e:
+    if "RESOURCE_EXHAUSTED" not in str(e):
+      raise
+    print(f"compiled in {time.perf_counter() - t:.0f} s: does NOT fit; XLA says: "
+          f"{str(e).splitlines()[0]}")
+    return
   mem = compiled.memory_analysis()
   gib = lambda v: v / 2 ** 30
   total = (mem.argument_size_in_bytes + mem.temp_size_in_bytes + mem.output_size_in_bytes
