@@ -86,9 +86,10 @@ def test_rerun_resumes_from_the_checkpoint_and_rewrites_report(demo_run, capsys)
 def test_export_of_a_v_prediction_workdir_names_its_scheduler(demo_run, tmp_path):
   """The exported UNet predicts v: the folder carries a scheduler config that says so."""
   from diffusers import DDIMScheduler
-  from convert.to_pytorch import export_workdir
+  from tests.cli_modules import cli_module
   workdir, _ = demo_run
-  export_workdir(workdir, tmp_path, [], None)
+  with cli_module("convert.to_pytorch") as to_pytorch:  # its flags would clash with other commands'
+    to_pytorch.export_workdir(workdir, tmp_path, [], None)
   assert (tmp_path / "unet" / "diffusion_pytorch_model.safetensors").is_file()
   scheduler = DDIMScheduler.from_pretrained(tmp_path, subfolder="scheduler")
   assert scheduler.config.prediction_type == "v_prediction"

@@ -101,9 +101,10 @@ def test_sigterm_saves_exits_0_and_the_rerun_equals_an_uninterrupted_run(shards,
 def test_export_of_a_workdir_matches_the_trained_unet(reference, tmp_path):
   from safetensors.torch import load_file
   from asva_jax.workdir import load_models
-  from convert.to_pytorch import export_workdir
   from convert.unet import import_unet
-  names = export_workdir(reference, tmp_path, [], None)
+  from tests.cli_modules import cli_module
+  with cli_module("convert.to_pytorch") as to_pytorch:  # its flags would clash with other commands'
+    names = to_pytorch.export_workdir(reference, tmp_path, [], None)
   assert names == ["unet", "audio_encoder"]
   tensors = load_file(str(tmp_path / "unet" / "diffusion_pytorch_model.safetensors"))
   trained = load_models(reference)
