@@ -80,7 +80,7 @@ def write_run(workdir, config, built, *, primary: bool = True) -> None:
         "autoencoder": config.model.autoencoder,
         "space_to_depth_factor": int(config.model.space_to_depth_factor),
         "scaling_factor": float(config.diffusion.scaling_factor),
-        "prediction_type": str(config.diffusion.get("prediction_type", "epsilon"))})
+        "prediction_type": str(config.diffusion.prediction_type)})
 
 
 def write_text_encodings(workdir, encodings: dict[str, np.ndarray]) -> None:

@@ -79,25 +79,24 @@ def export_workdir(workdir: Path, out: Path, names: list[str], step: int | None)
       continue
     config = checkpoint.load_config(base / name)
     write_component(out, name, lambda tmp, m=module, c=config, e=exporters[name][1]: e(m, c, tmp))
-  prediction = getattr(trained, "prediction_type", "epsilon")
-  if prediction != "epsilon":
-    write_scheduler(out, prediction)
-    logging.warning("%s predicts %s, not ε: sample the exported UNet with %s", workdir, prediction,
-                    out / "scheduler" / "scheduler_config.json")
+  if trained.prediction_type != "epsilon":
+    write_scheduler(out, trained.config.diffusion, trained.prediction_type)
+    logging.warning("%s predicts %s, not ε: sample the exported UNet with %s", workdir,
+                    trained.prediction_type, out / "scheduler" / "scheduler_config.json")
+    names = names + ["scheduler"]
   return names
 
 
-SD15_SCHEDULER = {"_class_name": "PNDMScheduler", "beta_end": 0.012, "beta_schedule": "scaled_linear",
-                  "beta_start": 0.00085, "num_train_timesteps": 1000, "set_alpha_to_one": False,
-                  "skip_prk_steps": True, "steps_offset": 1, "trained_betas": None, "clip_sample": False}
-
-
-def write_scheduler(out: Path, prediction_type: str) -> None:
-  """FOLDER/scheduler/scheduler_config.json: diffusers' SD1.5 scheduler with `prediction_type`."""
+def write_scheduler(out: Path, diffusion, prediction_type: str) -> None:
+  """FOLDER/scheduler/scheduler_config.json: the original's PNDM (PLMS) on the run's own
+  schedule (`config.diffusion`), with `prediction_type`."""
   from asva_jax.checkpoint import write_json_atomic
   (out / "scheduler").mkdir(parents=True, exist_ok=True)
-  write_json_atomic(out / "scheduler" / "scheduler_config.json",
-                    {**SD15_SCHEDULER, "prediction_type": prediction_type})
+  write_json_atomic(out / "scheduler" / "scheduler_config.json", {
+      "_class_name": "PNDMScheduler", "beta_schedule": "scaled_linear",
+      "beta_start": float(diffusion.beta_start), "beta_end": float(diffusion.beta_end),
+      "num_train_timesteps": int(diffusion.num_train_timesteps), "set_alpha_to_one": False,
+      "skip_prk_steps": True, "steps_offset": 1, "clip_sample": False, "prediction_type": prediction_type})
 
 
 def main(argv):

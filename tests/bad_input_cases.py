@@ -271,6 +271,8 @@ CASES: list[Case] = [
     Case("demo-config-bad-value", DEMO + ["--config.train.batch_size=two"], ["--config.train.batch_size"]),
     Case("train-batch-not-divisible", DEMO + ["--config.train.batch_size=8", "--config.train.grad_accum=3"],
          ["--config.train.grad_accum=3"]),
+    Case("demo-ball-radius-zero", DEMO + ["--config.data.synthetic.ball_radius=0"],
+         ["--config.data.synthetic.ball_radius=0", "(0, 0.5]"]),
     Case("train-unknown-prediction-type", DEMO + ["--config.diffusion.prediction_type=sample"],
          ["--config.diffusion.prediction_type='sample'", "v_prediction"]),
     Case("train-no-data", RECIPE, ["--config.data.dir", "data_prep.build"]),

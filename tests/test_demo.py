@@ -89,10 +89,12 @@ def test_export_of_a_v_prediction_workdir_names_its_scheduler(demo_run, tmp_path
   from tests.cli_modules import cli_module
   workdir, _ = demo_run
   with cli_module("convert.to_pytorch") as to_pytorch:  # its flags would clash with other commands'
-    to_pytorch.export_workdir(workdir, tmp_path, [], None)
+    names = to_pytorch.export_workdir(workdir, tmp_path, [], None)
+  assert names[-1] == "scheduler"
   assert (tmp_path / "unet" / "diffusion_pytorch_model.safetensors").is_file()
   scheduler = DDIMScheduler.from_pretrained(tmp_path, subfolder="scheduler")
   assert scheduler.config.prediction_type == "v_prediction"
+  assert scheduler.config.beta_end == demo_config.get_config().diffusion.beta_end
 
 
 def test_gif_rows_take_every_class_in_turn():

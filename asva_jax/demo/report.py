@@ -69,14 +69,19 @@ def test_clips(shards, events_file) -> list[TestClip]:
   return out
 
 
+def by_class(clips: list[TestClip]) -> dict[str, list[int]]:
+  """Clip indices per class (prompt), in clip order."""
+  groups: dict[str, list[int]] = {}
+  for i, c in enumerate(clips):
+    groups.setdefault(c.prompt, []).append(i)
+  return groups
+
+
 def shuffled_partner(clips: list[TestClip]) -> list[int]:
   """For each clip, another clip whose audio it is sampled with: the next clip of the same class
   (by prompt) when the class has several, else the next clip overall."""
-  by_class: dict[str, list[int]] = {}
-  for i, c in enumerate(clips):
-    by_class.setdefault(c.prompt, []).append(i)
   partner = [(i + 1) % len(clips) for i in range(len(clips))]
-  for members in by_class.values():
+  for members in by_class(clips).values():
     if len(members) > 1:
       for j, i in enumerate(members):
         partner[i] = members[(j + 1) % len(members)]
@@ -97,11 +102,8 @@ def score(videos: np.ndarray, clips: list[TestClip], audio_of: list[int]) -> lis
 
 def gif_rows(clips: list[TestClip], n: int) -> list[int]:
   """Up to n clip indices taken from each class in turn, so the GIF shows every class."""
-  by_class: dict[str, list[int]] = {}
-  for i, c in enumerate(clips):
-    by_class.setdefault(c.prompt, []).append(i)
-  order = [i for rank in range(len(clips)) for members in by_class.values() if rank < len(members)
-           for i in [members[rank]]]
+  classes = list(by_class(clips).values())
+  order = [members[rank] for rank in range(len(clips)) for members in classes if rank < len(members)]
   return order[:n]
 
 

@@ -20,19 +20,19 @@ def scaled_linear_alphas_cumprod(num_train_timesteps: int = 1000, beta_start: fl
   return np.cumprod(1.0 - betas).astype(np.float32)
 
 
+def _alpha(timesteps, alphas_cumprod, ndim: int) -> jax.Array:
+  """ᾱ_t, shaped to broadcast against an ndim-array whose leading axes are those of `timesteps`."""
+  a = jnp.asarray(alphas_cumprod)[timesteps].astype(jnp.float32)
+  return a.reshape(jnp.shape(a) + (1,) * (ndim - jnp.ndim(a)))
+
+
 def add_noise(x0: jax.Array, noise: jax.Array, timesteps: jax.Array, alphas_cumprod: jax.Array) -> jax.Array:
   """x_t = sqrt(ᾱ_t) x0 + sqrt(1 - ᾱ_t) ε, with one timestep per sample (leading axis)."""
-  a = jnp.asarray(alphas_cumprod)[timesteps].astype(jnp.float32)
-  a = a.reshape((-1,) + (1,) * (x0.ndim - 1))
+  a = _alpha(timesteps, alphas_cumprod, x0.ndim)
   return (jnp.sqrt(a) * x0.astype(jnp.float32) + jnp.sqrt(1.0 - a) * noise.astype(jnp.float32)).astype(x0.dtype)
 
 
 PREDICTION_TYPES = ("epsilon", "v_prediction")
-
-
-def _alpha(timesteps, alphas_cumprod, ndim: int) -> jax.Array:
-  a = jnp.asarray(alphas_cumprod)[timesteps].astype(jnp.float32)
-  return a.reshape(jnp.shape(a) + (1,) * (ndim - jnp.ndim(a)))
 
 
 def training_target(x0: jax.Array, noise: jax.Array, timesteps: jax.Array, alphas_cumprod: jax.Array,

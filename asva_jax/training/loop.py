@@ -52,7 +52,11 @@ def check_config(config) -> None:
   for field in ("num_steps", "log_every", "checkpoint_every", "grad_accum"):
     if int(t[field]) < 1:
       raise ConfigError(f"--config.train.{field}={t[field]} must be at least 1")
-  prediction = config.diffusion.get("prediction_type", "epsilon")
+  radius = config.data.synthetic.get("ball_radius")
+  if config.data.synthetic.enabled and radius is not None and not 0 < float(radius) <= 0.5:
+    raise ConfigError(f"--config.data.synthetic.ball_radius={radius}: must be in (0, 0.5] (a fraction of the "
+                      "frame's shorter side)")
+  prediction = config.diffusion.prediction_type
   if prediction not in PREDICTION_TYPES:
     raise ConfigError(f"--config.diffusion.prediction_type={prediction!r}: expected one of "
                       f"{', '.join(PREDICTION_TYPES)}")

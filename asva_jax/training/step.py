@@ -26,7 +26,7 @@ def make_loss_fn(graphdef, config, alphas_cumprod, audio_mask):
   """loss(params, frozen, batch, key) for one micro-batch."""
   scaling = float(config.diffusion.scaling_factor)
   drop = float(config.diffusion.audio_drop_prob)
-  prediction = str(config.diffusion.get("prediction_type", "epsilon"))
+  prediction = str(config.diffusion.prediction_type)
 
   def loss_fn(params, frozen, batch, key):
     model = nnx.merge(graphdef, params, frozen)
