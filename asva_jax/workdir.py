@@ -8,6 +8,8 @@
     WORKDIR/checkpoints/<step>/ Orbax: trained parameters, optimizer state, data state, config
     WORKDIR/metrics.jsonl, WORKDIR/tensorboard/
 
+WORKDIR is a local folder or a `gs://` URL: every file goes through `asva_jax.storage`.
+
 `load_models(WORKDIR)` gives the UNet with its trained parameters merged into the
 frozen base, the autoencoder, the audio encoder and the text encodings.
 """
@@ -21,6 +23,8 @@ import shutil
 import tempfile
 from pathlib import Path
 
+from etils import epath
+
 import jax
 import jax.numpy as jnp
 import ml_collections
@@ -28,27 +32,28 @@ import numpy as np
 from flax import nnx
 
 from asva_jax.checkpoint import CheckpointError, save_module, write_json_atomic
+from asva_jax.storage import as_path, is_remote, write_bytes_atomic
 
 RUN_FILE = "run.json"
 FORMAT = "asva-jax training workdir"
 
 
 def is_workdir(path) -> bool:
-  return (Path(path) / RUN_FILE).is_file()
+  return (as_path(path) / RUN_FILE).is_file()
 
 
 def read_run(path) -> dict:
-  file = Path(path) / RUN_FILE
+  file = as_path(path) / RUN_FILE
   if not file.is_file():
     raise CheckpointError(f"{path}: not a training workdir (no {RUN_FILE}); train one with "
                           f"python -m asva_jax.train --config configs/tiny.py --workdir {path}")
   return json.loads(file.read_text())
 
 
-def base_folder(path) -> Path:
+def base_folder(path) -> epath.Path:
   """The converted checkpoint (or `base/`) that holds the run's frozen components."""
   run = read_run(path)
-  base = Path(run["checkpoint"]) if run["checkpoint"] else Path(path) / "base"
+  base = as_path(run["checkpoint"]) if run["checkpoint"] else as_path(path) / "base"
   if not base.is_dir():
     raise CheckpointError(f"{path}/{RUN_FILE}: its base checkpoint {base} is missing (the run reads its "
                           f"frozen components from there; restore that folder)")
@@ -61,7 +66,7 @@ def write_run(workdir, config, built, *, primary: bool = True) -> None:
   Every process calls it (Orbax saves are collective across hosts); JSON files are
   written by the primary process only.
   """
-  workdir = Path(workdir)
+  workdir = as_path(workdir)
   fresh = not is_workdir(workdir)
   if fresh and not config.model.checkpoint:
     base = workdir / "base"
@@ -74,7 +79,7 @@ def write_run(workdir, config, built, *, primary: bool = True) -> None:
     return
   write_json_atomic(workdir / "config.json", json.loads(config.to_json()))
   if fresh:
-    ckpt = str(Path(config.model.checkpoint).absolute()) if config.model.checkpoint else ""
+    ckpt = str(as_path(config.model.checkpoint)) if config.model.checkpoint else ""
     write_json_atomic(workdir / RUN_FILE, {
         "format": FORMAT, "version": 1, "checkpoint": ckpt,
         "autoencoder": config.model.autoencoder,
@@ -84,14 +89,25 @@ def write_run(workdir, config, built, *, primary: bool = True) -> None:
 
 
 def write_text_encodings(workdir, encodings: dict[str, np.ndarray]) -> None:
-  """`WORKDIR/text_encodings/` in the checkpoint component format (`asva_jax.text_encodings`)."""
-  from safetensors.numpy import save_file
-  target = Path(workdir) / "text_encodings"
+  """`WORKDIR/text_encodings/` in the checkpoint component format (`asva_jax.text_encodings`).
+
+  On disk the folder is swapped whole; on GCS (no folder renames) each object is replaced
+  atomically, the encodings before the config that lists their prompts, so a reader
+  never finds a prompt without its tensor.
+  """
+  from safetensors.numpy import save
   prompts = sorted(encodings)
+  weights = save({str(i): np.ascontiguousarray(encodings[p], np.float32) for i, p in enumerate(prompts)})
+  meta = {"prompts": prompts, "source": "asva_jax.train"}
+  if is_remote(workdir):
+    target = as_path(workdir) / "text_encodings"
+    write_bytes_atomic(target / "encodings.safetensors", weights)
+    write_json_atomic(target / "config.json", meta)
+    return
+  target = Path(workdir) / "text_encodings"
   tmp = Path(tempfile.mkdtemp(prefix=".text_encodings.", dir=workdir))
-  save_file({str(i): np.ascontiguousarray(encodings[p], np.float32) for i, p in enumerate(prompts)},
-            str(tmp / "encodings.safetensors"))
-  write_json_atomic(tmp / "config.json", {"prompts": prompts, "source": "asva_jax.train"})
+  (tmp / "encodings.safetensors").write_bytes(weights)
+  write_json_atomic(tmp / "config.json", meta)
   old = None
   if target.exists():
     old = target.with_name(f".text_encodings.old.{os.getpid()}")
@@ -102,13 +118,14 @@ def write_text_encodings(workdir, encodings: dict[str, np.ndarray]) -> None:
 
 
 def read_config(path) -> ml_collections.ConfigDict:
-  return ml_collections.ConfigDict(json.loads((Path(path) / "config.json").read_text()))
+  return ml_collections.ConfigDict(json.loads((as_path(path) / "config.json").read_text()))
 
 
 def steps(path) -> list[int]:
-  folder = Path(path) / "checkpoints"
-  return sorted(int(p.name) for p in folder.iterdir() if p.is_dir() and p.name.isdigit()) \
-      if folder.is_dir() else []
+  """The finalized steps (on GCS a step folder exists before its save is committed)."""
+  from orbax.checkpoint import utils
+  folder = as_path(path) / "checkpoints"
+  return sorted(utils.checkpoint_steps(folder)) if folder.is_dir() else []
 
 
 @dataclasses.dataclass
@@ -164,7 +181,7 @@ def load_models(path, step: int | None = None, *, dtype=jnp.float32) -> TrainedM
       manager.close()
     nnx.update(model, restored)
   encodings = {}
-  for folder in (base / "text_encodings", Path(path) / "text_encodings"):  # the run's own win
+  for folder in (base / "text_encodings", as_path(path) / "text_encodings"):  # the run's own win
     if folder.is_dir():
       encodings.update(load_text_encodings(folder))
   return TrainedModels(unet=model.unet, autoencoder=model.autoencoder, audio_encoder=model.audio_encoder,

@@ -79,8 +79,8 @@ def test_rerun_resumes_from_the_checkpoint_and_rewrites_report(demo_run, capsys)
   assert "resuming at step 1 of 1" in capsys.readouterr().out
   assert second["step"] == 1
   assert json.loads((workdir / demo_report.REPORT).read_text())["clips"] == json.loads(json.dumps(first))["clips"]
-  metrics = [json.loads(line) for line in (workdir / "metrics.jsonl").read_text().splitlines()]
-  assert [m["step"] for m in metrics] == [1]
+  from asva_jax.training.metrics_log import read_metrics
+  assert [m["step"] for m in read_metrics(workdir)] == [1]
 
 
 def test_export_of_a_v_prediction_workdir_names_its_scheduler(demo_run, tmp_path):
