@@ -114,13 +114,22 @@ class AppendOnlyFile:
       self._file.close()
 
 
+def _files(folder: epath.Path) -> Iterator[epath.Path]:
+  """Every file under `folder` (epath refuses `**` globs on GCS)."""
+  for entry in folder.iterdir():
+    if entry.is_dir():
+      yield from _files(entry)
+    else:
+      yield entry
+
+
 def _download(remote: epath.Path, local: Path, fetch: Callable[[str], bool]) -> dict[str, bytes]:
   fetched = {}
   if not remote.exists():
     return fetched
-  for file in remote.rglob("*"):
+  for file in _files(remote):
     relative = os.path.relpath(os.fspath(file), os.fspath(remote))
-    if not fetch(relative) or file.is_dir():
+    if not fetch(relative):
       continue
     data = file.read_bytes()
     (local / relative).parent.mkdir(parents=True, exist_ok=True)

@@ -20,15 +20,18 @@ from pathlib import Path
 import jax
 import orbax.checkpoint as ocp
 from absl import logging
+from etils import epath
 from orbax.checkpoint import checkpoint_managers as policies
 
 import grain.python as grain
 
+from asva_jax.storage import as_path
+
 ITEMS = ("params", "opt_state", "meta", "data", "config")
 
 
-def checkpoint_dir(workdir) -> Path:
-  return Path(workdir).absolute() / "checkpoints"
+def checkpoint_dir(workdir) -> epath.Path:
+  return as_path(workdir) / "checkpoints"  # local or gs://
 
 
 def make_manager(workdir, train_config=None, *, read_only: bool = False) -> ocp.CheckpointManager:
