@@ -20,7 +20,7 @@ from etils import epath
 from asva_jax import command
 from tests.gcs_emulator import gcs_emulator
 from tests.test_train_common import (NUM_STEPS, baseline, build_shards, losses, metrics,
-                                     subprocess_env, tiny_config, train_cli, trained_params, use_cache)
+                                     subprocess_env, tiny_config, train_cli, use_cache)
 
 BUCKET = "asva-runs"
 WORKDIR = f"gs://{BUCKET}/run"
@@ -84,10 +84,6 @@ def test_a_killed_gcs_run_resumes_samples_and_exports(reference, shards, tmp_pat
     assert log.read_text().startswith(before)  # the killed run's lines are all still there
     expected = losses(metrics(reference))
     np.testing.assert_array_equal(losses(metrics(WORKDIR)), expected)
-    ours, theirs = trained_params(WORKDIR), trained_params(reference)
-    assert ours.keys() == theirs.keys()
-    for path in ours:
-      np.testing.assert_array_equal(ours[path], theirs[path], err_msg=str(path))
     assert list(epath.Path(WORKDIR, "tensorboard").iterdir())
 
     from tests.sampling_checkpoint import write_media
@@ -102,6 +98,7 @@ def test_a_killed_gcs_run_resumes_samples_and_exports(reference, shards, tmp_pat
 
     code, err = run_cli("convert.to_pytorch", [f"--ckpt={WORKDIR}", f"--out={tmp_path / 'gcs'}"], capsys)
     assert code == 0, err
+  # The trained parameters, through the exports: bit-identical to the uninterrupted local run's.
   code, err = run_cli("convert.to_pytorch", [f"--ckpt={reference}", f"--out={tmp_path / 'local'}"], capsys)
   assert code == 0, err
   from safetensors.numpy import load_file
