@@ -284,6 +284,8 @@ CASES: list[Case] = [
     Case("train-gs-bucket-missing", TRAIN + ["--config", "{repo}/configs/tiny.py", "--workdir",
                                              "gs://no-such-bucket/run"],
          ["--workdir gs://no-such-bucket/run", "bucket gs://no-such-bucket does not exist"]),
+    Case("demo-gs-workdir", TRAIN + ["--config", "{repo}/configs/demo.py", "--workdir", "gs://bucket/demo"],
+         ["--workdir gs://bucket/demo", "local folder"]),
     Case("train-gs-data-bucket-missing", RECIPE + ["--config.data.dir=gs://no-such-bucket/data"],
          ["--config.data.dir gs://no-such-bucket/data", "does not exist"]),
     Case("build-gs-bucket-missing", BUILD + ["--dataset", "avsync15", "--root", "root", "--out",

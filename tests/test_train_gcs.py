@@ -13,30 +13,20 @@ import signal
 import time
 
 import numpy as np
-import pytest
 from absl import flags
 from etils import epath
 
 from asva_jax import command
 from tests.gcs_emulator import gcs_emulator
-from tests.test_train_common import (NUM_STEPS, baseline, build_shards, losses, metrics,
-                                     subprocess_env, tiny_config, train_cli, use_cache)
+from tests.test_train_common import (NUM_STEPS, losses, metrics, subprocess_env, tiny_config, train_cli,
+                                     use_cache)
+from tests.test_train_loop import reference, shards  # noqa: F401 (the fixtures: the local reference run)
 
 BUCKET = "asva-runs"
-WORKDIR = f"gs://{BUCKET}/run"
 
 
 DATA = f"gs://{BUCKET}/data"
 
-
-@pytest.fixture(scope="module")
-def shards(tmp_path_factory):
-  return build_shards(tmp_path_factory)
-
-
-@pytest.fixture(scope="module")
-def reference(tmp_path_factory, shards):
-  return baseline(tmp_path_factory)
 
 
 def run_cli(module: str, argv: list[str], capsys) -> tuple[int, str]:
