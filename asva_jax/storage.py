@@ -20,9 +20,15 @@ import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import fsspec.config
 from etils import epath
 
 from asva_jax.errors import AsvaError
+
+
+# gcsfs caches folder listings forever by default; Orbax writes through tensorstore and other
+# hosts write too, so a cached listing would hide new checkpoint steps. Every listing asks GCS.
+fsspec.config.conf.setdefault("gs", {}).setdefault("use_listings_cache", False)
 
 
 class StorageError(AsvaError, OSError):

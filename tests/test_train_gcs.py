@@ -23,8 +23,7 @@ from tests.test_train_common import (NUM_STEPS, losses, metrics, subprocess_env,
 from tests.test_train_loop import reference, shards  # noqa: F401 (the fixtures: the local reference run)
 
 BUCKET = "asva-runs"
-
-
+WORKDIR = f"gs://{BUCKET}/run"
 DATA = f"gs://{BUCKET}/data"
 
 
