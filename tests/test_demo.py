@@ -102,3 +102,81 @@ def test_gif_rows_take_every_class_in_turn():
   clips = [SimpleNamespace(prompt=p) for p in "aaabbc"]
   assert demo_report.gif_rows(clips, 4) == [0, 3, 5, 1]
   assert demo_report.gif_rows(clips, 10) == [0, 3, 5, 1, 4, 2]
+
+
+# --- the report's bookkeeping, with known events and stand-in samplers --------------------------
+
+PROMPTS = ["a", "a", "a", "b", "b"]
+EVENTS = [2, 5, 9, 3, 8]            # each clip's one event (frame index)
+PARTNERS = [1, 2, 0, 4, 3]          # the next clip of the same class, by hand
+START = 0.25
+
+
+def known_clips() -> list:
+  """Five clips, one event each: a square appears at the event frame (a step in the picture, so the
+  change energy has one peak there), and the audio is a noise burst starting at that frame's time."""
+  rng = np.random.default_rng(0)
+  times = START + np.arange(12) / 6
+  clips = []
+  for i, (prompt, event) in enumerate(zip(PROMPTS, EVENTS)):
+    audio = np.zeros(32000, np.float32)
+    at = int(round((times[event] - START) * 16000))
+    audio[at:at + 3200] = 0.5 * rng.standard_normal(3200)
+    clips.append(demo_report.TestClip(
+        name=f"clip{i}", key=f"{prompt}/clip{i}.mp4", prompt=prompt,
+        frames=render(np.full((16, 16, 3), 40 * i, np.uint8), event), audio=audio, frame_times=times,
+        start=START, events=np.array([event])))
+  return clips
+
+
+def render(image: np.ndarray, event: int) -> np.ndarray:
+  frames = np.repeat(image[None], 12, axis=0)
+  frames[event:, 4:12, 4:12] = 255
+  return frames
+
+
+def stand_in_sampler(clips, follows_audio: bool):
+  """sample_batched for a model that moves at the events of the audio it is given (or, with
+  follows_audio=False, at its own clip's events whatever the audio)."""
+  def sample_batched(models, inputs, **options):
+    out = []
+    for c in inputs:
+      image_of = next(i for i, k in enumerate(clips) if np.array_equal(k.frames[0], c.image))
+      audio_of = next(i for i, k in enumerate(clips) if np.array_equal(k.audio, c.audio))
+      out.append(render(c.image, EVENTS[audio_of if follows_audio else image_of]))
+    return np.stack(out)
+  return sample_batched
+
+
+@pytest.mark.parametrize("follows_audio", [True, False])
+def test_report_scores_each_sample_against_the_right_events(tmp_path, monkeypatch, follows_audio):
+  """Own samples against their own events; shuffled samples against the clip's events (far when the
+  motion follows the other audio) and against the events of the audio that drove them (near)."""
+  from types import SimpleNamespace
+  import asva_jax.pipeline
+  clips = known_clips()
+  monkeypatch.setattr(demo_report, "test_clips", lambda *args: clips)
+  monkeypatch.setattr(asva_jax.pipeline, "sample_batched", stand_in_sampler(clips, follows_audio))
+  report = demo_report.write_demo_outputs(tiny_demo_config(1), tmp_path,
+                                          models=SimpleNamespace(prediction_type="epsilon", step=0))
+  apart = [abs(EVENTS[p] - e) for e, p in zip(EVENTS, PARTNERS)]   # 3, 4, 7, 5, 5
+  own, shuffled, driving = ([0] * 5, apart, [0] * 5) if follows_audio else ([0] * 5, [0] * 5, apart)
+  rows = report["clips"]
+  assert [r["shuffled_audio_from"] for r in rows] == [clips[p].key for p in PARTNERS]
+  assert [r["true_audio"] for r in rows] == own
+  assert [r["shuffled_audio"] for r in rows] == shuffled
+  assert [r["shuffled_audio_vs_driving_audio"] for r in rows] == driving
+  assert (report["true_audio"], report["shuffled_audio"], report["shuffled_audio_vs_driving_audio"]) == (
+      pytest.approx(np.mean(own)), pytest.approx(np.mean(shuffled)), pytest.approx(np.mean(driving)))
+  assert report["real_videos"] == {"true_audio": 0.0, "shuffled_audio": pytest.approx(np.mean(apart))}
+  if follows_audio:  # every sample moves at its conditioning audio's onset: lag 0 is the best lag
+    for r in rows:
+      assert r["onset_alignment"]["true_audio"]["best_lag"] == 0
+      assert r["onset_alignment"]["shuffled_audio"]["best_lag"] == 0
+  # Each mp4 carries the audio that conditioned it: its burst starts at that clip's event time.
+  from asva_jax.audio.io import load_audio_track
+  for r, p, e in zip(rows, PARTNERS, EVENTS):
+    for kind, event in (("own_audio", e), ("shuffled_audio", EVENTS[p])):
+      track, start = load_audio_track(tmp_path / r["videos"][kind], 16000)
+      onset = start + np.argmax(np.abs(track) > 0.1) / 16000
+      assert onset == pytest.approx(event / 6, abs=0.03), (r["clip"], kind)
