@@ -1,8 +1,16 @@
-"""The demo flow at a tiny size: synthetic data with a test split, training from scratch, sampling
-every held-out clip with its own and with shuffled audio, the outputs and the report; a rerun
-resumes from the run's checkpoint (no training left) and writes the same report again."""
+"""The demo flow at a tiny size: synthetic data with a test split, training from scratch (killed
+during training, then rerun: it resumes), sampling every held-out clip with its own and with shuffled
+audio, the outputs and the report; a rerun resumes from the run's checkpoint (no training left) and
+writes the same report again."""
 
+import contextlib
+import io
 import json
+import os
+import signal
+import subprocess
+import sys
+import time
 
 import av
 import numpy as np
@@ -11,6 +19,9 @@ from PIL import Image
 
 from asva_jax.demo import report as demo_report
 from configs import demo as demo_config
+from tests.test_train_common import ROOT, subprocess_env
+
+NUM_STEPS = 6
 
 
 def tiny_demo_config(num_steps: int):
@@ -40,15 +51,44 @@ def run_demo(config, workdir):
   return run(config, workdir)
 
 
+def killed_during_training(workdir, tmp_path_factory) -> None:
+  """The demo job in a subprocess, SIGKILLed as soon as its first checkpoint is committed."""
+  code = (f"from tests.test_demo import tiny_demo_config; from asva_jax.demo.run import run; "
+          f"run(tiny_demo_config({NUM_STEPS}), {str(workdir)!r})")
+  proc = subprocess.Popen([sys.executable, "-c", code], cwd=ROOT, env=subprocess_env(tmp_path_factory),
+                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+  first = workdir / "checkpoints" / "1" / "commit_success.txt"
+  deadline = time.monotonic() + 600
+  while proc.poll() is None and not first.exists() and time.monotonic() < deadline:
+    time.sleep(0.01)
+  os.kill(proc.pid, signal.SIGKILL)
+  output = proc.communicate()[0]
+  assert proc.returncode == -signal.SIGKILL, f"the demo ended before the kill:\n{output[-3000:]}"
+
+
 @pytest.fixture(scope="module")
 def demo_run(tmp_path_factory):
+  """Killed during training, then rerun to the end: (workdir, report, the rerun's stdout)."""
   workdir = tmp_path_factory.mktemp("demo")
-  first = run_demo(tiny_demo_config(1), workdir)
-  return workdir, first
+  killed_during_training(workdir, tmp_path_factory)
+  assert not (workdir / demo_report.REPORT).exists()
+  out = io.StringIO()
+  with contextlib.redirect_stdout(out):
+    first = run_demo(tiny_demo_config(NUM_STEPS), workdir)
+  return workdir, first, out.getvalue()
+
+
+def test_killed_demo_resumes_and_finishes(demo_run):
+  workdir, report, stdout = demo_run
+  resumed_at = int(stdout.split("resuming at step ")[1].split()[0])
+  assert 1 <= resumed_at < NUM_STEPS
+  assert report["step"] == NUM_STEPS and (workdir / demo_report.REPORT).is_file()
+  metrics = [json.loads(line) for line in (workdir / "metrics.jsonl").read_text().splitlines()]
+  assert [m["step"] for m in metrics] == list(range(1, NUM_STEPS + 1))
 
 
 def test_outputs_exist_and_report_is_well_formed(demo_run):
-  workdir, report = demo_run
+  workdir, report, _ = demo_run
   on_disk = json.loads((workdir / demo_report.REPORT).read_text())
   assert on_disk == json.loads(json.dumps(report))
   assert report["num_clips"] == 2 == len(report["clips"])
@@ -57,7 +97,7 @@ def test_outputs_exist_and_report_is_well_formed(demo_run):
     assert all(0 <= v <= 11 for v in values)
     assert report[key] == pytest.approx(np.mean(values))
   assert report["real_videos"]["true_audio"] == 0.0
-  assert report["step"] == 1
+  assert report["step"] == NUM_STEPS
   assert report["sampler"]["prediction_type"] == "v_prediction"  # the workdir tells the sampler
   for clip in report["clips"]:
     assert clip["event_frames"] and all(1 <= f <= 11 for f in clip["event_frames"])
@@ -73,21 +113,21 @@ def test_outputs_exist_and_report_is_well_formed(demo_run):
 
 
 def test_rerun_resumes_from_the_checkpoint_and_rewrites_report(demo_run, capsys):
-  workdir, first = demo_run
+  workdir, first, _ = demo_run
   (workdir / demo_report.REPORT).unlink()
-  second = run_demo(tiny_demo_config(1), workdir)
-  assert "resuming at step 1 of 1" in capsys.readouterr().out
-  assert second["step"] == 1
+  second = run_demo(tiny_demo_config(NUM_STEPS), workdir)
+  assert f"resuming at step {NUM_STEPS} of {NUM_STEPS}" in capsys.readouterr().out
+  assert second["step"] == NUM_STEPS
   assert json.loads((workdir / demo_report.REPORT).read_text())["clips"] == json.loads(json.dumps(first))["clips"]
   metrics = [json.loads(line) for line in (workdir / "metrics.jsonl").read_text().splitlines()]
-  assert [m["step"] for m in metrics] == [1]
+  assert [m["step"] for m in metrics] == list(range(1, NUM_STEPS + 1))
 
 
 def test_export_of_a_v_prediction_workdir_names_its_scheduler(demo_run, tmp_path):
   """The exported UNet predicts v: the folder carries a scheduler config that says so."""
   from diffusers import DDIMScheduler
   from tests.cli_modules import cli_module
-  workdir, _ = demo_run
+  workdir, _, _ = demo_run
   with cli_module("convert.to_pytorch") as to_pytorch:  # its flags would clash with other commands'
     names = to_pytorch.export_workdir(workdir, tmp_path, [], None)
   assert names[-1] == "scheduler"
