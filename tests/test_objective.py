@@ -12,15 +12,12 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 import torch
-from diffusers import AutoencoderKL as TorchAutoencoderKL
 from diffusers import DDPMScheduler
 
-from asva_jax import checkpoint
 from asva_jax.models.vae import load_vae
 from asva_jax.objective import diffusion_loss, draw_keys
-from convert.vae import import_vae
 from data_prep.latents import VaeMoments
-from tests.reference_models import TINY_VAE, randomize
+from tests.reference_models import tiny_vae_checkpoint
 
 B, F, H, W = 4, 3, 16, 24      # TINY_VAE downsamples by 4: 4 x 6 latents (not square)
 LATENT = (B, F, H // 4, W // 4, 4)
@@ -54,14 +51,7 @@ def audio_encoder(mel):
 @pytest.fixture(scope="module")
 def vaes(tmp_path_factory):
   """diffusers' VAE and the same weights in JAX (a checkpoint folder, as data_prep reads it)."""
-  torch.manual_seed(0)
-  torch_vae = TorchAutoencoderKL(**TINY_VAE).eval()
-  randomize(torch_vae, seed=3)
-  folder = tmp_path_factory.mktemp("torch_vae")
-  torch_vae.save_pretrained(folder)
-  module, config = import_vae(folder)
-  ckpt = tmp_path_factory.mktemp("vae_ckpt")
-  checkpoint.save_module(ckpt / "vae", module, config)
+  torch_vae, _, ckpt = tiny_vae_checkpoint(tmp_path_factory.mktemp("vae"), seed=3)
   return torch_vae, load_vae(ckpt), ckpt
 
 
