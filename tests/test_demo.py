@@ -128,9 +128,14 @@ def test_export_of_a_v_prediction_workdir_names_its_scheduler(demo_run, tmp_path
   from diffusers import DDIMScheduler
   from tests.cli_modules import cli_module
   workdir, _, _ = demo_run
+  from absl import flags
+
+  from asva_jax import command
   with cli_module("convert.to_pytorch") as to_pytorch:  # its flags would clash with other commands'
-    names = to_pytorch.export_workdir(workdir, tmp_path, [], None)
-  assert names[-1] == "scheduler"
+    flags.FLAGS.unparse_flags()
+    with pytest.raises(SystemExit) as e:
+      command.run(to_pytorch.main, argv=["to_pytorch", f"--ckpt={workdir}", f"--out={tmp_path}"])
+  assert not e.value.code
   assert (tmp_path / "unet" / "diffusion_pytorch_model.safetensors").is_file()
   scheduler = DDIMScheduler.from_pretrained(tmp_path, subfolder="scheduler")
   assert scheduler.config.prediction_type == "v_prediction"
@@ -198,7 +203,7 @@ def test_report_scores_each_sample_against_the_right_events(tmp_path, monkeypatc
   monkeypatch.setattr(demo_report, "test_clips", lambda *args: clips)
   monkeypatch.setattr(asva_jax.pipeline, "sample_batched", stand_in_sampler(clips, follows_audio))
   report = demo_report.write_demo_outputs(tiny_demo_config(1), tmp_path,
-                                          models=SimpleNamespace(prediction_type="epsilon", step=0))
+                                          models=SimpleNamespace(spec=SimpleNamespace(prediction_type="epsilon"), step=0))
   apart = [abs(EVENTS[p] - e) for e, p in zip(EVENTS, PARTNERS)]   # 3, 4, 7, 5, 5
   own, shuffled, driving = ([0] * 5, apart, [0] * 5) if follows_audio else ([0] * 5, [0] * 5, apart)
   rows = report["clips"]

@@ -23,7 +23,7 @@ B, F, H, W = 4, 3, 16, 24      # TINY_VAE downsamples by 4: 4 x 6 latents (not s
 LATENT = (B, F, H // 4, W // 4, 4)
 MEL = (B, 6, 8)
 SCALING = 0.18215
-DROP = 0.5
+DROP = 0.3
 
 
 def scheduler(prediction_type: str) -> DDPMScheduler:
@@ -101,7 +101,7 @@ def run_loss(vae, batch, key, prediction_type, **kw):
 @pytest.mark.parametrize("prediction_type", ["epsilon", "v_prediction"])
 def test_loss_equals_the_diffusers_reference(vaes, batch, prediction_type):
   torch_vae, vae, _ = vaes
-  key = jax.random.key(3)
+  key = jax.random.key(2)
   ref = reference(torch_vae, batch, key, prediction_type)
   assert 0 < ref["keep"].sum() < B  # this key drops some clips' audio and keeps the others'
   loss, seen = run_loss(vae, batch, key, prediction_type)
