@@ -202,8 +202,8 @@ def test_report_scores_each_sample_against_the_right_events(tmp_path, monkeypatc
   clips = known_clips()
   monkeypatch.setattr(demo_report, "test_clips", lambda *args: clips)
   monkeypatch.setattr(asva_jax.pipeline, "sample_batched", stand_in_sampler(clips, follows_audio))
-  report = demo_report.write_demo_outputs(tiny_demo_config(1), tmp_path,
-                                          models=SimpleNamespace(spec=SimpleNamespace(prediction_type="epsilon"), step=0))
+  models = SimpleNamespace(spec=SimpleNamespace(prediction_type="epsilon"), step=0)
+  report = demo_report.write_demo_outputs(tiny_demo_config(1), tmp_path, models=models)
   apart = [abs(EVENTS[p] - e) for e, p in zip(EVENTS, PARTNERS)]   # 3, 4, 7, 5, 5
   own, shuffled, driving = ([0] * 5, apart, [0] * 5) if follows_audio else ([0] * 5, [0] * 5, apart)
   rows = report["clips"]
