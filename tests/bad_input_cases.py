@@ -300,7 +300,8 @@ CASES: list[Case] = [
          ["--config.diffusion.prediction_type='sample'", "v_prediction"]),
     Case("train-no-data", RECIPE, ["--config.data.dir", "data_prep.build"]),
     Case("train-data-missing", RECIPE + ["--config.data.dir=nodata"], ["--config.data.dir=nodata"]),
-    Case("train-data-empty", RECIPE + ["--config.data.dir=data"], ["data"], setup=_mkdir("data")),
+    Case("train-data-empty", RECIPE + ["--config.data.dir=empty_shards"],
+         ["empty_shards: no dataset", "dataset_info.json"], setup=_mkdir("empty_shards")),
     Case("train-checkpoint-missing", RECIPE + ["--config.data.dir=data", "--config.model.checkpoint=nock"],
          ["--config.model.checkpoint=nock", "convert.from_pytorch"], setup=_mkdir("data")),
     # asva_jax.sample
