@@ -132,6 +132,8 @@ def test_default_alphas_match_the_training_schedule():
 def test_bad_plans_are_refused(name, n):
   with pytest.raises(SchedulerError):
     make_plan(name, n)
+  with pytest.raises(SchedulerError, match="prediction_type"):
+    make_plan("pndm", 10, prediction_type="sample")
 
 
 def test_every_name_builds():
@@ -159,19 +161,56 @@ def test_v_prediction_target_matches_diffusers_velocity():
     training_target(jnp.asarray(x0), jnp.asarray(noise), jnp.asarray(t), ac, "sample")
 
 
-@pytest.mark.parametrize("name,cls", [("ddim", DDIMScheduler), ("ddpm", DDPMScheduler)])
+@pytest.mark.parametrize("name,cls", [("ddim", DDIMScheduler), ("ddpm", DDPMScheduler), ("plms", PNDMScheduler)])
 def test_v_prediction_steps_match_diffusers(name, cls):
-  """Our ε-samplers fed epsilon_from_output(v) step as diffusers' schedulers with prediction_type="v_prediction"."""
+  """With prediction_type="v_prediction", each step equals diffusers' scheduler of that prediction type:
+  DDIM and DDPM take ε = epsilon_from_output(v) of the current sample; PLMS takes the raw v's (diffusers
+  combines them and converts once)."""
   from asva_jax.schedulers.noise_schedule import epsilon_from_output
   sched = cls.from_config({**SD15_SCHEDULER, "prediction_type": "v_prediction"})
   ac = sched.alphas_cumprod.numpy()
-  plan = make_plan(name, 10, alphas_cumprod=ac)
+  plan = make_plan(name, 10, alphas_cumprod=ac, prediction_type="v_prediction")
+  assert plan.prediction_type == ("v_prediction" if name == "plms" else "epsilon")
   v, x, noise = outputs(plan.num_calls, seed=5)
   timesteps, ref = run_diffusers(sched, 10, v, x, noise)
   state, ours, xj = plan.init(jnp.asarray(x)), [], jnp.asarray(x)
   for i, t in enumerate(timesteps):
-    eps = epsilon_from_output(jnp.asarray(v[i]), xj, jnp.int32(t), jnp.asarray(ac), "v_prediction")
-    xj, state = plan.step(scheduler_lib.tables_at(plan.tables, i), state, jnp.int32(i), eps, xj,
+    out = jnp.asarray(v[i])
+    if plan.prediction_type == "epsilon":
+      out = epsilon_from_output(out, xj, jnp.int32(t), jnp.asarray(ac), "v_prediction")
+    xj, state = plan.step(scheduler_lib.tables_at(plan.tables, i), state, jnp.int32(i), out, xj,
                           jnp.asarray(noise[i]) if plan.stochastic else None)
     ours.append(np.asarray(xj))
   close(ours, ref, 2e-5)
+
+
+@pytest.mark.parametrize("n", [1, 2, 3, 7])
+def test_pndm_with_v_prediction_equals_diffusers_with_the_originals_aliasing(n):
+  """The original-style PLMS on a v-model: diffusers' PNDMScheduler(prediction_type="v_prediction")
+  stepping a view that the loop overwrites in place (call 1 restarts from the provisional sample,
+  and converts the averaged v with it). Converting every v to ε first is another sampler."""
+  from asva_jax.schedulers.noise_schedule import epsilon_from_output
+  sched = PNDMScheduler.from_config({**SD15_SCHEDULER, "prediction_type": "v_prediction"})
+  ac = sched.alphas_cumprod.numpy()
+  plan = make_plan("pndm", n, alphas_cumprod=ac, prediction_type="v_prediction")
+  v, x, _ = outputs(plan.num_calls, seed=n + 11)
+  sched.set_timesteps(n)
+  latents = torch.zeros((SHAPE[0], SHAPE[1] + 1) + SHAPE[2:])
+  latents[:, 1:] = torch.from_numpy(x)
+  ref = []
+  for i, t in enumerate(sched.timesteps):
+    latents[:, 1:] = sched.step(torch.from_numpy(v[i]), t, latents[:, 1:]).prev_sample
+    ref.append(latents[:, 1:].numpy().copy())
+  close(run_ours(plan, v, x, None), ref, 2e-6)
+  # the same v's converted to ε one by one, stepped by the ε-plan: not diffusers' sampler
+  eps_plan, xj = make_plan("pndm", n, alphas_cumprod=ac), jnp.asarray(x)
+  state = eps_plan.init(xj)
+  for i, t in enumerate(plan.timesteps):
+    eps = epsilon_from_output(jnp.asarray(v[i]), xj, jnp.int32(t), jnp.asarray(ac), "v_prediction")
+    xj, state = eps_plan.step(scheduler_lib.tables_at(eps_plan.tables, i), state, jnp.int32(i), eps, xj)
+  if n > 1:
+    assert rel_diff(np.asarray(xj), ref[-1]) > 1e-3
+
+
+def rel_diff(a, b):
+  return float(np.linalg.norm(a - b) / np.linalg.norm(b))

@@ -48,6 +48,11 @@ def clip_keys(seed: int) -> tuple[jax.Array, jax.Array]:
   return k_noise, k_latent
 
 
+def step_keys(seeds: Sequence[int]) -> jax.Array:
+  """(B,) keys of the per-step noise of stochastic samplers, clip k's from seeds[k] alone."""
+  return jnp.stack([jax.random.fold_in(jax.random.key(s), 1) for s in seeds])
+
+
 def image_latents(models, images: np.ndarray, seeds: Sequence[int]) -> jax.Array:
   """uint8 (B, H, W, 3) -> scaled posterior samples (B, h, w, c), one key per image."""
   from asva_jax.models.vae import sample_latent
@@ -120,7 +125,7 @@ def sample(models, clips: Sequence[Clip], *, seeds: int | Sequence[int] = 0, aud
       raise InputError(f"latents: expected shape {(b, f - 1) + tuple(z0.shape[1:])}, got {noise.shape}")
   x = jnp.concatenate([z0[:, None], noise], axis=1)  # init_noise_sigma is 1 for every sampler here
   tokens, null_tokens, masks = audio_tokens(models, np.stack([c.audio for c in clips]))
-  key = jax.random.fold_in(jax.random.key(seeds[0]), 1)
+  key = step_keys(seeds)
   out = denoise(models.unet, x, text=text, audio=tokens, audio_mask=masks, null_text=null_text,
                 null_audio=null_tokens, null_audio_mask=masks, audio_guidance=audio_guidance,
                 text_guidance=text_guidance, num_inference_steps=num_inference_steps, scheduler=scheduler,
