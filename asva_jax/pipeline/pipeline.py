@@ -135,16 +135,21 @@ def sample(models, clips: Sequence[Clip], *, seeds: int | Sequence[int] = 0, aud
 
 
 def sample_batched(models, clips: Sequence[Clip], *, batch_size: int = 8, seeds: int | Sequence[int] = 0,
-                   progress: bool = True, **options) -> np.ndarray:
+                   progress: bool = True, return_latents: bool = False, **options):
   """`sample` over `clips` in batches of `batch_size` (the last one padded, so every batch reuses
-  one compilation), with a progress bar."""
+  one compilation), with a progress bar; clip k's result is its `sample` alone with seeds[k]."""
   from tqdm import tqdm
   n = len(clips)
   seeds = [int(seeds)] * n if np.ndim(seeds) == 0 else list(seeds)
-  out = []
+  if len(seeds) != n:
+    raise InputError(f"{len(seeds)} seeds for {n} clips")
+  frames, latents = [], []
   for i in tqdm(range(0, n, batch_size), desc="sampling", unit="batch", disable=not progress or n <= batch_size):
     chunk, chunk_seeds = list(clips[i:i + batch_size]), seeds[i:i + batch_size]
     pad = batch_size - len(chunk) if n > batch_size else 0
-    frames = sample(models, chunk + [chunk[-1]] * pad, seeds=chunk_seeds + [chunk_seeds[-1]] * pad, **options)
-    out.append(frames[:len(chunk)])
-  return np.concatenate(out)
+    out = sample(models, chunk + [chunk[-1]] * pad, seeds=chunk_seeds + [chunk_seeds[-1]] * pad,
+                 return_latents=True, **options)
+    frames.append(out[0][:len(chunk)])
+    latents.append(np.asarray(out[1][:len(chunk)]))
+  frames = np.concatenate(frames)
+  return (frames, np.concatenate(latents)) if return_latents else frames
