@@ -161,10 +161,11 @@ def test_v_prediction_target_matches_diffusers_velocity():
     training_target(jnp.asarray(x0), jnp.asarray(noise), jnp.asarray(t), ac, "sample")
 
 
-@pytest.mark.parametrize("name,cls", [("ddim", DDIMScheduler), ("ddpm", DDPMScheduler), ("plms", PNDMScheduler)])
+@pytest.mark.parametrize("name,cls", [("ddim", DDIMScheduler), ("ddpm", DDPMScheduler), ("plms", PNDMScheduler),
+                                      ("dpm++2m", DPMSolverMultistepScheduler)])
 def test_v_prediction_steps_match_diffusers(name, cls):
   """With prediction_type="v_prediction", each step equals diffusers' scheduler of that prediction type:
-  DDIM and DDPM take ε = epsilon_from_output(v) of the current sample; PLMS takes the raw v's (diffusers
+  DDIM, DDPM and DPM-Solver++ take ε = epsilon_from_output(v) of the current sample; PLMS takes the raw v's (diffusers
   combines them and converts once)."""
   from asva_jax.schedulers.noise_schedule import epsilon_from_output
   sched = cls.from_config({**SD15_SCHEDULER, "prediction_type": "v_prediction"})

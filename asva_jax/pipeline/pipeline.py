@@ -5,10 +5,11 @@ Per clip: the image -> [-1, 1] -> autoencoder posterior *sample* x scaling facto
 and of the all-zero mel (the null audio); the category's text encoding and the null
 text; `denoise`; all F frames decoded in batches; (x/2 + 0.5) clamped, x255, truncated.
 
-Seeding: clip k of a call draws its noise and its posterior sample from `seeds[k]`
-(one int for all: the original re-seeds before every clip, so all clips of a run share
-their initial noise). A clip's frames depend only on its inputs and seed, not on the
-batch it ran in.
+Seeding: clip k of a call draws its initial noise, its posterior sample and (DDIM with
+eta > 0, DDPM) its per-step noise from `seeds[k]` alone (one int for all: the original
+re-seeds before every clip, so all clips of a run share their initial noise). A clip's
+frames depend only on its inputs and seed, not on the batch it ran in or its position
+(tests/test_pipeline.py: padded batches against batch 1, with DDIM eta > 0).
 """
 
 from __future__ import annotations
