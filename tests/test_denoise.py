@@ -54,10 +54,11 @@ def initial_latents(seed=0):
 
 
 def reference(unet, latents, cond, s_a, s_t, n, scheduler, frames=F, prediction_type="epsilon", schedule=None,
-              eta=0.0, noise=None):
+              eta=0.0, noise=None, v_to_eps=False):
   """The original pipeline's loop, written in PyTorch around our (JAX) UNet. "plms" hands the
   scheduler a copy instead of the view the loop overwrites (diffusers' textbook PLMS); `noise(i)`
-  (B, F-1, h, w, c) is the per-step noise of DDIM with `eta` > 0 and of DDPM."""
+  (B, F-1, h, w, c) is the per-step noise of DDIM with `eta` > 0 and of DDPM; `v_to_eps` turns
+  the guided output, a v, into ε = sqrt(ᾱ_t)·v + sqrt(1 − ᾱ_t)·x before the (ε-)scheduler's step."""
   cls = {"pndm": PNDMScheduler, "plms": PNDMScheduler, "ddim": DDIMScheduler, "ddpm": DDPMScheduler}[scheduler]
   sched = cls.from_config({**SD15_SCHEDULER, "prediction_type": prediction_type, **(schedule or {})})
   sched.set_timesteps(n)
@@ -92,6 +93,9 @@ def reference(unet, latents, cond, s_a, s_t, n, scheduler, frames=F, prediction_
     elif len(rows) == 2:
       base, full = eps.chunk(2)
       eps = base + (s_t if s_t > 1 else s_a) * (full - base)
+    if v_to_eps:
+      a = sched.alphas_cumprod[int(t)]
+      eps = a ** 0.5 * eps + (1 - a) ** 0.5 * video
     z = None if noise is None else torch.from_numpy(np.array(noise(i))).permute(0, 4, 1, 2, 3)
     x = video[:, :, 1:].clone() if scheduler == "plms" else video[:, :, 1:]
     if scheduler == "ddim" and eta > 0:
@@ -216,9 +220,9 @@ def test_v_prediction_plms_equals_diffusers_through_the_loop(scheduler, schedule
   run = lambda s: denoise(unet, latents, num_inference_steps=10, scheduler=s,  # noqa: E731
                           prediction_type="v_prediction", alphas_cumprod=alphas, **cond)
   assert rel(run(scheduler), ref) < 5e-5  # float32 round-off over 11 calls (ε: 1e-5 here)
-  from asva_jax.schedulers import make_plan
-  eps_first = make_plan(scheduler, 10, alphas_cumprod=alphas)  # an ε-plan: the loop converts each v
-  assert rel(run(eps_first), ref) > 1e-2
+  if schedule is None:  # "-eps": each v to ε first, then diffusers' ε-PLMS: another sampler
+    eps_first = reference(unet, latents, cond, 4.0, 1.0, 10, scheduler, v_to_eps=True)
+    assert rel(run(scheduler + "-eps"), eps_first) < 5e-5 and rel(eps_first, ref) > 1e-2
 
 
 @pytest.mark.parametrize("scheduler,eta", [("ddim", 0.7), ("ddpm", 0.0)])

@@ -138,7 +138,8 @@ def test_bad_plans_are_refused(name, n):
 
 def test_every_name_builds():
   for name in SCHEDULERS:
-    assert make_plan(name, 10).num_calls in (10, 11)
+    plan = make_plan(name, 10, prediction_type="v_prediction")
+    assert plan.num_calls in (10, 11) and plan.name == name
 
 
 def test_v_prediction_target_matches_diffusers_velocity():
@@ -211,6 +212,17 @@ def test_pndm_with_v_prediction_equals_diffusers_with_the_originals_aliasing(n):
     xj, state = eps_plan.step(scheduler_lib.tables_at(eps_plan.tables, i), state, jnp.int32(i), eps, xj)
   if n > 1:
     assert rel_diff(np.asarray(xj), ref[-1]) > 1e-3
+
+
+def test_eps_first_plms_integrates_an_exact_v_model_more_accurately():
+  """Why pndm-eps/plms-eps exist: on Gaussian data with the exact v̂, converting each v to ε before
+  the multistep combination lands closer to the closed-form ODE solution than diffusers' way."""
+  from benchmarks.plms_v_prediction import final_error
+  rng = np.random.default_rng(0)
+  mu, s, x = rng.uniform(-1, 1, 2000), rng.uniform(0.05, 1.0, 2000), rng.standard_normal(2000)
+  for n in (10, 20):
+    for name in ("pndm", "plms"):
+      assert final_error(name + "-eps", n, mu, s, x) < 0.7 * final_error(name, n, mu, s, x)
 
 
 def rel_diff(a, b):

@@ -33,7 +33,8 @@ def denoise(unet, latents, *, text, audio, audio_mask, null_text, null_audio, nu
   warm-up aliasing (PLMS's second call restarts from the provisional latents, because
   the original writes each step into the view it handed the scheduler); "plms" is
   diffusers' textbook PLMS (restarts from the remembered latents); "ddim" (with `eta`),
-  "ddpm", "dpm++2m"; or a `schedulers.Plan`. Stochastic samplers (ddim with eta > 0,
+  "ddpm", "dpm++2m", "pndm-eps"/"plms-eps" (see `schedulers`); or a `schedulers.Plan`.
+  Stochastic samplers (ddim with eta > 0,
   ddpm) draw their per-step noise from `key` (`step_noise`): one key for the whole batch,
   or B keys, one per clip, so that a clip's noise does not depend on its batch.
 

@@ -4,6 +4,9 @@
 for the names in `SCHEDULERS`:
   pndm     PLMS as the original pipeline runs it (warm-up aliasing included): the default
   plms     diffusers' textbook PLMS
+  pndm-eps, plms-eps  the same on ε: a v-model's outputs are converted to ε call by call before
+           the multistep combination (pndm and plms combine the v's, as diffusers does); the same
+           as pndm and plms for an ε-model. More accurate on v-models: benchmarks/plms_v_prediction.py
   ddim     DDIM, deterministic for eta = 0
   ddpm     ancestral DDPM
   dpm++2m  DPM-Solver++ 2M, 15-25 steps
@@ -11,9 +14,11 @@ for the names in `SCHEDULERS`:
 
 from __future__ import annotations
 
+import dataclasses
+
 from asva_jax.schedulers.scheduler import Plan, SchedulerError
 
-SCHEDULERS = ("pndm", "plms", "ddim", "ddpm", "dpm++2m")
+SCHEDULERS = ("pndm", "plms", "pndm-eps", "plms-eps", "ddim", "ddpm", "dpm++2m")
 
 
 def make_plan(name: str, num_inference_steps: int, *, eta: float = 0.0, alphas_cumprod=None,
@@ -27,6 +32,8 @@ def make_plan(name: str, num_inference_steps: int, *, eta: float = 0.0, alphas_c
   kw = dict(alphas_cumprod=alphas_cumprod)
   if name in ("pndm", "plms"):
     return pndm.plan(num_inference_steps, aliased=name == "pndm", prediction_type=prediction_type, **kw)
+  if name in ("pndm-eps", "plms-eps"):  # an ε-plan: the sampling loop converts a v-model's outputs per call
+    return dataclasses.replace(pndm.plan(num_inference_steps, aliased=name == "pndm-eps", **kw), name=name)
   if name == "ddim":
     return ddim.plan(num_inference_steps, eta=eta, **kw)
   if name == "ddpm":
