@@ -34,9 +34,9 @@ def denoise(unet, latents, *, text, audio, audio_mask, null_text, null_audio, nu
   the original writes each step into the view it handed the scheduler); "plms" is
   diffusers' textbook PLMS (restarts from the remembered latents); "ddim" (with `eta`),
   "ddpm", "dpm++2m", "pndm-eps"/"plms-eps" (see `schedulers`); or a `schedulers.Plan`.
-  Stochastic samplers (ddim with eta > 0,
-  ddpm) draw their per-step noise from `key` (`step_noise`): one key for the whole batch,
-  or B keys, one per clip, so that a clip's noise does not depend on its batch.
+  Stochastic samplers (ddim with eta > 0, ddpm) draw their per-step noise from `key`
+  (`step_noise`): one key for the whole batch, or B keys, one per clip, so that a clip's
+  noise does not depend on its batch.
 
   prediction_type: what the UNet was trained to output ("epsilon", AVSyncD's; or
   "v_prediction"), on the noise schedule `alphas_cumprod` (ᾱ_t; SD1.5's by default), which
