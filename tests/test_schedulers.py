@@ -104,19 +104,25 @@ def test_steps_match_diffusers(name, cls, options, steps):
     close(run_ours(default, eps, x, noise), ref, 2e-5)
 
 
+def run_diffusers_in_place(sched, n, outputs, x):
+  """The original's loop: the scheduler steps the view latents[:, 1:], which the result then overwrites."""
+  sched.set_timesteps(n)
+  latents = torch.zeros((SHAPE[0], SHAPE[1] + 1) + SHAPE[2:])
+  latents[:, 1:] = torch.from_numpy(x)
+  ref = []
+  for i, t in enumerate(sched.timesteps):
+    latents[:, 1:] = sched.step(torch.from_numpy(outputs[i]), t, latents[:, 1:]).prev_sample
+    ref.append(latents[:, 1:].numpy().copy())
+  return ref
+
+
 def test_pndm_aliasing_restarts_call_1_from_the_provisional_sample():
   """The original passes a view and writes into it: diffusers' remembered sample is overwritten."""
   sched = PNDMScheduler.from_config(SD15_SCHEDULER)
   n = 6
   plan = make_plan("pndm", n, alphas_cumprod=sched.alphas_cumprod.numpy())
   eps, x, _ = outputs(plan.num_calls)
-  sched.set_timesteps(n)
-  latents = torch.zeros((SHAPE[0], SHAPE[1] + 1) + SHAPE[2:])
-  latents[:, 1:] = torch.from_numpy(x)
-  ref = []
-  for i, t in enumerate(sched.timesteps):
-    latents[:, 1:] = sched.step(torch.from_numpy(eps[i]), t, latents[:, 1:]).prev_sample
-    ref.append(latents[:, 1:].numpy().copy())
+  ref = run_diffusers_in_place(sched, n, eps, x)
   ours = run_ours(plan, eps, x, None)
   close(ours, ref, 2e-6)
   textbook = run_ours(make_plan("plms", n), eps, x, None)
@@ -196,13 +202,7 @@ def test_pndm_with_v_prediction_equals_diffusers_with_the_originals_aliasing(n):
   ac = sched.alphas_cumprod.numpy()
   plan = make_plan("pndm", n, alphas_cumprod=ac, prediction_type="v_prediction")
   v, x, _ = outputs(plan.num_calls, seed=n + 11)
-  sched.set_timesteps(n)
-  latents = torch.zeros((SHAPE[0], SHAPE[1] + 1) + SHAPE[2:])
-  latents[:, 1:] = torch.from_numpy(x)
-  ref = []
-  for i, t in enumerate(sched.timesteps):
-    latents[:, 1:] = sched.step(torch.from_numpy(v[i]), t, latents[:, 1:]).prev_sample
-    ref.append(latents[:, 1:].numpy().copy())
+  ref = run_diffusers_in_place(sched, n, v, x)
   close(run_ours(plan, v, x, None), ref, 2e-6)
   # the same v's converted to ε one by one, stepped by the ε-plan: not diffusers' sampler
   eps_plan, xj = make_plan("pndm", n, alphas_cumprod=ac), jnp.asarray(x)
