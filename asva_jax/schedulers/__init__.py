@@ -30,6 +30,8 @@ def make_plan(name: str, num_inference_steps: int, *, eta: float = 0.0, alphas_c
   if prediction_type not in PREDICTION_TYPES:
     raise SchedulerError(f"prediction_type {prediction_type!r}: expected one of {PREDICTION_TYPES}")
   kw = dict(alphas_cumprod=alphas_cumprod)
+  if alphas_cumprod is not None:  # a run's own schedule: its timesteps span its length
+    kw["num_train_timesteps"] = len(alphas_cumprod)
   if name in ("pndm", "plms"):
     return pndm.plan(num_inference_steps, aliased=name == "pndm", prediction_type=prediction_type, **kw)
   if name in ("pndm-eps", "plms-eps"):  # an ε-plan: the sampling loop converts a v-model's outputs per call
