@@ -36,7 +36,8 @@ flags.DEFINE_string("out", None, "Output .mp4 (several clips: OUT_clip-00.mp4, .
 flags.DEFINE_float("start", None, "Start (s) of one 2-s clip.")
 flags.DEFINE_integer("num-clips", None, "The original's uniform 2-s clips: centred for 1, linspace(0, d-2, k).")
 flags.DEFINE_integer("steps", 50, "Sampler steps (PNDM: 50 steps = 51 UNet calls).")
-flags.DEFINE_enum("scheduler", "pndm", ["pndm", "plms", "ddim", "ddpm", "dpm++2m"], "Sampler.")
+flags.DEFINE_enum("scheduler", "pndm", ["pndm", "plms", "pndm-eps", "plms-eps", "ddim", "ddpm", "dpm++2m"],
+                  "Sampler (docs/sampling.md).")
 flags.DEFINE_float("eta", 0.0, "DDIM eta.")
 flags.DEFINE_integer("seed", 0, "Seed of the initial noise and of the image's posterior sample.")
 flags.DEFINE_enum("dtype", "float32", ["float32", "bfloat16"], "Compute dtype of the UNet and the VAE.")

@@ -159,7 +159,7 @@ def long_audio_figures(name: str) -> None:
     start = time.perf_counter()
     video, starts = long_audio.animate(models, image, audio, prompt, mode=mode, batch_size=4,
                                        num_inference_steps=FLAGS.steps, audio_guidance=4.0, progress=False)
-    seams = long_audio.seam_indices(starts, mode, 12, len(video))
+    seams = long_audio.seam_indices(starts, 12, len(video))
     s = long_audio.seam_smoothness(video, seams)
     d = long_audio.drift(video, image, seams)
     print(f"{name} {mode:10s}: {len(starts)} windows, {len(video)} frames in {time.perf_counter() - start:.0f} s; "
