@@ -50,9 +50,9 @@ def lower(config, devices, *, fsdp: int, batch_per_chip: int, frame_size: int, l
   config.mesh.data, config.mesh.fsdp = -1, fsdp
   mesh = sharding.make_mesh(config.mesh, devices)
   model = abstract_models(config)
-  program, state, frozen = build_program(model, config, mesh)
   b = batch_per_chip * n * int(config.train.grad_accum)
   batch = abstract_batch(batch_shapes(model, b, (frame_size, frame_size), latents=latents), mesh)
+  program, state, frozen = build_program(model, config, mesh)
   inputs = "cached VAE latents" if latents else f"frames through the {config.model.autoencoder}"
   about = (f"{n} chips ({devices[0].device_kind}), mesh data={n // fsdp} fsdp={fsdp}; {batch_per_chip} "
            f"clips/chip, global batch {b}; {inputs}; remat {config.remat}; frozen "

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import statistics
 import time
+from pathlib import Path
 
 import jax
 import numpy as np
@@ -31,6 +32,7 @@ from asva_jax.training import sharding
 from asva_jax.training.flops import SOURCE, peak_flops, step_flops
 
 FLAGS = flags.FLAGS
+REPO = Path(__file__).resolve().parent.parent
 flags.DEFINE_enum("size", "tiny", ["tiny", "medium", "full"], "model size")
 flags.DEFINE_list("batch", ["2"], "global clips per step")
 flags.DEFINE_list("remat", ["none"], "remat settings: none, full or a jax.checkpoint_policies name")
@@ -46,7 +48,7 @@ def size_config(size: str):
   from asva_jax.training.defaults import base_config
   if size == "tiny":
     import importlib.util
-    spec = importlib.util.spec_from_file_location("tiny", "configs/tiny.py")
+    spec = importlib.util.spec_from_file_location("tiny", REPO / "configs" / "tiny.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module.get_config(), (32, 32)
@@ -71,8 +73,8 @@ def bench(config, frame_size, batch: int, remat: str):
   config.remat = remat
   config.train.batch_size = batch
   model = build_models(config).model
-  program, state, frozen = build_program(model, config, sharding.make_mesh(config.mesh))
   shapes = batch_shapes(model, batch, frame_size, latents=FLAGS.latents)
+  program, state, frozen = build_program(model, config, sharding.make_mesh(config.mesh))
   del model
   rng = np.random.default_rng(0)
   local = {k: (rng.integers(0, 256, v.shape, dtype=np.uint8) if v.dtype == np.uint8

@@ -120,10 +120,11 @@ def batch_shapes(model: Trainee, batch: int, frame_size: tuple[int, int], *,
     return shapes
   vae_config = getattr(model.autoencoder, "config", None)
   if vae_config is None:
-    raise ConfigError("cached VAE latents need config.model.autoencoder=vae")
+    raise ConfigError(f"--latents: cached VAE latents need config.model.autoencoder=vae, not "
+                      f"{type(model.autoencoder).__name__}")
   factor = 2 ** (len(vae_config.block_out_channels) - 1)
   if h % factor or w % factor:
-    raise ConfigError(f"frames of {h} x {w} do not divide by the VAE's factor {factor}")
+    raise ConfigError(f"--latents: frames of {h} x {w} do not divide by the VAE's factor {factor}")
   moments = jax.ShapeDtypeStruct((batch, NUM_FRAMES, h // factor, w // factor, vae_config.latent_channels),
                                  jnp.float16)
   return {**shapes, "vae_mean": moments, "vae_logvar": moments}
