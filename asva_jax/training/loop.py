@@ -161,10 +161,10 @@ def train(config, workdir) -> list[dict]:
   if source is None:
     source = open_data(config, workdir)
 
-  from asva_jax.workdir import write_run, write_text_encodings
+  from asva_jax.workdir import shard_frame_size, write_run, write_text_encodings
   model = built.model
   barrier("before run metadata")  # every host sees the same "is it a new workdir?"
-  write_run(workdir, config, built, primary=primary)
+  write_run(workdir, config, built, frame_size=shard_frame_size(source), primary=primary)
   barrier("run metadata")
   use_moments = (config.model.autoencoder == "vae" and bool(config.data.use_vae_latents)
                  and "vae_mean" in source[0])
