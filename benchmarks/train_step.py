@@ -12,8 +12,8 @@ outputs) and, on accelerators, the allocator's peak. The step is the one
 on random models and random inputs (frames through the VAE or space-to-depth, as
 configured, or with `--latents` cached VAE moments as `data_prep.build --vae-latents`
 stores them; the mel through the audio encoder). Sizes: tiny = configs/tiny.py;
-medium = every block type at a quarter of SD1.5's width with a small VAE and ImageBind, 128 x 128 frames;
-full = AVSyncD (SD1.5 UNet + VAE, ImageBind-Huge), 256 x 256, recipe trainable set.
+medium = every block type at a quarter of SD1.5's width with a small VAE and ImageBind,
+128 x 128 frames; full = AVSyncD (SD1.5 UNet + VAE, ImageBind-Huge), 256 x 256, recipe trainable set.
 Prints figures, asserts nothing.
 """
 
@@ -88,7 +88,8 @@ def bench(config, frame_size, batch: int, remat: str):
   compile_s = time.perf_counter() - t0
   mem = compiled.memory_analysis()
   row = {"batch": batch, "remat": remat, "trainable": count_params(state["params"]),
-         "frozen": count_params(frozen), "compile_s": compile_s, "gflop_per_step": flops / 1e9 if flops else None}
+         "frozen": count_params(frozen), "compile_s": compile_s,
+         "gflop_per_step": flops / 1e9 if flops else None}
   if mem is not None:
     row.update(args_gib=mem.argument_size_in_bytes / 2**30, temp_gib=mem.temp_size_in_bytes / 2**30,
                out_gib=mem.output_size_in_bytes / 2**30)

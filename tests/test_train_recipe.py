@@ -9,7 +9,8 @@
 Both read the same clips with the same seed, and the stored moments are the VAE's
 encoding of the stored frames, so the two losses agree up to the moments' float16
 storage. The second run's checkpoint holds another random VAE: had its step encoded
-the frames instead of using the moments, its loss would differ. Departures from the recipe, for CPU: float32 compute, no remat, batch 2.
+the frames instead of using the moments, its loss would differ. Departures from the
+recipe, for CPU: float32 compute, no remat, batch 2.
 """
 
 from __future__ import annotations
