@@ -21,12 +21,15 @@ from __future__ import annotations
 
 import os
 import time
+from pathlib import Path
 
 from absl import app, flags, logging
 
 from asva_jax import command
+from asva_jax.errors import AsvaError
 
-_CONFIG = command.define_config_file("config", "configs/avsyncd.py", "Training config.")
+REPO = Path(__file__).resolve().parent.parent
+_CONFIG = command.define_config_file("config", str(REPO / "configs" / "avsyncd.py"), "Training config.")
 flags.DEFINE_string("topology", "v5e:2x4", "TPU topology, e.g. v5e:2x4, v5p:2x2x1, v6e:2x4")
 flags.DEFINE_integer("batch_per_chip", 4, "clips per chip per micro-batch")
 flags.DEFINE_string("remat", None, "override config.remat")
@@ -77,7 +80,11 @@ def main(argv):
     config.remat = FLAGS.remat
   if FLAGS.frozen:
     config.precision.frozen = FLAGS.frozen
-  topology = topologies.get_topology_desc(topology_name=FLAGS.topology, platform="tpu")
+  try:
+    topology = topologies.get_topology_desc(topology_name=FLAGS.topology, platform="tpu")
+  except (RuntimeError, ValueError) as e:  # no libtpu, or a topology it does not know
+    raise AsvaError(f"--topology {FLAGS.topology}: {str(e).splitlines()[0]} (the TPU compiler comes "
+                    f"with pip install -e '.[tpu]')") from None
   devices = topology.devices
   t = time.perf_counter()
   lowered, about = lower(config, devices, fsdp=FLAGS.fsdp or len(devices),
