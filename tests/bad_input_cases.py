@@ -331,4 +331,8 @@ CASES: list[Case] = [
     Case("bench-audio-unknown-size", ["{repo}/benchmarks/audio_encoder.py", "--sizes", "giant"], ["--sizes"]),
     Case("bench-unet-bad-batch", ["{repo}/benchmarks/unet_forward.py", "--batch", "two"], ["--batch"]),
     Case("bench-data-bad-size", ["{repo}/benchmarks/data_throughput.py", "--source", "360"], ["--source"]),
+    Case("bench-tpu-compile-unknown-topology", ["{repo}/benchmarks/tpu_compile.py", "--topology", "v5e:9x9"],
+         ["--topology v5e:9x9"]),
+    Case("bench-train-step-latents-without-vae", ["{repo}/benchmarks/train_step.py", "--latents"],
+         ["--latents", "autoencoder=vae"]),
 ]

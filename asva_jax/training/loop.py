@@ -27,8 +27,8 @@ from asva_jax.training.data import host_batch, make_loader
 from asva_jax.training.flops import SOURCE as FLOPS_SOURCE, peak_flops, step_flops
 from asva_jax.training.metrics_log import MetricsLog
 from asva_jax.training.models import ConfigError, build_models
-from asva_jax.training.state import count_params, make_optimizer, split_model
-from asva_jax.training.step import jit_train_step, make_train_step
+from asva_jax.training.program import build_program
+from asva_jax.training.state import count_params
 from asva_jax.training.text import TextEncodings
 
 
@@ -161,34 +161,20 @@ def train(config, workdir) -> list[dict]:
   if source is None:
     source = open_data(config, workdir)
 
-  from asva_jax.schedulers.noise_schedule import scaled_linear_alphas_cumprod
   from asva_jax.workdir import shard_frame_size, write_run, write_text_encodings
   model = built.model
   barrier("before run metadata")  # every host sees the same "is it a new workdir?"
   write_run(workdir, config, built, frame_size=shard_frame_size(source), primary=primary)
   barrier("run metadata")
-  audio_mask = jnp.asarray(model.audio_encoder.segment_masks())
-  alphas = jnp.asarray(scaled_linear_alphas_cumprod(int(config.diffusion.num_train_timesteps),
-                                                    float(config.diffusion.beta_start),
-                                                    float(config.diffusion.beta_end)))
   use_moments = (config.model.autoencoder == "vae" and bool(config.data.use_vae_latents)
                  and "vae_mean" in source[0])
   text = TextEncodings(config.model.checkpoint, int(config.seed), model.unet.config.cross_attention_dim)
 
-  mesh = sharding.make_mesh(config.mesh)
-  min_size = int(config.mesh.min_shard_size)
-  graphdef, params, frozen = split_model(model, config)
-  del model, built
-  optimizer = make_optimizer(config.train)
-  param_sh = sharding.tree_shardings(params, mesh, shard=True, min_size=min_size)
-  frozen_sh = sharding.tree_shardings(frozen, mesh, shard=bool(config.mesh.shard_frozen), min_size=min_size)
-  params = jax.device_put(params, param_sh)
-  frozen = jax.device_put(frozen, frozen_sh)
-  opt_sh = sharding.tree_shardings(jax.eval_shape(optimizer.init, params), mesh, shard=True,
-                                   min_size=min_size)
-  opt_state = jax.jit(optimizer.init, out_shardings=opt_sh)(params)
-  replicated = sharding.replicated(mesh)
-  state_sh = {"step": replicated, "params": param_sh, "opt_state": opt_sh}
+  program, initial, frozen = build_program(model, config, sharding.make_mesh(config.mesh))
+  del model, built  # frees the float32 originals of the frozen tree
+  mesh, replicated = program.mesh, program.replicated
+  params, opt_state = initial.pop("params"), initial.pop("opt_state")
+  param_sh, opt_sh = program.state_shardings["params"], program.state_shardings["opt_state"]
 
   manager = checkpoints.make_manager(workdir, config.train)
   start_step, data_start = 0, 0
@@ -216,8 +202,7 @@ def train(config, workdir) -> list[dict]:
           f"{dict(mesh.shape)} over {jax.device_count()} {jax.devices()[0].platform} devices, "
           f"{hosts} host(s)", flush=True)
 
-  step_fn = jit_train_step(make_train_step(graphdef, optimizer, config, alphas, audio_mask),
-                           state_sh, frozen_sh, None, replicated)
+  step_fn = program.step
   log = MetricsLog(workdir, config.log, total_steps=total, initial_step=start_step, primary=primary,
                    run_config=config)
   preemption = Preemption()
