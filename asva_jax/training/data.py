@@ -51,12 +51,17 @@ class GlobalOrder(grain.RandomAccessDataSource):
       self._cached = (epoch, order)
     return order
 
-  def __getitem__(self, index: int) -> dict:
+  def locate(self, index: int) -> tuple[int, int, int]:
+    """Host-local item `index` -> (global step, row in the global batch, record index)."""
     step, row = divmod(int(index), self.local)
     step += self.start_step
     row += self.offset
     epoch, batch = divmod(step, self.per_epoch)
-    record = self.source[int(self.order(epoch)[batch * self.global_batch + row])]
+    return step, row, int(self.order(epoch)[batch * self.global_batch + row])
+
+  def __getitem__(self, index: int) -> dict:
+    step, row, record_index = self.locate(index)
+    record = self.source[record_index]
     rng = np.random.default_rng([self.seed, step, row, 1])
     start = clips.random_start(rng, float(record["duration"]))
     flip = bool(rng.random() < 0.5)
