@@ -290,6 +290,7 @@ CASES: list[Case] = [
     Case("train-rerun-with-another-model", TINY + ["--config.model.unet.layers_per_block=2"],
          ["--config.model.unet.layers_per_block: 1 in the workdir, 2 now",
           "restart_from_scratch"], setup=tiny_workdir),
+    Case("train-distributed-off-a-pod", DEMO + ["--distributed"], ["--distributed", "--coordinator_address"]),
     Case("train-no-data", RECIPE, ["--config.data.dir", "data_prep.build"]),
     Case("train-data-missing", RECIPE + ["--config.data.dir=nodata"], ["--config.data.dir=nodata"]),
     Case("train-data-empty", RECIPE + ["--config.data.dir=data"], ["data"], setup=_mkdir("data")),
