@@ -25,7 +25,7 @@ import pytest
 
 from tests.test_train_common import (NUM_STEPS, ROOT, baseline, build_shards, config_flags, metrics,
                                      subprocess_env, train_cli)
-from tests.test_train_sharding import free_port
+from tests.test_train_sharding import assert_params_close, free_port
 
 RTOL = 1e-4
 
@@ -113,3 +113,4 @@ def test_preempt_and_resume_across_host_counts(reference, shards, tmp_path, tmp_
   assert f"resuming at step {held - 1} of {NUM_STEPS}" in outs[0], outs[0]
   assert_losses(workdir, expected, range(1, NUM_STEPS + 1))
   assert steps_saved(workdir)[-1] == NUM_STEPS
+  assert_params_close(workdir, reference, NUM_STEPS, NUM_STEPS)

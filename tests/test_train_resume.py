@@ -104,3 +104,32 @@ def test_only_damaged_steps_are_skipped_and_all_damaged_refuses(reference, shard
   out = capsys.readouterr().out
   assert out.count("is unreadable") == len(steps), out
   assert [int(p.name) for p in sorted((workdir / "checkpoints").iterdir()) if p.name.isdigit()] == steps
+
+
+def test_sampling_and_export_of_a_workdir_with_a_damaged_newest_step(reference, tmp_path, tmp_path_factory):
+  """Issue 16: the latest step falls back past a damaged one as training does; an asked-for damaged
+  step is one error line, not an Orbax traceback."""
+  import subprocess
+  import sys
+  from asva_jax.training.checkpoints import DamagedCheckpoints
+  from asva_jax.workdir import load_models
+  from tests.test_train_common import ROOT, subprocess_env, trained_params
+  workdir = copy(reference, tmp_path)
+  for f in (workdir / "checkpoints" / str(NUM_STEPS) / "params" / "d").rglob("*"):
+    if f.is_file():
+      f.write_bytes(b"\0garbage" * 4)
+  loaded = trained_params(workdir)  # load_models(workdir): the latest readable step
+  expected = trained_params(reference, NUM_STEPS - 2)
+  assert loaded.keys() == expected.keys()
+  for path in loaded:
+    np.testing.assert_array_equal(loaded[path], expected[path], err_msg=str(path))
+  assert load_models(workdir).step == NUM_STEPS - 2
+  with pytest.raises(DamagedCheckpoints, match=f"{NUM_STEPS}: .*choose another step"):
+    load_models(workdir, NUM_STEPS)
+  result = subprocess.run([sys.executable, "-m", "convert.to_pytorch", "--ckpt", str(workdir), "--step",
+                           str(NUM_STEPS), "--out", str(tmp_path / "export")], cwd=ROOT,
+                          env=subprocess_env(tmp_path_factory), capture_output=True, text=True, timeout=300)
+  assert result.returncode == 2, result.stderr
+  assert "Traceback" not in result.stderr and result.stderr.count("error: ") == 1, result.stderr
+  assert "no checkpoint can be read" in result.stderr and "--step" in result.stderr, result.stderr
+  assert not (tmp_path / "export").exists()

@@ -73,19 +73,10 @@ def abstract_like(tree, shardings):
   return jax.tree.map(lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s), tree, shardings)
 
 
-def restore_params(manager: ocp.CheckpointManager, step: int, target):
-  return manager.restore(step, args=ocp.args.Composite(params=ocp.args.StandardRestore(target)))["params"]
-
-
-def recorded_state(step_dir) -> dict[str, dict]:
-  """{item: signature} of the params and opt_state a step recorded; raises when they are unreadable."""
+def recorded_state(step_dir, items=("params", "opt_state")) -> dict[str, dict]:
+  """{item: signature} of the arrays a step recorded; raises when their metadata is unreadable."""
   handler = ocp.StandardCheckpointHandler()
-  return {item: resume_check.signature(handler.metadata(epath.Path(step_dir) / item))
-          for item in ("params", "opt_state")}
-
-
-def current_state(params, opt_state) -> dict[str, dict]:
-  return {"params": resume_check.signature(params), "opt_state": resume_check.signature(opt_state)}
+  return {item: resume_check.signature(handler.metadata(epath.Path(step_dir) / item)) for item in items}
 
 
 def check_resumable(workdir, config, model) -> None:
@@ -98,7 +89,8 @@ def check_resumable(workdir, config, model) -> None:
   if not directory.is_dir():
     return
   params = nnx.state(model, trainable_filter(config.model))
-  current = current_state(params, jax.eval_shape(make_optimizer(config.train).init, params))
+  current = {"params": resume_check.signature(params),
+             "opt_state": resume_check.signature(jax.eval_shape(make_optimizer(config.train).init, params))}
   for step in sorted(ocp.path.step.checkpoint_steps(epath.Path(directory)), reverse=True):
     try:
       recorded = recorded_state(directory / str(step))
@@ -108,34 +100,50 @@ def check_resumable(workdir, config, model) -> None:
     return
 
 
-def restore_latest(manager: ocp.CheckpointManager, params_target, opt_target):
-  """(step, params, opt_state, meta) of the newest readable step, or None when there is no step.
+def restore_newest(manager: ocp.CheckpointManager, steps, targets: dict, *, json_items=(), hint: str):
+  """(step, {item: restored}) of the first readable step of `steps`, or None when `steps` is empty.
 
-  Falls back past damaged steps only; refuses (`resume_check.IncompatibleRun`) a step whose
-  trees differ from the targets', and (`DamagedCheckpoints`) a workdir none of whose steps reads.
+  Goes past damaged steps only (missing or corrupt files, with a warning naming each);
+  refuses (`resume_check.IncompatibleRun`) a step whose trees differ from `targets`, and
+  (`DamagedCheckpoints`, ending with `hint`) when no step reads.
   """
-  current = current_state(params_target, opt_target)
+  current = {item: resume_check.signature(target) for item, target in targets.items()}
   damaged = []
-  for step in sorted(manager.all_steps(), reverse=True):
+  for step in steps:
     step_dir = Path(str(manager.directory)) / str(step)
     try:
-      recorded = recorded_state(step_dir)
+      recorded = recorded_state(step_dir, tuple(targets))
     except Exception as e:  # noqa: BLE001 - missing or corrupt metadata: orbax/json raise many types
       damaged.append(report_damaged(step_dir, e))
       continue
     resume_check.check_state(step_dir, recorded, current)
+    args = {item: ocp.args.StandardRestore(target) for item, target in targets.items()}
+    args.update({item: ocp.args.JsonRestore() for item in json_items})
     try:
-      items = dict(params=ocp.args.StandardRestore(params_target),
-                   opt_state=ocp.args.StandardRestore(opt_target), meta=ocp.args.JsonRestore())
-      restored = manager.restore(step, args=ocp.args.Composite(**items))
-      return step, restored["params"], restored["opt_state"], dict(restored["meta"])
+      return step, manager.restore(step, args=ocp.args.Composite(**args))
     except Exception as e:  # noqa: BLE001 - the trees match, so a failure is a damaged file
       damaged.append(report_damaged(step_dir, e))
   if damaged:
-    raise DamagedCheckpoints(f"{manager.directory}: no checkpoint can be read ({'; '.join(damaged)}); "
-                             "move the damaged step folders out of it to restart the run from step 0, or "
-                             "train in a new --workdir")
+    raise DamagedCheckpoints(f"{manager.directory}: no checkpoint can be read ({'; '.join(damaged)}); {hint}")
   return None
+
+
+def restore_latest(manager: ocp.CheckpointManager, params_target, opt_target):
+  """(step, params, opt_state, meta) of the newest readable step, or None when there is no step."""
+  found = restore_newest(manager, sorted(manager.all_steps(), reverse=True),
+                         {"params": params_target, "opt_state": opt_target}, json_items=("meta",),
+                         hint="move the damaged step folders out of it to restart the run from step 0, "
+                              "or train in a new --workdir")
+  if found is None:
+    return None
+  step, restored = found
+  return step, restored["params"], restored["opt_state"], dict(restored["meta"])
+
+
+def restore_params(manager: ocp.CheckpointManager, steps: list[int], target, *, hint: str):
+  """(step, params) of the first readable step of `steps` (for sampling and export)."""
+  step, restored = restore_newest(manager, steps, {"params": target}, hint=hint)
+  return step, restored["params"]
 
 
 class DamagedCheckpoints(AsvaError):
@@ -144,7 +152,7 @@ class DamagedCheckpoints(AsvaError):
 
 def report_damaged(step_dir, error: Exception) -> str:
   reason = f"{type(error).__name__}: {' '.join(str(error).split())[:200]}"
-  message = f"checkpoint {step_dir} is unreadable ({reason}); falling back to the step before it"
+  message = f"checkpoint {step_dir} is unreadable ({reason}); trying the step before it"
   logging.warning(message)
   print(f"warning: {message}", flush=True)
   return f"{step_dir.name}: {reason}"
