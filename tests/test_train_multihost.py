@@ -21,23 +21,12 @@ import sys
 import time
 
 import numpy as np
-import pytest
 
-from tests.test_train_common import (NUM_STEPS, ROOT, baseline, build_shards, config_flags, metrics,
-                                     subprocess_env, train_cli)
+from tests.test_train_common import reference, shards  # noqa: F401 - fixtures
+from tests.test_train_common import NUM_STEPS, ROOT, config_flags, metrics, subprocess_env, train_cli
 from tests.test_train_sharding import assert_params_close, free_port
 
 RTOL = 1e-4
-
-
-@pytest.fixture(scope="module")
-def shards(tmp_path_factory):
-  return build_shards(tmp_path_factory)
-
-
-@pytest.fixture(scope="module")
-def reference(tmp_path_factory, shards):
-  return baseline(tmp_path_factory)
 
 
 def two_processes(workdir, shards, tmp_path_factory, **overrides):
@@ -67,7 +56,7 @@ def assert_losses(workdir, expected: dict[int, float], steps) -> None:
   np.testing.assert_allclose([ours[s] for s in steps], [expected[s] for s in steps], rtol=RTOL)
 
 
-def test_preempt_and_resume_across_host_counts(reference, shards, tmp_path, tmp_path_factory):
+def test_preempt_and_resume_across_host_counts(tmp_path, tmp_path_factory):
   expected = logged(reference)
   workdir = tmp_path / "run"
 
