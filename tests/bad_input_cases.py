@@ -153,6 +153,27 @@ def tiny_workdir(tmp: Path) -> None:
   (tmp / "w" / "run.json").write_text(json.dumps({"format": "asva-jax training workdir", "version": 1}))
 
 
+def bad_run_spec(tmp: Path) -> None:
+  """A converted folder whose run_spec.json names an unknown prediction type."""
+  from asva_jax import run_spec
+  component_without_params(tmp)
+  (tmp / "ckpt" / run_spec.SPEC_FILE).write_text(json.dumps({**run_spec.recipe().to_json(),
+                                                             "prediction_type": "sample"}))
+
+
+def workdir_without_spec_or_shards(tmp: Path) -> None:
+  """A workdir written before the run spec (run.json version 1) whose shards are gone."""
+  from asva_jax.training.defaults import base_config
+  image_and_audio(tmp)
+  (tmp / "w").mkdir()
+  (tmp / "w" / "run.json").write_text(json.dumps({
+      "format": "asva-jax training workdir", "version": 1, "checkpoint": "", "autoencoder": "space_to_depth",
+      "space_to_depth_factor": 4, "scaling_factor": 1.0}))
+  config = base_config()
+  config.data.dir = "nodata"
+  (tmp / "w" / "config.json").write_text(config.to_json())
+
+
 def _mkdir(*names: str) -> Callable[[Path], None]:
   return lambda tmp: [(tmp / n).mkdir(parents=True) for n in names]
 
@@ -240,6 +261,8 @@ CASES: list[Case] = [
          ["--components", "vae"], setup=component_without_params),
     Case("to-out-is-a-file", TO + ["--ckpt", "ckpt", "--out", "taken"], ["--out taken"],
          setup=_both(component_without_params, _file("taken"))),
+    Case("ckpt-bad-run-spec", TO + ["--ckpt", "ckpt", "--out", "out"],
+         ["ckpt/run_spec.json", "prediction_type 'sample'"], setup=bad_run_spec),
     # data_prep.synthetic
     Case("synthetic-out-is-a-file", SYNTH + ["--out", "taken"], ["--out taken"], setup=_file("taken")),
     Case("synthetic-out-unwritable", SYNTH + ["--out", "taken/data", "--num-classes", "1",
@@ -307,6 +330,8 @@ CASES: list[Case] = [
          setup=_both(_mkdir("ck"), lambda tmp: zero_byte(tmp / "x.png"))),
     Case("sample-video-is-folder", SAMPLE + ["--ckpt", "ck", "--video", "v.mp4"], ["v.mp4"],
          setup=_mkdir("ck", "v.mp4")),
+    Case("sample-workdir-spec-underivable", SAMPLE + ["--ckpt", "w", "--image", "x.png", "--audio", "a.wav"],
+         ["w/run.json", "frame size", "nodata"], setup=workdir_without_spec_or_shards),
     # asva_jax.eval
     Case("eval-generated-missing", EVAL + ["--generated", "nope", "--reference", "r", "--models", "m"],
          ["--generated nope"]),

@@ -88,9 +88,14 @@ def test_export_of_a_v_prediction_workdir_names_its_scheduler(demo_run, tmp_path
   from diffusers import DDIMScheduler
   from tests.cli_modules import cli_module
   workdir, _ = demo_run
+  from absl import flags
+
+  from asva_jax import command
   with cli_module("convert.to_pytorch") as to_pytorch:  # its flags would clash with other commands'
-    names = to_pytorch.export_workdir(workdir, tmp_path, [], None)
-  assert names[-1] == "scheduler"
+    flags.FLAGS.unparse_flags()
+    with pytest.raises(SystemExit) as e:
+      command.run(to_pytorch.main, argv=["to_pytorch", f"--ckpt={workdir}", f"--out={tmp_path}"])
+  assert not e.value.code
   assert (tmp_path / "unet" / "diffusion_pytorch_model.safetensors").is_file()
   scheduler = DDIMScheduler.from_pretrained(tmp_path, subfolder="scheduler")
   assert scheduler.config.prediction_type == "v_prediction"

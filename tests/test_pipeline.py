@@ -97,26 +97,34 @@ def test_text_encoding_prefers_the_stored_class_encoding():
     asked.extend(prompts)
     return np.full((len(prompts), 77, 4), 2.0, np.float32)
 
-  models = Models(unet=None, autoencoder=None, audio_encoder=None, text_encodings=stored, encode_prompts=encode)
+  from asva_jax import run_spec
+  spec = run_spec.recipe(class_prompts=["cats"])
+  models = Models(unet=None, autoencoder=None, audio_encoder=None, text_encodings=stored, spec=spec,
+                  encode_prompts=encode)
   assert text_encoding(models, "cats").max() == 1 and text_encoding(models, "").max() == 0 and not asked
   assert text_encoding(models, "lions roaring").min() == 2 and asked == ["lions roaring"]
-  with pytest.raises(UnknownCategoryError, match="known: 'cats'"):
-    text_encoding(Models(None, None, None, stored), "dogs")
+  with pytest.raises(UnknownCategoryError, match="its classes: 'cats'"):
+    text_encoding(Models(None, None, None, stored, spec), "dogs")
 
 
 def test_training_workdir_is_a_model_source(tmp_path):
-  """A workdir (asva_jax.workdir) whose frozen base is the tiny checkpoint, before any step."""
+  """A workdir (asva_jax.workdir) whose frozen base is the tiny checkpoint, before any step, written
+  before the run spec existed (run.json version 1): its spec is derived (`workdir.legacy_spec`)."""
   import json
   import shutil
+  from asva_jax.training.defaults import base_config
   ckpt = tiny_checkpoint()
   (tmp_path / "run.json").write_text(json.dumps({
       "format": "asva-jax training workdir", "version": 1, "checkpoint": str(ckpt), "autoencoder": "vae",
       "space_to_depth_factor": 4, "scaling_factor": 0.18215}))
-  (tmp_path / "config.json").write_text(json.dumps({"data": {"synthetic": {"enabled": True, "size": list(SIZE)}}}))
+  config = base_config()
+  del config.diffusion.prediction_type  # version-1 configs before v-prediction had none
+  config.data.synthetic.enabled, config.data.synthetic.size = True, SIZE
+  (tmp_path / "config.json").write_text(config.to_json())
   shutil.copytree(ckpt / "text_encodings", tmp_path / "text_encodings")
   models = load_models(tmp_path)
   assert models.step == 0
-  from asva_jax.pipeline.models import frame_size
-  assert frame_size(models) == SIZE
+  assert models.spec == load_models(ckpt).spec  # the recipe's, at the synthetic size, with its prompts
+  assert models.spec.frame_size == SIZE and models.spec.class_prompts == tuple(sorted(PROMPTS))
   c, _ = clip()
   assert np.array_equal(sample(models, [c], **OPTIONS), sample(load_models(ckpt), [c], **OPTIONS))

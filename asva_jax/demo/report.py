@@ -197,8 +197,8 @@ def write_demo_outputs(config, workdir, models=None) -> dict:
                       "shuffled_audio": _mean(real_shuffled)},
       "sampler": {k: options[k] for k in ("audio_guidance", "text_guidance", "num_inference_steps",
                                           "scheduler")}
-                 | {"seed": int(d.seed), "prediction_type": getattr(models, "prediction_type", "epsilon")},
-      "step": getattr(models, "step", None),
+                 | {"seed": int(d.seed), "prediction_type": models.spec.prediction_type},
+      "step": models.step,
       "sampling_seconds": sampled_s,
       "gif": str(gif.relative_to(workdir)), "plot": str(png.relative_to(workdir)),
       "clips": per_clip,

@@ -24,6 +24,7 @@ from flax import nnx
 from asva_jax.pipeline.inputs import Clip, InputError
 from asva_jax.pipeline.loop import denoise
 from asva_jax.pipeline.models import NULL_PROMPT, text_encoding
+from asva_jax.schedulers import Plan, make_plan
 
 
 @functools.partial(jax.jit, static_argnames=("graphdef", "method"))
@@ -121,10 +122,14 @@ def sample(models, clips: Sequence[Clip], *, seeds: int | Sequence[int] = 0, aud
   x = jnp.concatenate([z0[:, None], noise], axis=1)  # init_noise_sigma is 1 for every sampler here
   tokens, null_tokens, masks = audio_tokens(models, np.stack([c.audio for c in clips]))
   key = jax.random.fold_in(jax.random.key(seeds[0]), 1)
+  spec = models.spec  # the run's own schedule and prediction type (asva_jax.run_spec)
+  alphas = spec.alphas_cumprod()
+  plan = scheduler if isinstance(scheduler, Plan) else make_plan(scheduler, num_inference_steps, eta=eta,
+                                                                 alphas_cumprod=alphas)
   out = denoise(models.unet, x, text=text, audio=tokens, audio_mask=masks, null_text=null_text,
                 null_audio=null_tokens, null_audio_mask=masks, audio_guidance=audio_guidance,
-                text_guidance=text_guidance, num_inference_steps=num_inference_steps, scheduler=scheduler,
-                eta=eta, key=key, prediction_type=getattr(models, "prediction_type", "epsilon"))
+                text_guidance=text_guidance, num_inference_steps=num_inference_steps, scheduler=plan,
+                eta=eta, key=key, prediction_type=spec.prediction_type, alphas_cumprod=alphas)
   frames = decode(models, out)
   return (frames, out) if return_latents else frames
 

@@ -18,6 +18,8 @@ SCHEDULERS = ("pndm", "plms", "ddim", "ddpm", "dpm++2m")
 def make_plan(name: str, num_inference_steps: int, *, eta: float = 0.0, alphas_cumprod=None) -> Plan:
   from asva_jax.schedulers import ddim, ddpm, dpm_solver, pndm
   kw = dict(alphas_cumprod=alphas_cumprod)
+  if alphas_cumprod is not None:  # a run's own schedule: its timesteps span its length
+    kw["num_train_timesteps"] = len(alphas_cumprod)
   if name in ("pndm", "plms"):
     return pndm.plan(num_inference_steps, aliased=name == "pndm", **kw)
   if name == "ddim":

@@ -164,10 +164,10 @@ def train(config, workdir) -> list[dict]:
     source = open_data(config, workdir)
 
   from asva_jax.schedulers.noise_schedule import scaled_linear_alphas_cumprod
-  from asva_jax.workdir import write_run, write_text_encodings
+  from asva_jax.workdir import shard_frame_size, write_run, write_text_encodings
   model = built.model
   barrier("before run metadata")  # every host sees the same "is it a new workdir?"
-  write_run(workdir, config, built, primary=primary)
+  write_run(workdir, config, built, frame_size=shard_frame_size(source), primary=primary)
   barrier("run metadata")
   audio_mask = jnp.asarray(model.audio_encoder.segment_masks())
   alphas = jnp.asarray(scaled_linear_alphas_cumprod(int(config.diffusion.num_train_timesteps),
