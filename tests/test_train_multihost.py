@@ -56,7 +56,7 @@ def assert_losses(workdir, expected: dict[int, float], steps) -> None:
   np.testing.assert_allclose([ours[s] for s in steps], [expected[s] for s in steps], rtol=RTOL)
 
 
-def test_preempt_and_resume_across_host_counts(tmp_path, tmp_path_factory):
+def test_preempt_and_resume_across_host_counts(reference, shards, tmp_path, tmp_path_factory):
   expected = logged(reference)
   workdir = tmp_path / "run"
 

@@ -27,7 +27,7 @@ def copy(reference, tmp_path):
   return workdir
 
 
-def test_rerun_with_another_model_refuses_and_touches_nothing(tmp_path, tmp_path_factory):
+def test_rerun_with_another_model_refuses_and_touches_nothing(reference, shards, tmp_path, tmp_path_factory):
   """The failure measured in issue 15: this rerun used to restart at step 0 over the run."""
   workdir = copy(reference, tmp_path)
   before = contents(workdir)
@@ -40,7 +40,7 @@ def test_rerun_with_another_model_refuses_and_touches_nothing(tmp_path, tmp_path
   assert contents(workdir) == before
 
 
-def test_checkpoint_with_other_trees_refuses_before_writing(tmp_path):
+def test_checkpoint_with_other_trees_refuses_before_writing(reference, shards, tmp_path):
   """config.json agrees (edited here), the checkpoint's parameter tree does not: refused, not skipped."""
   from asva_jax.training.loop import train
   from asva_jax.training.resume_check import IncompatibleRun
@@ -55,7 +55,7 @@ def test_checkpoint_with_other_trees_refuses_before_writing(tmp_path):
   assert contents(workdir) == before
 
 
-def test_cadence_change_resumes_says_so_and_keeps_what_retention_says(tmp_path,
+def test_cadence_change_resumes_says_so_and_keeps_what_retention_says(reference, shards, tmp_path,
                                                                       tmp_path_factory, capsys):
   from asva_jax.training.loop import train
   workdir = copy(reference, tmp_path)
@@ -76,7 +76,7 @@ def test_cadence_change_resumes_says_so_and_keeps_what_retention_says(tmp_path,
   assert sorted(int(p.name) for p in (workdir / "checkpoints").iterdir() if p.name.isdigit()) == [5, 7, 8]
 
 
-def test_only_damaged_steps_are_skipped_and_all_damaged_refuses(tmp_path, capsys):
+def test_only_damaged_steps_are_skipped_and_all_damaged_refuses(reference, shards, tmp_path, capsys):
   from asva_jax.training.checkpoints import DamagedCheckpoints
   from asva_jax.training.loop import train
   workdir = copy(reference, tmp_path)
