@@ -18,6 +18,7 @@ from __future__ import annotations
 import signal
 import subprocess
 import sys
+import threading
 import time
 
 import numpy as np
@@ -84,12 +85,15 @@ def test_preempt_and_resume_across_host_counts(reference, shards, tmp_path, tmp_
        *config_flags(shards, **{"train.checkpoint_every": 1, "train.async_checkpoints": True})],
       cwd=ROOT, env=subprocess_env(tmp_path_factory, ASVA_HOLD_STEP=str(held)),
       stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+  watchdog = threading.Timer(300, proc.kill)  # a run that never reaches the held step fails, not hangs
+  watchdog.start()
   lines = []
   for line in proc.stdout:
     lines.append(line)
     if f"holding the commit of step {held}" in line:
       break
   proc.kill()
+  watchdog.cancel()
   proc.communicate(timeout=60)
   out = "".join(lines)
   assert f"resuming at step {stopped} of {NUM_STEPS}" in out and "1 host(s)" in out, out

@@ -4,8 +4,8 @@ Global batch j of the run is fixed by (seed, j) alone: epoch e's shuffled order 
 the records (`drop_last` per epoch, docs/reference.md §6.5), and each clip's random start and
 flip from (seed, j, row). Host h of P reads only rows [h·G/P, (h+1)·G/P) of each
 global batch, so one process and N processes train on the same batches, and a
-run can resume on a different number of hosts. grain decodes the clips (worker
-processes optional) and its iterator state goes into every checkpoint.
+run can resume on a different number of hosts: it restarts the stream at its step
+(`start_step`). grain decodes the clips (worker processes optional).
 """
 
 from __future__ import annotations
