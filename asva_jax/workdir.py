@@ -189,7 +189,8 @@ def load_models(path, step: int | None = None, *, dtype=jnp.float32):
     autoencoder = asva_jax.load_vae(base, dtype=dtype)
   model = Trainee(unet, autoencoder, audio)
   available = steps(path)
-  if step is None:
+  latest = step is None
+  if latest:
     step = available[-1] if available else 0
   if step:
     if step not in available:
@@ -200,8 +201,12 @@ def load_models(path, step: int | None = None, *, dtype=jnp.float32):
     _, params, _ = split_model(model, cfg)
     device = jax.sharding.SingleDeviceSharding(jax.devices()[0])
     target = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=device), params)
+    # The latest step falls back past damaged ones, as training does; an asked-for step does not.
+    older = [s for s in reversed(available) if s <= step]
     try:
-      restored = checkpoints.restore_params(manager, step, target)
+      step, restored = checkpoints.restore_params(
+          manager, older if latest else [step], target,
+          hint=f"choose another step of {path} with --step (available: {available})")
     finally:
       manager.close()
     nnx.update(model, restored)

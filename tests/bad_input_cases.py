@@ -142,6 +142,17 @@ def earlier_build_with_other_settings(tmp: Path) -> None:
   (version / "build-train.json").write_text(json.dumps({"dataset": "avsync15", "size": [8, 8]}))
 
 
+def tiny_workdir(tmp: Path) -> None:
+  """tmp/w as configs/tiny.py left it (its recorded config.json and run.json)."""
+  import importlib.util
+  spec = importlib.util.spec_from_file_location("configs_tiny", REPO / "configs" / "tiny.py")
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  (tmp / "w").mkdir()
+  (tmp / "w" / "config.json").write_text(module.get_config().to_json())
+  (tmp / "w" / "run.json").write_text(json.dumps({"format": "asva-jax training workdir", "version": 1}))
+
+
 def bad_run_spec(tmp: Path) -> None:
   """A converted folder whose run_spec.json names an unknown prediction type."""
   from asva_jax import run_spec
@@ -182,6 +193,7 @@ SYNTH = ["-m", "data_prep.synthetic"]
 TRAIN = ["-m", "asva_jax.train"]
 DEMO = TRAIN + ["--config", "{repo}/configs/demo.py", "--workdir", "w"]
 RECIPE = TRAIN + ["--config", "{repo}/configs/avsyncd.py", "--workdir", "w"]
+TINY = TRAIN + ["--config", "{repo}/configs/tiny.py", "--workdir", "w"]
 SAMPLE = ["-m", "asva_jax.sample", "--category", "dog barking", "--out", "o.mp4"]
 EVAL = ["-m", "asva_jax.eval"]
 SYNC = ["-m", "asva_jax.eval.sync"]
@@ -298,6 +310,10 @@ CASES: list[Case] = [
          ["--config.data.synthetic.ball_radius=0", "(0, 0.5]"]),
     Case("train-unknown-prediction-type", DEMO + ["--config.diffusion.prediction_type=sample"],
          ["--config.diffusion.prediction_type='sample'", "v_prediction"]),
+    Case("train-rerun-with-another-model", TINY + ["--config.model.unet.layers_per_block=2"],
+         ["--config.model.unet.layers_per_block: 1 in the workdir, 2 now",
+          "restart_from_scratch"], setup=tiny_workdir),
+    Case("train-distributed-off-a-pod", DEMO + ["--distributed"], ["--distributed", "--coordinator_address"]),
     Case("train-no-data", RECIPE, ["--config.data.dir", "data_prep.build"]),
     Case("train-data-missing", RECIPE + ["--config.data.dir=nodata"], ["--config.data.dir=nodata"]),
     Case("train-data-empty", RECIPE + ["--config.data.dir=empty_shards"],

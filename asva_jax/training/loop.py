@@ -22,7 +22,7 @@ from absl import logging
 
 from asva_jax.errors import AsvaError
 from asva_jax.schedulers.noise_schedule import PREDICTION_TYPES
-from asva_jax.training import checkpoints, sharding
+from asva_jax.training import checkpoints, resume_check, sharding
 from asva_jax.training.data import host_batch, make_loader
 from asva_jax.training.flops import SOURCE as FLOPS_SOURCE, peak_flops, step_flops
 from asva_jax.training.metrics_log import MetricsLog
@@ -151,10 +151,12 @@ def train(config, workdir) -> list[dict]:
   workdir = Path(workdir).absolute()
   primary = jax.process_index() == 0
   check_config(config)
+  changed = resume_check.check_config(workdir, config)  # refusals come before anything is written
   check_data(config)
   # Given shards and models are opened before the workdir exists, so bad ones leave nothing behind.
   source = open_data(config, workdir) if config.data.dir else None
   built = build_models(config)
+  checkpoints.check_resumable(workdir, config, built.model)
   if primary:
     workdir.mkdir(parents=True, exist_ok=True)
   barrier("workdir")
@@ -177,24 +179,20 @@ def train(config, workdir) -> list[dict]:
   param_sh, opt_sh = program.state_shardings["params"], program.state_shardings["opt_state"]
 
   manager = checkpoints.make_manager(workdir, config.train)
-  start_step, data_start = 0, 0
+  start_step = 0
   restored = checkpoints.restore_latest(manager, checkpoints.abstract_like(params, param_sh),
                                         checkpoints.abstract_like(opt_state, opt_sh))
   if restored is not None:
-    start_step, params, opt_state, meta = restored
-    data_start = int(meta.get("data_start_step", 0))
+    start_step, params, opt_state, _ = restored
+    if primary and changed:
+      print(f"resuming with changed settings: {'; '.join(changed)}", flush=True)
   state = {"step": jax.device_put(jnp.asarray(start_step, jnp.int32), replicated), "params": params,
            "opt_state": opt_state}
   total = int(config.train.num_steps)
   hosts = jax.process_count()
-  loader = make_loader(source, config, process_index=jax.process_index(), process_count=hosts,
-                       start_step=data_start)
-  iterator = iter(loader)
-  if restored is not None:
-    if not (meta.get("process_count") == hosts and checkpoints.restore_data(manager, start_step, iterator)):
-      data_start = start_step  # another host count wrote it: start the same global stream at the step
-      iterator = iter(make_loader(source, config, process_index=jax.process_index(), process_count=hosts,
-                                  start_step=data_start))
+  # The stream is a function of the step, whatever the host count or batch layout that saved it.
+  iterator = iter(make_loader(source, config, process_index=jax.process_index(), process_count=hosts,
+                              start_step=start_step))
   trainable_count = count_params(params)
   if primary:
     print(f"{'resuming at' if start_step else 'starting at'} step {start_step} of {total} in {workdir}; "
@@ -219,7 +217,7 @@ def train(config, workdir) -> list[dict]:
     if primary and len(text.used) != known_prompts:
       write_text_encodings(workdir, text.used)
       known_prompts = len(text.used)
-    meta = {"step": step, "seed": int(config.seed), "process_count": hosts, "data_start_step": data_start,
+    meta = {"step": step, "seed": int(config.seed), "process_count": hosts,
             "rng": np.asarray(jax.random.key_data(jax.random.key(int(config.seed)))).tolist()}
     checkpoints.save(manager, step, state, iterator, meta, config.to_json(), force=force)
 
