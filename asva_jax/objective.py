@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import jax
 import jax.numpy as jnp
 
@@ -15,6 +17,19 @@ def video_to_latents(vae, video: jax.Array, key: jax.Array, scaling_factor: floa
   images = video.astype(jnp.float32) / 127.5 - 1.0
   mean, logvar = vae.encode(images)
   return sample_latent(key, mean, logvar) * scaling_factor
+
+
+class DrawKeys(NamedTuple):
+  """The independent keys of one micro-batch's randomness, split from its one key (so a reference
+  can draw the same posterior sample, dropout, timesteps and noise)."""
+  latent: jax.Array      # the posterior sample of x0 (`sample_latent`)
+  audio_drop: jax.Array  # keep the audio of each clip with probability 1 - audio_drop_prob
+  timesteps: jax.Array   # t uniform in {0, ..., T - 1}, one per clip
+  noise: jax.Array       # ε, x0's shape and dtype
+
+
+def draw_keys(key: jax.Array) -> DrawKeys:
+  return DrawKeys(*jax.random.split(key, 4))
 
 
 def diffusion_loss(unet, vae, audio_encoder, video: jax.Array | None, mel: jax.Array, text: jax.Array,
@@ -31,7 +46,7 @@ def diffusion_loss(unet, vae, audio_encoder, video: jax.Array | None, mel: jax.A
   `vae_moments` (mean, logvar) (B, F, h, w, 4), cached by `data_prep.build --vae-latents`,
   replace the VAE encoder: the latent is then sampled from them (`video` may be None).
   """
-  k_latent, k_drop, k_t, k_noise = jax.random.split(key, 4)
+  k_latent, k_drop, k_t, k_noise = draw_keys(key)
   b = mel.shape[0]
   if vae_moments is None:
     x0 = video_to_latents(vae, video, k_latent, scaling_factor)

@@ -36,14 +36,15 @@ flags.DEFINE_string("out", None, "Output .mp4 (several clips: OUT_clip-00.mp4, .
 flags.DEFINE_float("start", None, "Start (s) of one 2-s clip.")
 flags.DEFINE_integer("num-clips", None, "The original's uniform 2-s clips: centred for 1, linspace(0, d-2, k).")
 flags.DEFINE_integer("steps", 50, "Sampler steps (PNDM: 50 steps = 51 UNet calls).")
-flags.DEFINE_enum("scheduler", "pndm", ["pndm", "plms", "ddim", "ddpm", "dpm++2m"], "Sampler.")
+flags.DEFINE_enum("scheduler", "pndm", ["pndm", "plms", "pndm-eps", "plms-eps", "ddim", "ddpm", "dpm++2m"],
+                  "Sampler (docs/sampling.md).")
 flags.DEFINE_float("eta", 0.0, "DDIM eta.")
 flags.DEFINE_integer("seed", 0, "Seed of the initial noise and of the image's posterior sample.")
 flags.DEFINE_enum("dtype", "float32", ["float32", "bfloat16"], "Compute dtype of the UNet and the VAE.")
 flags.DEFINE_bool("gif", False, "Also write a GIF next to each mp4.")
 flags.DEFINE_string("jobs", None, "CSV with columns image,audio,category,out[,start]; rows run in batches.")
 flags.DEFINE_integer("batch-size", 4, "Clips per batched sampler call.")
-flags.DEFINE_list("size", None, "Output H,W (default: the model's training size, else 256,256).")
+flags.DEFINE_list("size", None, "Output H,W (default: the frame size in the run spec of --ckpt).")
 flags.DEFINE_enum("long-audio", "anchored", ["anchored", "continuous"],
                   "How windows of a long audio chain: every window from the image, or each from the last frame.")
 
@@ -59,8 +60,7 @@ def frame_size(models) -> tuple[int, int]:
     except ValueError as e:
       raise JobError(f"--size {','.join(FLAGS.size)}: expected H,W") from e
     return h, w
-  from asva_jax.pipeline.models import frame_size as model_frame_size
-  return model_frame_size(models)
+  return tuple(models.spec.frame_size)
 
 
 def read_jobs(path: str) -> list[dict]:
@@ -135,11 +135,11 @@ def plan_job(job: dict, size) -> tuple[list, list, dict | None]:
   return clips, outs, None
 
 
-def write(path: Path, frames: np.ndarray, audio: np.ndarray) -> None:
+def write(path: Path, frames: np.ndarray, audio: np.ndarray, fps: int) -> None:
   from asva_jax.pipeline.video_io import write_gif, write_video
-  write_video(path, frames, audio)
+  write_video(path, frames, audio, fps=fps)
   if FLAGS.gif:
-    write_gif(path.with_suffix(".gif"), frames)
+    write_gif(path.with_suffix(".gif"), frames, fps=fps)
   print(f"wrote {path} ({len(frames)} frames, {len(audio) / 16000:.2f} s audio)")
 
 
@@ -170,12 +170,12 @@ def main(argv):
     frames = pipeline.sample_batched(models, clips, batch_size=FLAGS["batch-size"].value, seeds=FLAGS.seed,
                                      progress=True, **options)
     for (path, audio), video in zip(outs, frames):
-      write(path, video, audio)
+      write(path, video, audio, models.spec.fps)
   for task in long_tasks:
     video, _ = long_audio.animate(models, task["image"], task["audio"], task["prompt"],
                                   mode=FLAGS["long-audio"].value, seed=FLAGS.seed,
                                   batch_size=FLAGS["batch-size"].value, **options)
-    write(task["out"], video, task["audio"])
+    write(task["out"], video, task["audio"], models.spec.fps)
 
 
 if __name__ == "__main__":

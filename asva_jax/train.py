@@ -14,6 +14,7 @@ from __future__ import annotations
 from absl import app, flags, logging
 
 from asva_jax import command
+from asva_jax.errors import AsvaError
 
 _CONFIG = command.define_config_file("config", None, "Training config file (configs/*.py).",
                                      lock_config=True)
@@ -31,11 +32,20 @@ def initialize_distributed() -> None:
   import jax
   if FLAGS.cpu_collectives:
     jax.config.update("jax_cpu_collectives_implementation", FLAGS.cpu_collectives)
-  if FLAGS.coordinator_address or FLAGS.num_processes:
-    jax.distributed.initialize(coordinator_address=FLAGS.coordinator_address,
-                               num_processes=FLAGS.num_processes, process_id=FLAGS.process_id)
-  elif FLAGS.distributed:
-    jax.distributed.initialize()
+  explicit = FLAGS.coordinator_address or FLAGS.num_processes
+  if not (explicit or FLAGS.distributed):
+    return
+  try:
+    if explicit:
+      jax.distributed.initialize(coordinator_address=FLAGS.coordinator_address,
+                                 num_processes=FLAGS.num_processes, process_id=FLAGS.process_id)
+    else:
+      jax.distributed.initialize()
+  except ValueError as e:  # jax found no cluster, or the flags are incomplete
+    flag = "--coordinator_address/--num_processes/--process_id" if explicit else "--distributed"
+    raise AsvaError(f"{flag}: cannot start the processes ({e}); --distributed detects TPU pods, SLURM and "
+                    "other clusters only; elsewhere pass --coordinator_address HOST:PORT --num_processes N "
+                    "--process_id I on every host, or drop the flag on one machine") from e
 
 
 def main(argv):

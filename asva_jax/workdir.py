@@ -1,7 +1,8 @@
 """A training run's folder, self-contained for sampling and export.
 
     WORKDIR/run.json            what the frozen parts are: the converted checkpoint folder the run
-                                started from, or `base/` (from-scratch runs store their initial models)
+                                started from, or `base/` (from-scratch runs store their initial models);
+                                and the run spec (`asva_jax.run_spec`): what sampling and export need
     WORKDIR/config.json         the run's config
     WORKDIR/base/               from scratch: unet/, audio_encoder/, [vae/] as in a converted checkpoint
     WORKDIR/text_encodings/     every text encoding the run used ("" = the null text)
@@ -11,12 +12,11 @@
 WORKDIR is a local folder or a `gs://` URL: every file goes through `asva_jax.storage`.
 
 `load_models(WORKDIR)` gives the UNet with its trained parameters merged into the
-frozen base, the autoencoder, the audio encoder and the text encodings.
+frozen base, the autoencoder, the audio encoder, the text encodings and the run spec.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 import shutil
@@ -31,11 +31,13 @@ import ml_collections
 import numpy as np
 from flax import nnx
 
+from asva_jax import run_spec
 from asva_jax.checkpoint import CheckpointError, save_module, write_json_atomic
 from asva_jax.storage import as_path, is_remote, write_bytes_atomic
 
 RUN_FILE = "run.json"
 FORMAT = "asva-jax training workdir"
+VERSION = 2  # 1: before the run spec (read by `legacy_spec`)
 
 
 def is_workdir(path) -> bool:
@@ -60,11 +62,12 @@ def base_folder(path) -> epath.Path:
   return base
 
 
-def write_run(workdir, config, built, *, primary: bool = True) -> None:
-  """Records (once) where the frozen components come from; from scratch, saves them to `base/`.
+def write_run(workdir, config, built, *, frame_size, primary: bool = True) -> None:
+  """Records (once) where the frozen components come from and the run spec at the data's
+  `frame_size`; from scratch, saves the frozen components to `base/`.
 
   Every process calls it (Orbax saves are collective across hosts); JSON files are
-  written by the primary process only.
+  written by the primary process only. A workdir written before the run spec gets it now.
   """
   workdir = as_path(workdir)
   fresh = not is_workdir(workdir)
@@ -78,14 +81,60 @@ def write_run(workdir, config, built, *, primary: bool = True) -> None:
   if not primary:
     return
   write_json_atomic(workdir / "config.json", json.loads(config.to_json()))
-  if fresh:
-    ckpt = str(as_path(config.model.checkpoint)) if config.model.checkpoint else ""
-    write_json_atomic(workdir / RUN_FILE, {
-        "format": FORMAT, "version": 1, "checkpoint": ckpt,
-        "autoencoder": config.model.autoencoder,
-        "space_to_depth_factor": int(config.model.space_to_depth_factor),
-        "scaling_factor": float(config.diffusion.scaling_factor),
-        "prediction_type": str(config.diffusion.prediction_type)})
+  run = {} if fresh else read_run(workdir)
+  if "spec" in run:
+    return
+  ckpt = str(as_path(config.model.checkpoint)) if config.model.checkpoint else ""
+  spec = run_spec.from_config(config, frame_size=frame_size,
+                              autoencoder_factor=run_spec.autoencoder_factor(built.model.autoencoder),
+                              class_prompts=run_spec.stored_prompts(workdir / "text_encodings"))
+  write_json_atomic(workdir / RUN_FILE, {"format": FORMAT, "version": VERSION,
+                                         "checkpoint": run.get("checkpoint", ckpt), "spec": spec.to_json()})
+
+
+def shard_frame_size(source) -> tuple[int, int]:
+  """(H, W) of the frames stored in a split's shards (`data_prep.build --size`)."""
+  first = source[0]
+  return int(first["height"]), int(first["width"])
+
+
+def read_spec(path) -> run_spec.RunSpec:
+  """The run spec in WORKDIR/run.json (or `legacy_spec` for a workdir written before it)."""
+  run = read_run(path)
+  if "spec" not in run:
+    return legacy_spec(path, run)
+  return run_spec.RunSpec.from_json(run["spec"], f"{as_path(path) / RUN_FILE} (spec)")
+
+
+def legacy_spec(path, run: dict) -> run_spec.RunSpec:
+  """A version-1 workdir's spec, derived as its training used them: the schedule from
+  config.json; prediction type, autoencoder and scaling from run.json ("epsilon" when it
+  names no prediction type: it did from the first v-prediction run on); the frame size from
+  its shards (`config.data.dir`, else WORKDIR/data/shards, else `data.synthetic.size`); the
+  prompts from WORKDIR/text_encodings. Resuming training writes the spec."""
+  from asva_jax.data import open_split
+  path = as_path(path)
+  config = read_config(path)
+  config.diffusion.prediction_type = str(run.get("prediction_type", "epsilon"))
+  config.diffusion.scaling_factor = float(run["scaling_factor"])
+  config.model.autoencoder = str(run["autoencoder"])
+  if run["autoencoder"] == "space_to_depth":
+    factor = int(run["space_to_depth_factor"])
+  else:
+    vae = json.loads((base_folder(path) / "vae" / "config.json").read_text())
+    factor = 2 ** (len(vae["block_out_channels"]) - 1)
+  shards = config.data.dir or str(path / "data" / "shards")
+  try:
+    size = shard_frame_size(open_split(shards, config.data.split, config.data.name or None))
+  except Exception as e:  # any reason the shards cannot be read: the synthetic size, or one clear error
+    if config.data.dir or not config.data.synthetic.enabled:
+      raise run_spec.RunSpecError(
+          f"{path / RUN_FILE}: written before the run spec, and its frame size cannot be derived: the "
+          f"shards it trained on ({shards}) cannot be read ({e}); restore them, or resume training "
+          f"once to record the spec") from None
+    size = tuple(config.data.synthetic.size)
+  return run_spec.from_config(config, frame_size=size, autoencoder_factor=factor,
+                              class_prompts=run_spec.stored_prompts(path / "text_encodings"))
 
 
 def write_text_encodings(workdir, encodings: dict[str, np.ndarray]) -> None:
@@ -103,18 +152,21 @@ def write_text_encodings(workdir, encodings: dict[str, np.ndarray]) -> None:
     target = as_path(workdir) / "text_encodings"
     write_bytes_atomic(target / "encodings.safetensors", weights)
     write_json_atomic(target / "config.json", meta)
-    return
-  target = Path(workdir) / "text_encodings"
-  tmp = Path(tempfile.mkdtemp(prefix=".text_encodings.", dir=workdir))
-  (tmp / "encodings.safetensors").write_bytes(weights)
-  write_json_atomic(tmp / "config.json", meta)
-  old = None
-  if target.exists():
-    old = target.with_name(f".text_encodings.old.{os.getpid()}")
-    os.replace(target, old)
-  os.replace(tmp, target)
-  if old is not None:
-    shutil.rmtree(old, ignore_errors=True)
+  else:
+    target = Path(workdir) / "text_encodings"
+    tmp = Path(tempfile.mkdtemp(prefix=".text_encodings.", dir=workdir))
+    (tmp / "encodings.safetensors").write_bytes(weights)
+    write_json_atomic(tmp / "config.json", meta)
+    old = None
+    if target.exists():
+      old = target.with_name(f".text_encodings.old.{os.getpid()}")
+      os.replace(target, old)
+    os.replace(tmp, target)
+    if old is not None:
+      shutil.rmtree(old, ignore_errors=True)
+  run = read_run(workdir)
+  spec = read_spec(workdir).with_prompts(prompts)
+  write_json_atomic(as_path(workdir) / RUN_FILE, {**run, "spec": spec.to_json()})  # the spec's class prompts
 
 
 def read_config(path) -> ml_collections.ConfigDict:
@@ -128,43 +180,34 @@ def steps(path) -> list[int]:
   return sorted(utils.checkpoint_steps(folder)) if folder.is_dir() else []
 
 
-@dataclasses.dataclass
-class TrainedModels:
-  unet: nnx.Module
-  autoencoder: nnx.Module
-  audio_encoder: nnx.Module
-  text_encodings: dict[str, np.ndarray]
-  scaling_factor: float
-  config: ml_collections.ConfigDict
-  step: int
-  prediction_type: str = "epsilon"
-
-
-def load_models(path, step: int | None = None, *, dtype=jnp.float32) -> TrainedModels:
-  """The run's models with the trained parameters of `step` (default: the latest) merged in.
+def load_models(path, step: int | None = None, *, dtype=jnp.float32):
+  """The run's models with the trained parameters of `step` (default: the latest) merged in, as
+  a `pipeline.Models` bundle with the run spec and the training config.
 
   `dtype` is the compute dtype; parameters stay float32. Step 0 (or no checkpoint yet)
   gives the initial models.
   """
   import asva_jax
   from asva_jax.models.space_to_depth import SpaceToDepth
+  from asva_jax.pipeline.models import Models
   from asva_jax.text_encodings import load_text_encodings
   from asva_jax.training import checkpoints
   from asva_jax.training.models import Trainee
   from asva_jax.training.state import split_model
 
-  run = read_run(path)
+  spec = read_spec(path)
   config = read_config(path)
   base = base_folder(path)
   unet = asva_jax.load_unet(base, dtype=dtype)
   audio = asva_jax.load_audio_encoder(base, dtype=dtype)
-  if run["autoencoder"] == "space_to_depth":
-    autoencoder = SpaceToDepth(int(run["space_to_depth_factor"]))
+  if spec.autoencoder == "space_to_depth":
+    autoencoder = SpaceToDepth(spec.autoencoder_factor)
   else:
     autoencoder = asva_jax.load_vae(base, dtype=dtype)
   model = Trainee(unet, autoencoder, audio)
   available = steps(path)
-  if step is None:
+  latest = step is None
+  if latest:
     step = available[-1] if available else 0
   if step:
     if step not in available:
@@ -175,8 +218,12 @@ def load_models(path, step: int | None = None, *, dtype=jnp.float32) -> TrainedM
     _, params, _ = split_model(model, cfg)
     device = jax.sharding.SingleDeviceSharding(jax.devices()[0])
     target = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=device), params)
+    # The latest step falls back past damaged ones, as training does; an asked-for step does not.
+    older = [s for s in reversed(available) if s <= step]
     try:
-      restored = checkpoints.restore_params(manager, step, target)
+      step, restored = checkpoints.restore_params(
+          manager, older if latest else [step], target,
+          hint=f"choose another step of {path} with --step (available: {available})")
     finally:
       manager.close()
     nnx.update(model, restored)
@@ -184,7 +231,5 @@ def load_models(path, step: int | None = None, *, dtype=jnp.float32) -> TrainedM
   for folder in (base / "text_encodings", as_path(path) / "text_encodings"):  # the run's own win
     if folder.is_dir():
       encodings.update(load_text_encodings(folder))
-  return TrainedModels(unet=model.unet, autoencoder=model.autoencoder, audio_encoder=model.audio_encoder,
-                       text_encodings=encodings, scaling_factor=float(run["scaling_factor"]),
-                       prediction_type=str(run.get("prediction_type", "epsilon")),
-                       config=config, step=int(step))
+  return Models(unet=model.unet, autoencoder=model.autoencoder, audio_encoder=model.audio_encoder,
+                text_encodings=encodings, spec=spec, config=config, step=int(step), source=str(path))

@@ -17,6 +17,7 @@ With random weights these figures describe the sampler's mechanics, not video qu
 
 from __future__ import annotations
 
+import dataclasses
 import statistics
 import time
 
@@ -63,6 +64,7 @@ def build(name: str, dtype, seed: int = 0):
   from asva_jax.models.imagebind_audio import build_audio_encoder
   from asva_jax.models.unet_3d import build_unet
   from asva_jax.models.vae import AutoencoderKL, VAEConfig
+  from asva_jax import run_spec
   from asva_jax.pipeline import Models
   c = CONFIGS[name]
   unet_cfg = dict(c["unet"], cross_attention_dim=c["text_dim"],
@@ -73,7 +75,9 @@ def build(name: str, dtype, seed: int = 0):
   audio = randomized(build_audio_encoder(c["audio"], abstract=True), seed + 2)
   rng = np.random.default_rng(seed)
   encodings = {p: rng.standard_normal((77, c["text_dim"])).astype(np.float32) for p in ("", "lions roaring")}
-  return Models(unet=unet, autoencoder=vae, audio_encoder=audio, text_encodings=encodings)
+  spec = dataclasses.replace(run_spec.recipe(), frame_size=(c["size"], c["size"]),
+                             autoencoder_factor=run_spec.autoencoder_factor(vae))
+  return Models(unet=unet, autoencoder=vae, audio_encoder=audio, text_encodings=encodings, spec=spec)
 
 
 def clips(name: str, batch: int, seed: int = 0):
@@ -155,7 +159,7 @@ def long_audio_figures(name: str) -> None:
     start = time.perf_counter()
     video, starts = long_audio.animate(models, image, audio, prompt, mode=mode, batch_size=4,
                                        num_inference_steps=FLAGS.steps, audio_guidance=4.0, progress=False)
-    seams = long_audio.seam_indices(starts, mode, 12, len(video))
+    seams = long_audio.seam_indices(starts, 12, len(video))
     s = long_audio.seam_smoothness(video, seams)
     d = long_audio.drift(video, image, seams)
     print(f"{name} {mode:10s}: {len(starts)} windows, {len(video)} frames in {time.perf_counter() - start:.0f} s; "

@@ -2,52 +2,66 @@ r"""Compile the real train step for a TPU topology on this (CPU) machine: per-ch
 
     pip install 'asva-jax[tpu]'     # libtpu, the version jax pins (not needed for anything else)
     python -m benchmarks.tpu_compile --config configs/avsyncd.py --topology v5e:2x4 \
-        --batch_per_chip 4 [--remat full] [--fsdp 8] [--frozen bfloat16]
+        --batch_per_chip 4 [--remat full] [--fsdp 8] [--frozen bfloat16] [--latents]
 
 JAX compiles ahead of time for a TPU topology without a TPU
 (`jax.experimental.topologies`): the model is abstract (shapes only, no weights),
 every input is a ShapeDtypeStruct carrying its sharding on the topology's mesh,
 and `jit(step).lower(...).compile()` gives XLA's memory analysis per chip
 (arguments, temporaries, outputs) and the FLOPs. The step is the one
-`python -m asva_jax.train` runs: gradient over the trainable set, clipping, AdamW,
-VAE encoding of the frames and the audio encoder inside. Prints figures, asserts nothing.
+`python -m asva_jax.train` runs, built by the same function
+(asva_jax.training.program): gradient over the trainable set, clipping, AdamW, the
+audio encoder and the VAE encoding of the frames inside, or with `--latents` the
+cached VAE moments as input instead (shards built with `--vae-latents`). Model sizes
+come from the config (SD1.5 and ImageBind-Huge where it leaves them empty, as for a
+converted checkpoint). Prints figures, asserts nothing.
 """
 
 from __future__ import annotations
 
 import os
 import time
+from pathlib import Path
 
 from absl import app, flags, logging
 
 from asva_jax import command
+from asva_jax.errors import AsvaError
 
-_CONFIG = command.define_config_file("config", "configs/avsyncd.py", "Training config.")
+REPO = Path(__file__).resolve().parent.parent
+_CONFIG = command.define_config_file("config", str(REPO / "configs" / "avsyncd.py"), "Training config.")
 flags.DEFINE_string("topology", "v5e:2x4", "TPU topology, e.g. v5e:2x4, v5p:2x2x1, v6e:2x4")
 flags.DEFINE_integer("batch_per_chip", 4, "clips per chip per micro-batch")
 flags.DEFINE_string("remat", None, "override config.remat")
 flags.DEFINE_integer("fsdp", None, "override config.mesh.fsdp (default: all chips)")
 flags.DEFINE_string("frozen", None, "override config.precision.frozen")
 flags.DEFINE_integer("frame_size", 256, "frame height = width")
+flags.DEFINE_bool("latents", False, "cached VAE moments as input (data_prep.build --vae-latents, "
+                  "data.use_vae_latents) instead of frames through the VAE encoder")
 FLAGS = flags.FLAGS
 
 HBM_GIB = {"v5e": 15.75, "v5 lite": 15.75, "v5p": 95.74, "v6e": 31.25, "v6 lite": 31.25, "v4": 32.0}
 
 
-def abstract_trainee(config):
-  import jax.numpy as jnp
-  from flax import nnx
-  from asva_jax.models.imagebind_audio import build_audio_encoder
-  from asva_jax.models.unet_3d import build_unet
-  from asva_jax.models.unet_config import DEFAULT_CONFIG
-  from asva_jax.models.vae import AutoencoderKL, VAEConfig
-  from asva_jax.training.models import Trainee, remat_option
-  compute = jnp.dtype(config.precision.compute)
-  unet = build_unet(dict(DEFAULT_CONFIG), abstract=True, dtype=compute, remat=remat_option(config.remat),
-                    attention=config.model.attention)
-  vae = nnx.eval_shape(lambda: AutoencoderKL(VAEConfig(), dtype=compute, rngs=nnx.Rngs(0)))
-  audio = build_audio_encoder(None, abstract=True, dtype=compute, attention=config.model.attention)
-  return Trainee(unet, vae, audio)
+def lower(config, devices, *, fsdp: int, batch_per_chip: int, frame_size: int, latents: bool):
+  """(lowered step, description) for `devices` (a topology's, or any): the trainer's own program
+  (asva_jax.training.program) on abstract models, with an abstract batch sharded over the mesh."""
+  from asva_jax.training import sharding
+  from asva_jax.training.program import abstract_batch, abstract_models, batch_shapes, build_program
+  from asva_jax.training.state import count_params
+  n = len(devices)
+  config.mesh.data, config.mesh.fsdp = -1, fsdp
+  mesh = sharding.make_mesh(config.mesh, devices)
+  model = abstract_models(config)
+  b = batch_per_chip * n * int(config.train.grad_accum)
+  batch = abstract_batch(batch_shapes(model, b, (frame_size, frame_size), latents=latents), mesh)
+  program, state, frozen = build_program(model, config, mesh)
+  inputs = "cached VAE latents" if latents else f"frames through the {config.model.autoencoder}"
+  about = (f"{n} chips ({devices[0].device_kind}), mesh data={n // fsdp} fsdp={fsdp}; {batch_per_chip} "
+           f"clips/chip, global batch {b}; {inputs}; remat {config.remat}; frozen "
+           f"{config.precision.frozen}; {count_params(state['params']):,} trainable, "
+           f"{count_params(frozen):,} frozen")
+  return program.step.lower(state, frozen, batch), about
 
 
 def main(argv):
@@ -58,56 +72,26 @@ def main(argv):
   os.environ.setdefault("TPU_ACCELERATOR_TYPE", f"{generation}-8")
   os.environ.setdefault("TPU_WORKER_HOSTNAMES", "localhost")
   import jax
-  import jax.numpy as jnp
-  import numpy as np
   from jax.experimental import topologies
-  from jax.sharding import Mesh
-  from asva_jax.schedulers.noise_schedule import scaled_linear_alphas_cumprod
-  from asva_jax.training import sharding
-  from asva_jax.training.defaults import NUM_FRAMES
   from asva_jax.training.flops import step_flops
-  from asva_jax.training.state import count_params, make_optimizer, split_model
-  from asva_jax.training.step import make_train_step
 
   config = _CONFIG.value
   if FLAGS.remat:
     config.remat = FLAGS.remat
   if FLAGS.frozen:
     config.precision.frozen = FLAGS.frozen
-  topology = topologies.get_topology_desc(topology_name=FLAGS.topology, platform="tpu")
+  try:
+    topology = topologies.get_topology_desc(topology_name=FLAGS.topology, platform="tpu")
+  except (RuntimeError, ValueError) as e:  # no libtpu, or a topology it does not know
+    raise AsvaError(f"--topology {FLAGS.topology}: {str(e).splitlines()[0]} (the TPU compiler comes "
+                    f"with pip install -e '.[tpu]')") from None
   devices = topology.devices
-  n = len(devices)
-  fsdp = FLAGS.fsdp or n
-  mesh = Mesh(np.asarray(devices, dtype=object).reshape(n // fsdp, fsdp), sharding.BATCH_AXES)
-  model = abstract_trainee(config)
-  graphdef, params, frozen = split_model(model, config)
-  optimizer = make_optimizer(config.train)
-  min_size = int(config.mesh.min_shard_size)
-  p_sh = sharding.tree_shardings(params, mesh, shard=True, min_size=min_size)
-  f_sh = sharding.tree_shardings(frozen, mesh, shard=bool(config.mesh.shard_frozen), min_size=min_size)
-  opt = jax.eval_shape(optimizer.init, params)
-  o_sh = sharding.tree_shardings(opt, mesh, shard=True, min_size=min_size)
-  rep = sharding.replicated(mesh)
-  spec = lambda tree, sh: jax.tree.map(lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s),
-                                       tree, sh)
-  state = {"step": jax.ShapeDtypeStruct((), jnp.int32, sharding=rep), "params": spec(params, p_sh),
-           "opt_state": spec(opt, o_sh)}
-  b, s = FLAGS.batch_per_chip * n * int(config.train.grad_accum), FLAGS.frame_size
-  batch = {"video": jax.ShapeDtypeStruct((b, NUM_FRAMES, s, s, 3), jnp.uint8,
-                                         sharding=sharding.batch_sharding(mesh, 5)),
-           "mel": jax.ShapeDtypeStruct((b, 128, 204), jnp.float32, sharding=sharding.batch_sharding(mesh, 3)),
-           "text": jax.ShapeDtypeStruct((b, 77, 768), jnp.float32, sharding=sharding.batch_sharding(mesh, 3))}
-  masks = jnp.asarray(model.audio_encoder.segment_masks())
-  step = make_train_step(graphdef, optimizer, config, jnp.asarray(scaled_linear_alphas_cumprod()), masks)
-  jitted = jax.jit(step, in_shardings=({"step": rep, "params": p_sh, "opt_state": o_sh}, f_sh, None),
-                   out_shardings=({"step": rep, "params": p_sh, "opt_state": o_sh}, rep), donate_argnums=(0,))
-  print(f"{FLAGS.topology}: {n} chips ({devices[0].device_kind}), mesh data={n // fsdp} fsdp={fsdp}; "
-        f"{FLAGS.batch_per_chip} clips/chip, global batch {b}; remat {config.remat}; frozen "
-        f"{config.precision.frozen}; {count_params(params):,} trainable, {count_params(frozen):,} frozen",
-        flush=True)
   t = time.perf_counter()
-  lowered = jitted.lower(state, frozen_spec := spec(frozen, f_sh), batch)
-  del frozen_spec
+  lowered, about = lower(config, devices, fsdp=FLAGS.fsdp or len(devices),
+                         batch_per_chip=FLAGS.batch_per_chip, frame_size=FLAGS.frame_size,
+                         latents=FLAGS.latents)
+  print(f"{FLAGS.topology}: {about}", flush=True)
+  b = FLAGS.batch_per_chip * len(devices) * int(config.train.grad_accum)
   flops = step_flops(lowered, int(config.train.grad_accum))
   try:
     compiled = lowered.compile()

@@ -1,18 +1,19 @@
 r"""The full AVSyncD optimizer step (gradient + clipping + AdamW), timed: what training costs.
 
     python -m benchmarks.train_step [--size tiny|medium|full] [--batch 1,2] [--remat none,full]
-        [--compute float32|bfloat16] [--frozen float32|bfloat16] [--steps 5] [--flops_only]
+        [--compute float32|bfloat16] [--frozen float32|bfloat16] [--steps 5] [--flops_only] [--latents]
 
 One row per (batch, remat): median step time over `--steps` steps after a warm-up,
 clips/s, FLOPs per step and their source (the lowered, platform-independent HLO,
 see asva_jax.training.flops), TFLOP/s per device, MFU (when the device's peak is
 known), XLA's memory analysis of the compiled step (arguments, temporaries,
 outputs) and, on accelerators, the allocator's peak. The step is the one
-`python -m asva_jax.train` runs (asva_jax.training.step), on random models and
-random inputs (frames through the VAE or space-to-depth, as configured; the mel
-through the audio encoder). Sizes: tiny = configs/tiny.py; medium = every block type
-at a quarter of SD1.5's width with a small VAE and ImageBind, 128 x 128 frames;
-full = AVSyncD (SD1.5 UNet + VAE, ImageBind-Huge), 256 x 256, recipe trainable set.
+`python -m asva_jax.train` runs, built by the trainer's own asva_jax.training.program,
+on random models and random inputs (frames through the VAE or space-to-depth, as
+configured, or with `--latents` cached VAE moments as `data_prep.build --vae-latents`
+stores them; the mel through the audio encoder). Sizes: tiny = configs/tiny.py;
+medium = every block type at a quarter of SD1.5's width with a small VAE and ImageBind,
+128 x 128 frames; full = AVSyncD (SD1.5 UNet + VAE, ImageBind-Huge), 256 x 256, recipe trainable set.
 Prints figures, asserts nothing.
 """
 
@@ -20,18 +21,18 @@ from __future__ import annotations
 
 import statistics
 import time
+from pathlib import Path
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 from absl import app, flags, logging
 
 from asva_jax import command
 from asva_jax.training import sharding
-from asva_jax.training.defaults import NUM_FRAMES
 from asva_jax.training.flops import SOURCE, peak_flops, step_flops
 
 FLAGS = flags.FLAGS
+REPO = Path(__file__).resolve().parent.parent
 flags.DEFINE_enum("size", "tiny", ["tiny", "medium", "full"], "model size")
 flags.DEFINE_list("batch", ["2"], "global clips per step")
 flags.DEFINE_list("remat", ["none"], "remat settings: none, full or a jax.checkpoint_policies name")
@@ -40,13 +41,14 @@ flags.DEFINE_string("frozen", None, "frozen-weight dtype (default: as compute)")
 flags.DEFINE_integer("steps", 5, "timed steps per row")
 flags.DEFINE_integer("fsdp", 1, "fsdp axis size of the mesh")
 flags.DEFINE_bool("flops_only", False, "lower and compile only: FLOPs and memory, no execution")
+flags.DEFINE_bool("latents", False, "cached VAE moments as input (data.use_vae_latents) instead of frames")
 
 
 def size_config(size: str):
   from asva_jax.training.defaults import base_config
   if size == "tiny":
     import importlib.util
-    spec = importlib.util.spec_from_file_location("tiny", "configs/tiny.py")
+    spec = importlib.util.spec_from_file_location("tiny", REPO / "configs" / "tiny.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module.get_config(), (32, 32)
@@ -65,45 +67,29 @@ def size_config(size: str):
 
 
 def bench(config, frame_size, batch: int, remat: str):
-  from asva_jax.schedulers.noise_schedule import scaled_linear_alphas_cumprod
   from asva_jax.training.models import build_models
-  from asva_jax.training.state import count_params, make_optimizer, split_model
-  from asva_jax.training.step import jit_train_step, make_train_step
+  from asva_jax.training.program import batch_shapes, build_program
+  from asva_jax.training.state import count_params
   config.remat = remat
   config.train.batch_size = batch
-  built = build_models(config)
-  model = built.model
-  mesh = sharding.make_mesh(config.mesh)
-  graphdef, params, frozen = split_model(model, config)
-  optimizer = make_optimizer(config.train)
-  p_sh = sharding.tree_shardings(params, mesh, shard=True, min_size=int(config.mesh.min_shard_size))
-  f_sh = sharding.tree_shardings(frozen, mesh, shard=bool(config.mesh.shard_frozen),
-                                 min_size=int(config.mesh.min_shard_size))
-  params, frozen = jax.device_put(params, p_sh), jax.device_put(frozen, f_sh)
-  o_sh = sharding.tree_shardings(jax.eval_shape(optimizer.init, params), mesh, shard=True,
-                                 min_size=int(config.mesh.min_shard_size))
-  rep = sharding.replicated(mesh)
-  state = {"step": jax.device_put(jnp.int32(0), rep), "params": params,
-           "opt_state": jax.jit(optimizer.init, out_shardings=o_sh)(params)}
-  masks = jnp.asarray(model.audio_encoder.segment_masks())
-  dim = model.unet.config.cross_attention_dim
+  model = build_models(config).model
+  shapes = batch_shapes(model, batch, frame_size, latents=FLAGS.latents)
+  program, state, frozen = build_program(model, config, sharding.make_mesh(config.mesh))
+  del model
   rng = np.random.default_rng(0)
-  h, w = frame_size
-  local = {"video": rng.integers(0, 256, (batch, NUM_FRAMES, h, w, 3), dtype=np.uint8),
-           "mel": rng.standard_normal((batch, 128, 204)).astype(np.float32),
-           "text": rng.standard_normal((batch, 77, dim)).astype(np.float32)}
-  gb = sharding.global_batch(local, mesh)
-  fn = jit_train_step(make_train_step(graphdef, optimizer, config,
-                                      jnp.asarray(scaled_linear_alphas_cumprod()), masks),
-                      {"step": rep, "params": p_sh, "opt_state": o_sh}, f_sh, None, rep)
+  local = {k: (rng.integers(0, 256, v.shape, dtype=np.uint8) if v.dtype == np.uint8
+               else rng.standard_normal(v.shape).astype(v.dtype)) for k, v in shapes.items()}
+  gb = sharding.global_batch(local, program.mesh)
+  fn = program.step
   t0 = time.perf_counter()
   lowered = fn.lower(state, frozen, gb)
   flops = step_flops(lowered, int(config.train.grad_accum))
   compiled = lowered.compile()
   compile_s = time.perf_counter() - t0
   mem = compiled.memory_analysis()
-  row = {"batch": batch, "remat": remat, "trainable": count_params(params), "frozen": count_params(frozen),
-         "compile_s": compile_s, "gflop_per_step": flops / 1e9 if flops else None}
+  row = {"batch": batch, "remat": remat, "trainable": count_params(state["params"]),
+         "frozen": count_params(frozen), "compile_s": compile_s,
+         "gflop_per_step": flops / 1e9 if flops else None}
   if mem is not None:
     row.update(args_gib=mem.argument_size_in_bytes / 2**30, temp_gib=mem.temp_size_in_bytes / 2**30,
                out_gib=mem.output_size_in_bytes / 2**30)

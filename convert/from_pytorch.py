@@ -6,7 +6,12 @@ r"""PyTorch checkpoints -> one asva-jax checkpoint folder.
 
 Each component lands in CKPT/<name>/ (config.json + Orbax params), written
 atomically; converting into an existing folder replaces only the components
-named on the command line.
+named on the command line. CKPT/run_spec.json (`asva_jax.run_spec`) records the recipe's
+settings that sampling and export read: the SD1.5 schedule, ε-prediction, the VAE's scaling
+and downsampling, 12 frames at 6 fps, 2-s audio, the stored class prompts and the frame
+size of `--recipe` (avsync15 and landscapes 256 x 256, thegreatesthits 128 x 256; default:
+the folder's recorded frame size, else avsync15's). Every conversion rewrites it;
+`--out CKPT --recipe NAME` alone rewrites only it.
 """
 
 from __future__ import annotations
@@ -37,6 +42,8 @@ flags.DEFINE_list("text-encodings", [], "Precomputed class_clip_text_encodings_*
 flags.DEFINE_string("null-text-encoding", None, "openai-clip-l_null_text_encoding.pt; by default the "
                     "null encoding is computed from the text encoder when it is converted.")
 flags.DEFINE_integer("seed", 0, "Seed for the new _temp/_audio parameters of an inflated SD1.5 UNet.")
+flags.DEFINE_enum("recipe", None, ["avsync15", "landscapes", "thegreatesthits"],
+                  "Whose released recipe the run spec records (frame size); default avsync15.")
 
 
 def _audio_config() -> dict | None:
@@ -174,6 +181,13 @@ def main(argv):
   if not FLAGS["verbosity"].present:
     logging.set_verbosity(logging.WARNING)  # Orbax logs every file it writes at INFO
   jobs = plan()
+  if not jobs and FLAGS.recipe:
+    out = Path(FLAGS.out)
+    if not out.is_dir():
+      raise app.UsageError(f"--out {out}: no such checkpoint folder to record --recipe {FLAGS.recipe} in")
+    write_spec(out)
+    print(f"wrote {out / 'run_spec.json'} ({FLAGS.recipe})")
+    return
   if not jobs:
     raise app.UsageError("nothing to convert: give --sd15, --avsyncd, --unet, --vae, --text-encoder, "
                          "--tokenizer, --imagebind or --audio-encoder")
@@ -192,7 +206,20 @@ def main(argv):
       out.rmdir()  # a failed first component leaves no empty --out behind
   if not written:
     raise app.UsageError("nothing was converted (no text encodings were given or computable)")
+  write_spec(out)
+  written.append("run_spec.json")
   print(f"wrote {', '.join(written)} to {out}")
+
+
+def write_spec(out: Path) -> None:
+  """CKPT/run_spec.json: the recipe's run spec with this folder's VAE and class prompts (and, without
+  --recipe, the frame size it recorded before)."""
+  import dataclasses
+  from asva_jax import run_spec
+  spec = run_spec.checkpoint_recipe(out, FLAGS.recipe or "avsync15")
+  if not FLAGS.recipe and (out / run_spec.SPEC_FILE).is_file():
+    spec = dataclasses.replace(spec, frame_size=run_spec.read_checkpoint_spec(out).frame_size)
+  run_spec.write_checkpoint_spec(out, spec)
 
 
 def run() -> None:

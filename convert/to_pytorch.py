@@ -8,10 +8,11 @@ original's key names and shapes) and, when present in CKPT, FOLDER/audio_encoder
 FOLDER/vae/, FOLDER/text_encoder/ and FOLDER/tokenizer/, each atomically.
 A training workdir (`python -m asva_jax.train`) gives its trained UNet (frozen
 base + trained parameters of step N, default the latest) and audio encoder; the
-other components come from the checkpoint the run started from. A workdir trained with
-`diffusion.prediction_type="v_prediction"` (the demo) also gets FOLDER/scheduler/ (SD1.5's
-PNDM config with that prediction type), and a warning: the original pipeline takes its
-scheduler from SD1.5 (ε) unless pointed at this one.
+other components come from the checkpoint the run started from. Both kinds also get
+FOLDER/scheduler/scheduler_config.json: the original's PNDM on the noise schedule and
+prediction type of CKPT's run spec (`asva_jax.run_spec`); when these differ from SD1.5's
+(e.g. the demo's v-prediction) a warning says so: the original pipeline takes its
+scheduler from SD1.5 unless pointed at this one.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ FLAGS = flags.FLAGS
 flags.DEFINE_string("ckpt", None, "asva-jax checkpoint folder (from convert.from_pytorch or training).",
                     required=True)
 flags.DEFINE_string("out", None, "Output folder.", required=True)
-flags.DEFINE_list("components", [], "Only these components (default: every one present).")
+flags.DEFINE_list("components", [], "Only these components (default: every one present, and scheduler).")
 flags.DEFINE_integer("step", None, "With a training workdir as --ckpt: the checkpoint step (default latest).")
 
 EXPORTABLE = ("unet", "audio_encoder", "vae", "text_encoder", "tokenizer")
@@ -79,24 +80,19 @@ def export_workdir(workdir: Path, out: Path, names: list[str], step: int | None)
       continue
     config = checkpoint.load_config(base / name)
     write_component(out, name, lambda tmp, m=module, c=config, e=exporters[name][1]: e(m, c, tmp))
-  if trained.prediction_type != "epsilon":
-    write_scheduler(out, trained.config.diffusion, trained.prediction_type)
-    logging.warning("%s predicts %s, not ε: sample the exported UNet with %s", workdir,
-                    trained.prediction_type, out / "scheduler" / "scheduler_config.json")
-    names = names + ["scheduler"]
   return names
 
 
-def write_scheduler(out: Path, diffusion, prediction_type: str) -> None:
-  """FOLDER/scheduler/scheduler_config.json: the original's PNDM (PLMS) on the run's own
-  schedule (`config.diffusion`), with `prediction_type`."""
+def write_scheduler(ckpt: Path, spec, out: Path) -> None:
+  """FOLDER/scheduler/scheduler_config.json from CKPT's run spec `spec`."""
+  from asva_jax import run_spec
   from asva_jax.checkpoint import write_json_atomic
+  config = spec.scheduler_config()
   (out / "scheduler").mkdir(parents=True, exist_ok=True)
-  write_json_atomic(out / "scheduler" / "scheduler_config.json", {
-      "_class_name": "PNDMScheduler", "beta_schedule": "scaled_linear",
-      "beta_start": float(diffusion.beta_start), "beta_end": float(diffusion.beta_end),
-      "num_train_timesteps": int(diffusion.num_train_timesteps), "set_alpha_to_one": False,
-      "skip_prk_steps": True, "steps_offset": 1, "clip_sample": False, "prediction_type": prediction_type})
+  write_json_atomic(out / "scheduler" / "scheduler_config.json", config)
+  if config != run_spec.recipe().scheduler_config():
+    logging.warning("%s was trained with another schedule or prediction type (%s) than SD1.5's: sample the "
+                    "exported UNet with %s", ckpt, spec.prediction_type, out / "scheduler" / "scheduler_config.json")
 
 
 def main(argv):
@@ -111,9 +107,16 @@ def main(argv):
   if out.exists() and not out.is_dir():
     raise app.UsageError(f"--out {out}: exists and is not a folder; choose a folder path")
   from asva_jax.workdir import is_workdir
+  from asva_jax import run_spec
+  scheduler = not FLAGS.components or "scheduler" in FLAGS.components
+  components = [c for c in FLAGS.components if c != "scheduler"]
+  only_scheduler = bool(FLAGS.components) and not components
+  spec = run_spec.read(ckpt)  # a bad spec fails before anything is written
   if is_workdir(ckpt):
-    names = export_workdir(ckpt, out, FLAGS.components, FLAGS.step)
-    print(f"wrote {', '.join(names)} to {out}")
+    names = [] if only_scheduler else export_workdir(ckpt, out, components, FLAGS.step)
+    if scheduler:
+      write_scheduler(ckpt, spec, out)
+    print(f"wrote {', '.join(names + ['scheduler'] * scheduler)} to {out}")
     return
   if FLAGS.step is not None:
     raise app.UsageError(f"--step: {ckpt} is a checkpoint folder, not a training workdir")
@@ -125,7 +128,7 @@ def main(argv):
   if not present:
     raise app.UsageError(f"--ckpt {ckpt}: holds none of the components {', '.join(EXPORTABLE)} "
                          f"(expected a folder written by convert.from_pytorch or a training workdir)")
-  names = FLAGS.components or present
+  names = [] if only_scheduler else components or present
   unknown = [n for n in names if n not in present]
   if unknown:
     raise app.UsageError(f"--components: {ckpt} has no {', '.join(unknown)} to export "
@@ -137,7 +140,9 @@ def main(argv):
   finally:
     if created and out.is_dir() and not any(out.iterdir()):
       out.rmdir()  # a failed first component leaves no empty --out behind
-  print(f"wrote {', '.join(names)} to {out}")
+  if scheduler:
+    write_scheduler(ckpt, spec, out)
+  print(f"wrote {', '.join(names + ['scheduler'] * scheduler)} to {out}")
 
 
 def run() -> None:

@@ -43,10 +43,11 @@ def _video_duration(container, stream) -> float | None:
   return None
 
 
-def decode_frames(path: str, size: tuple[int, int], chunk: int = 32):
+def decode_frames(path: str, size: tuple[int, int], chunk: int = 32, *, truncate: bool = False):
   """All frames in decode order, cropped and resized to `size` while decoding (so a long
   high-resolution video never sits in memory whole): (T, h, w, 3) uint8, their pts, the
-  stream time base, the header duration, the fps and the source (height, width)."""
+  stream time base, the header duration, the fps and the source (height, width).
+  `truncate`: quantise as `crop_and_resize(truncate=True)`."""
   import av
   try:
     container = av.open(path)
@@ -68,7 +69,7 @@ def decode_frames(path: str, size: tuple[int, int], chunk: int = 32):
         times.append(int(frame.pts))
         if len(pending) == chunk:
           source_shape = pending[0].shape[:2]
-          resized.append(crop_and_resize(np.stack(pending), size))
+          resized.append(crop_and_resize(np.stack(pending), size, truncate=truncate))
           pending = []
     except (av.FFmpegError, ValueError) as e:
       raise SkipVideo(f"corrupt video stream after {len(times)} frames ({e})") from e
@@ -76,7 +77,7 @@ def decode_frames(path: str, size: tuple[int, int], chunk: int = 32):
     container.close()
   if pending:
     source_shape = pending[0].shape[:2]
-    resized.append(crop_and_resize(np.stack(pending), size))
+    resized.append(crop_and_resize(np.stack(pending), size, truncate=truncate))
   if not times:
     raise SkipVideo("the video stream holds no decodable frames")
   return np.concatenate(resized), np.asarray(times, np.int64), time_base, header_duration, fps, source_shape

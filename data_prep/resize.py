@@ -23,8 +23,10 @@ def aspect_crop_box(height: int, width: int, target: tuple[int, int]) -> tuple[i
   return (height - trimmed) // 2, 0, trimmed, width
 
 
-def crop_and_resize(frames: np.ndarray, target: tuple[int, int], chunk: int = 32) -> np.ndarray:
-  """(T, H, W, 3) uint8 -> (T, target_h, target_w, 3) uint8, rounded from the float result."""
+def crop_and_resize(frames: np.ndarray, target: tuple[int, int], chunk: int = 32, *,
+                    truncate: bool = False) -> np.ndarray:
+  """(T, H, W, 3) uint8 -> (T, target_h, target_w, 3) uint8, rounded from the float result, or
+  truncated as torchvision's `to_pil_image` quantises the original's conditioning image."""
   import torch
   import torch.nn.functional as F
 
@@ -36,6 +38,7 @@ def crop_and_resize(frames: np.ndarray, target: tuple[int, int], chunk: int = 32
     x = x.permute(0, 3, 1, 2).float() / 255.0
     if (h, w) != tuple(target):
       x = F.interpolate(x, size=tuple(target), mode="bilinear", align_corners=False, antialias=True)
-    y = (x.clamp(0.0, 1.0) * 255.0).round().to(torch.uint8).permute(0, 2, 3, 1)
+    y = x.clamp(0.0, 1.0) * 255.0
+    y = (y if truncate else y.round()).to(torch.uint8).permute(0, 2, 3, 1)
     out[i:i + chunk] = y.numpy()
   return out

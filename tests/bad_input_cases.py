@@ -142,6 +142,38 @@ def earlier_build_with_other_settings(tmp: Path) -> None:
   (version / "build-train.json").write_text(json.dumps({"dataset": "avsync15", "size": [8, 8]}))
 
 
+def tiny_workdir(tmp: Path) -> None:
+  """tmp/w as configs/tiny.py left it (its recorded config.json and run.json)."""
+  import importlib.util
+  spec = importlib.util.spec_from_file_location("configs_tiny", REPO / "configs" / "tiny.py")
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  (tmp / "w").mkdir()
+  (tmp / "w" / "config.json").write_text(module.get_config().to_json())
+  (tmp / "w" / "run.json").write_text(json.dumps({"format": "asva-jax training workdir", "version": 1}))
+
+
+def bad_run_spec(tmp: Path) -> None:
+  """A converted folder whose run_spec.json names an unknown prediction type."""
+  from asva_jax import run_spec
+  component_without_params(tmp)
+  (tmp / "ckpt" / run_spec.SPEC_FILE).write_text(json.dumps({**run_spec.recipe().to_json(),
+                                                             "prediction_type": "sample"}))
+
+
+def workdir_without_spec_or_shards(tmp: Path) -> None:
+  """A workdir written before the run spec (run.json version 1) whose shards are gone."""
+  from asva_jax.training.defaults import base_config
+  image_and_audio(tmp)
+  (tmp / "w").mkdir()
+  (tmp / "w" / "run.json").write_text(json.dumps({
+      "format": "asva-jax training workdir", "version": 1, "checkpoint": "", "autoencoder": "space_to_depth",
+      "space_to_depth_factor": 4, "scaling_factor": 1.0}))
+  config = base_config()
+  config.data.dir = "nodata"
+  (tmp / "w" / "config.json").write_text(config.to_json())
+
+
 def _mkdir(*names: str) -> Callable[[Path], None]:
   return lambda tmp: [(tmp / n).mkdir(parents=True) for n in names]
 
@@ -161,6 +193,7 @@ SYNTH = ["-m", "data_prep.synthetic"]
 TRAIN = ["-m", "asva_jax.train"]
 DEMO = TRAIN + ["--config", "{repo}/configs/demo.py", "--workdir", "w"]
 RECIPE = TRAIN + ["--config", "{repo}/configs/avsyncd.py", "--workdir", "w"]
+TINY = TRAIN + ["--config", "{repo}/configs/tiny.py", "--workdir", "w"]
 SAMPLE = ["-m", "asva_jax.sample", "--category", "dog barking", "--out", "o.mp4"]
 EVAL = ["-m", "asva_jax.eval"]
 SYNC = ["-m", "asva_jax.eval.sync"]
@@ -228,6 +261,8 @@ CASES: list[Case] = [
          ["--components", "vae"], setup=component_without_params),
     Case("to-out-is-a-file", TO + ["--ckpt", "ckpt", "--out", "taken"], ["--out taken"],
          setup=_both(component_without_params, _file("taken"))),
+    Case("ckpt-bad-run-spec", TO + ["--ckpt", "ckpt", "--out", "out"],
+         ["ckpt/run_spec.json", "prediction_type 'sample'"], setup=bad_run_spec),
     # data_prep.synthetic
     Case("synthetic-out-is-a-file", SYNTH + ["--out", "taken"], ["--out taken"], setup=_file("taken")),
     Case("synthetic-out-unwritable", SYNTH + ["--out", "taken/data", "--num-classes", "1",
@@ -275,9 +310,14 @@ CASES: list[Case] = [
          ["--config.data.synthetic.ball_radius=0", "(0, 0.5]"]),
     Case("train-unknown-prediction-type", DEMO + ["--config.diffusion.prediction_type=sample"],
          ["--config.diffusion.prediction_type='sample'", "v_prediction"]),
+    Case("train-rerun-with-another-model", TINY + ["--config.model.unet.layers_per_block=2"],
+         ["--config.model.unet.layers_per_block: 1 in the workdir, 2 now",
+          "restart_from_scratch"], setup=tiny_workdir),
+    Case("train-distributed-off-a-pod", DEMO + ["--distributed"], ["--distributed", "--coordinator_address"]),
     Case("train-no-data", RECIPE, ["--config.data.dir", "data_prep.build"]),
     Case("train-data-missing", RECIPE + ["--config.data.dir=nodata"], ["--config.data.dir=nodata"]),
-    Case("train-data-empty", RECIPE + ["--config.data.dir=data"], ["data"], setup=_mkdir("data")),
+    Case("train-data-empty", RECIPE + ["--config.data.dir=empty_shards"],
+         ["empty_shards: no dataset", "dataset_info.json"], setup=_mkdir("empty_shards")),
     Case("train-checkpoint-missing", RECIPE + ["--config.data.dir=data", "--config.model.checkpoint=nock"],
          ["--config.model.checkpoint=nock", "convert.from_pytorch"], setup=_mkdir("data")),
     # gs:// paths (tests/test_bad_inputs.py runs the corpus with a GCS emulator that has no buckets)
@@ -307,6 +347,8 @@ CASES: list[Case] = [
          setup=_both(_mkdir("ck"), lambda tmp: zero_byte(tmp / "x.png"))),
     Case("sample-video-is-folder", SAMPLE + ["--ckpt", "ck", "--video", "v.mp4"], ["v.mp4"],
          setup=_mkdir("ck", "v.mp4")),
+    Case("sample-workdir-spec-underivable", SAMPLE + ["--ckpt", "w", "--image", "x.png", "--audio", "a.wav"],
+         ["w/run.json", "frame size", "nodata"], setup=workdir_without_spec_or_shards),
     # asva_jax.eval
     Case("eval-generated-missing", EVAL + ["--generated", "nope", "--reference", "r", "--models", "m"],
          ["--generated nope"]),
@@ -321,4 +363,8 @@ CASES: list[Case] = [
     Case("bench-audio-unknown-size", ["{repo}/benchmarks/audio_encoder.py", "--sizes", "giant"], ["--sizes"]),
     Case("bench-unet-bad-batch", ["{repo}/benchmarks/unet_forward.py", "--batch", "two"], ["--batch"]),
     Case("bench-data-bad-size", ["{repo}/benchmarks/data_throughput.py", "--source", "360"], ["--source"]),
+    Case("bench-tpu-compile-unknown-topology", ["{repo}/benchmarks/tpu_compile.py", "--topology", "v5e:9x9"],
+         ["--topology v5e:9x9"]),
+    Case("bench-train-step-latents-without-vae", ["{repo}/benchmarks/train_step.py", "--latents"],
+         ["--latents", "autoencoder=vae"]),
 ]

@@ -79,6 +79,21 @@ def tiny_unet_2d(seed: int = 0):
   return model
 
 
+def tiny_vae_checkpoint(folder: Path, config: dict = TINY_VAE, seed: int = 0):
+  """A random diffusers `AutoencoderKL` saved under folder/torch and converted to folder/ckpt/vae;
+  returns (the torch model, folder/torch, folder/ckpt)."""
+  from diffusers import AutoencoderKL
+  from asva_jax import checkpoint
+  from convert.vae import import_vae
+  torch.manual_seed(0)
+  model = AutoencoderKL(**config).eval()
+  randomize(model, seed)
+  model.save_pretrained(folder / "torch")
+  module, diffusers_config = import_vae(folder / "torch")
+  checkpoint.save_module(folder / "ckpt" / "vae", module, diffusers_config)
+  return model, folder / "torch", folder / "ckpt"
+
+
 def write_tiny_sd15(root: Path, seed: int = 0) -> Path:
   """An SD1.5-layout folder (unet/, vae/, text_encoder/, tokenizer/, scheduler/) of tiny random models."""
   from diffusers import AutoencoderKL

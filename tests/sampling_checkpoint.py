@@ -26,7 +26,8 @@ AUDIO = dict(embed_dim=AUDIO_DIM, num_blocks=1, num_heads=2, out_embed_dim=8)
 
 
 def write_checkpoint(root: Path, seed: int = 0) -> Path:
-  """unet/, vae/, audio_encoder/, text_encodings/ of tiny random models, as the converters write them."""
+  """unet/, vae/, audio_encoder/, text_encodings/ of tiny random models and the run spec (the recipe's
+  at SIZE), as the converters write them."""
   from flax import nnx
 
   from asva_jax.checkpoint import save_module
@@ -45,6 +46,10 @@ def write_checkpoint(root: Path, seed: int = 0) -> Path:
   rng = np.random.default_rng(seed)
   encodings = {p: rng.standard_normal((77, TEXT_DIM)).astype(np.float32) for p in ("",) + PROMPTS}
   save_text_encodings(encodings, root / "text_encodings")
+  import dataclasses
+
+  from asva_jax import run_spec
+  run_spec.write_checkpoint_spec(root, dataclasses.replace(run_spec.checkpoint_recipe(root), frame_size=SIZE))
   return root
 
 

@@ -2,12 +2,14 @@
 pipeline drives them (channels-first latents, the scheduler stepping the view `latents[:, :, 1:]`
 and the result written back into that view in place), for every guidance case."""
 
+import contextlib
+
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 import torch
-from diffusers import DDIMScheduler, PNDMScheduler
+from diffusers import DDIMScheduler, DDPMScheduler, PNDMScheduler
 from flax import nnx
 
 from asva_jax.pipeline import denoise
@@ -51,10 +53,14 @@ def initial_latents(seed=0):
   return np.random.default_rng(seed + 100).standard_normal((B, F, H, W, C)).astype(np.float32)
 
 
-def reference(unet, latents, cond, s_a, s_t, n, scheduler, frames=F, prediction_type="epsilon"):
-  """The original pipeline's loop, written in PyTorch around our (JAX) UNet."""
-  sched = {"pndm": PNDMScheduler, "ddim": DDIMScheduler}[scheduler].from_config(
-      {**SD15_SCHEDULER, "prediction_type": prediction_type})
+def reference(unet, latents, cond, s_a, s_t, n, scheduler, frames=F, prediction_type="epsilon", schedule=None,
+              eta=0.0, noise=None, v_to_eps=False):
+  """The original pipeline's loop, written in PyTorch around our (JAX) UNet. "plms" hands the
+  scheduler a copy instead of the view the loop overwrites (diffusers' textbook PLMS); `noise(i)`
+  (B, F-1, h, w, c) is the per-step noise of DDIM with `eta` > 0 and of DDPM; `v_to_eps` turns
+  the guided output, a v, into ε = sqrt(ᾱ_t)·v + sqrt(1 − ᾱ_t)·x before the (ε-)scheduler's step."""
+  cls = {"pndm": PNDMScheduler, "plms": PNDMScheduler, "ddim": DDIMScheduler, "ddpm": DDPMScheduler}[scheduler]
+  sched = cls.from_config({**SD15_SCHEDULER, "prediction_type": prediction_type, **(schedule or {})})
   sched.set_timesteps(n)
   bcast = lambda x, b: np.broadcast_to(x, (b,) + x.shape[1:])  # noqa: E731
   text = cond["text"]
@@ -77,7 +83,7 @@ def reference(unet, latents, cond, s_a, s_t, n, scheduler, frames=F, prediction_
   batch = [jnp.asarray(np.concatenate([r[k] for r in rows])) for k in range(3)]
   call = nnx.jit(lambda m, x, t, *c: m(x, t, *c))
   video = torch.from_numpy(latents.copy()).permute(0, 4, 1, 2, 3).contiguous()  # (B, C, F, H, W)
-  for t in sched.timesteps:
+  for i, t in enumerate(sched.timesteps):
     model_in = torch.cat([video] * len(rows)).permute(0, 2, 3, 4, 1).numpy()
     eps = np.asarray(call(unet, jnp.asarray(model_in), jnp.int32(int(t)), *batch))
     eps = torch.from_numpy(eps.copy()).permute(0, 4, 1, 2, 3)
@@ -87,8 +93,31 @@ def reference(unet, latents, cond, s_a, s_t, n, scheduler, frames=F, prediction_
     elif len(rows) == 2:
       base, full = eps.chunk(2)
       eps = base + (s_t if s_t > 1 else s_a) * (full - base)
-    video[:, :, 1:] = sched.step(eps[:, :, 1:], t, video[:, :, 1:]).prev_sample
+    if v_to_eps:
+      a = sched.alphas_cumprod[int(t)]
+      eps = a ** 0.5 * eps + (1 - a) ** 0.5 * video
+    z = None if noise is None else torch.from_numpy(np.array(noise(i))).permute(0, 4, 1, 2, 3)
+    x = video[:, :, 1:].clone() if scheduler == "plms" else video[:, :, 1:]
+    if scheduler == "ddim" and eta > 0:
+      video[:, :, 1:] = sched.step(eps[:, :, 1:], t, x, eta=eta, variance_noise=z).prev_sample
+    elif scheduler == "ddpm":
+      with ddpm_noise(z):
+        video[:, :, 1:] = sched.step(eps[:, :, 1:], t, x).prev_sample
+    else:
+      video[:, :, 1:] = sched.step(eps[:, :, 1:], t, x).prev_sample
   return video.permute(0, 2, 3, 4, 1).numpy()
+
+
+@contextlib.contextmanager
+def ddpm_noise(z):
+  """DDPMScheduler.step draws its noise itself: serve it `z` instead (the step draws once, for t > 0)."""
+  import diffusers.schedulers.scheduling_ddpm as ddpm_module
+  original = ddpm_module.randn_tensor
+  ddpm_module.randn_tensor = lambda shape, **kw: z.reshape(shape)
+  try:
+    yield
+  finally:
+    ddpm_module.randn_tensor = original
 
 
 def rel(a, b):
@@ -174,3 +203,46 @@ def test_stochastic_samplers_need_a_key_and_are_reproducible():
   a = denoise(unet, latents, scheduler="ddpm", num_inference_steps=3, key=key, **cond)
   b = denoise(unet, latents, scheduler="ddpm", num_inference_steps=3, key=key, **cond)
   assert np.array_equal(np.asarray(a), np.asarray(b))
+
+
+LINEAR = {"beta_schedule": "linear", "beta_start": 0.0001, "beta_end": 0.02}
+
+
+@pytest.mark.parametrize("scheduler,schedule", [("pndm", None), ("plms", LINEAR)], ids=["pndm-sd15", "plms-linear"])
+def test_v_prediction_plms_equals_diffusers_through_the_loop(scheduler, schedule):
+  """PLMS on a v-model, 10 steps, both warm-ups: diffusers' PNDMScheduler(prediction_type="v_prediction")
+  on the same schedule (SD1.5's by default; another one passed as alphas_cumprod builds the plan too)."""
+  unet = StandInUNet(6)
+  cond, latents = conditions(6), initial_latents(6)
+  ref = reference(unet, latents, cond, 4.0, 1.0, 10, scheduler, prediction_type="v_prediction", schedule=schedule)
+  alphas = None if schedule is None else PNDMScheduler.from_config({**SD15_SCHEDULER, **schedule}).alphas_cumprod
+  alphas = None if alphas is None else alphas.numpy()
+  run = lambda s: denoise(unet, latents, num_inference_steps=10, scheduler=s,  # noqa: E731
+                          prediction_type="v_prediction", alphas_cumprod=alphas, **cond)
+  assert rel(run(scheduler), ref) < 5e-5  # float32 round-off over 11 calls (ε: 1e-5 here)
+  if schedule is None:  # "-eps": each v to ε first, then diffusers' ε-PLMS: another sampler
+    eps_first = reference(unet, latents, cond, 4.0, 1.0, 10, scheduler, v_to_eps=True)
+    assert rel(run(scheduler + "-eps"), eps_first) < 5e-5 and rel(eps_first, ref) > 1e-2
+
+
+@pytest.mark.parametrize("scheduler,eta", [("ddim", 0.7), ("ddpm", 0.0)])
+def test_stochastic_samplers_equal_diffusers_fed_the_same_noise_per_clip(scheduler, eta):
+  """One key per clip: the loop equals diffusers' loop given the noise step_noise draws; a clip's result
+  is the same alone or in a batch, at any position; other keys give other results."""
+  unet = StandInUNet(7)
+  cond, latents = conditions(7), initial_latents(7)
+  keys = jnp.stack([jax.random.key(11), jax.random.key(12)])
+  run = lambda lat, c, k: np.asarray(denoise(unet, lat, num_inference_steps=4, scheduler=scheduler,  # noqa: E731
+                                             eta=eta, key=k, **c))
+  ours = run(latents, cond, keys)
+  noise = lambda i: denoise_module.step_noise(keys, i, (B, F - 1, H, W, C))  # noqa: E731
+  assert rel(ours, reference(unet, latents, cond, 4.0, 1.0, 4, scheduler, eta=eta, noise=noise)) < 1e-5
+  second = {k: v[1:] if k in ("text", "audio") else v for k, v in cond.items()}
+  alone = run(latents[1:], second, keys[1:])
+  np.testing.assert_allclose(alone[0], ours[1], rtol=0, atol=1e-5)
+  swapped = {k: v[::-1] if k in ("text", "audio") else v for k, v in cond.items()}
+  np.testing.assert_allclose(run(latents[::-1], swapped, keys[::-1])[::-1], ours, rtol=0, atol=1e-5)
+  other = run(latents, cond, jnp.stack([jax.random.key(13), jax.random.key(12)]))
+  assert rel(other[0], ours[0]) > 1e-2 and np.allclose(other[1], ours[1], rtol=0, atol=1e-5)
+  with pytest.raises(ValueError, match="one per clip"):
+    run(latents, cond, keys[:1])

@@ -8,10 +8,12 @@ import pytest
 
 from asva_jax.errors import AsvaError
 from asva_jax.eval import metrics
+from asva_jax.eval import run as eval_run
+from asva_jax.eval.clips import Clip, ReferenceVideo
 from asva_jax.eval.run import METRICS, clips_path, evaluate, load_detectors
 from data_prep.mp4 import write_mp4
 from tests.cli_modules import cli_module
-from tests.eval_fixtures import models_dir
+from tests.eval_fixtures import DATA, models_dir
 
 VIDEOS = {"dog_barking/vid_000.mp4": 220.0, "playing_violin__fiddle/vid_001.mp4": 660.0}
 H, W = 24, 32  # the size of the metrics fixture's clips (one compilation for both tests)
@@ -47,14 +49,14 @@ def run_cli(capsys, *args) -> tuple[int, str]:
       command.run(cli.main, ["python -m asva_jax.eval", *args])
     code = 0
   except SystemExit as e:
-    code = e.code
+    code = 0 if e.code is None else e.code  # absl's app.run exits with None on success
   return code, capsys.readouterr().err
 
 
 def test_evaluate_tiny_case(case):
   out = case / "out" / "metrics.json"
   result = evaluate(case / "generated", case / "reference", models_dir(), out, METRICS, num_clips=2,
-                    batch_size=4, progress=False, detectors=load_detectors(models_dir(), METRICS))
+                    batch_size=3, progress=False, detectors=load_detectors(models_dir(), METRICS))
   summary = json.loads(out.read_text())
   assert summary == json.loads(json.dumps(result))
   assert summary["num_videos"] == 2 and summary["num_clips"] == 4
@@ -146,3 +148,89 @@ def test_shard_reference(tmp_path_factory, tmp_path):
   for k in range(3):
     np.testing.assert_array_equal(clips[k].video, batch["video"][k])
     np.testing.assert_array_equal(clips[k].mel, batch["mel"][k])
+
+
+# --- the original's numbers through the command line ------------------------------------------
+
+ORIGINAL = DATA / "metrics"  # eval.py's end-to-end run: its clips (io.npz) and its results.json
+PER_CLIP = ("IA", "RelSync", "AlignSync")  # eval.py's per-clip "IT" field holds IA (docs/reference.md §9.5)
+
+
+def rel(actual, expected) -> float:
+  actual, expected = np.asarray(actual, np.float64), np.asarray(expected, np.float64)
+  return float(np.abs(actual - expected).max() / np.abs(expected).max())
+
+
+@pytest.fixture
+def original_clips(monkeypatch, tmp_path):
+  """The fixture's decoded clips (uint8 frames, log-mels) behind the command's two readers, so the
+  command runs on exactly what eval.py scored; --generated holds placeholder files with the clip names."""
+  io = np.load(ORIGINAL / "io.npz")
+  frames = lambda v: np.round(np.transpose(v, (0, 1, 3, 4, 2)) * 255).astype(np.uint8)  # noqa: E731
+  names = [str(n) for n in io["gen_clip_names"]]
+  generated = {n: Clip(frames(io["gen_video"])[i], io["gen_mel"][i, 0]) for i, n in enumerate(names)}
+  videos = [str(v) for v in io["gt_names_sorted"]]
+  per_video = len(names) // len(videos)
+  gt = frames(io["gt_video"])
+  reference = {v: [Clip(gt[j * per_video + k], io["gt_mel"][j * per_video + k, 0]) for k in range(per_video)]
+               for j, v in enumerate(videos)}
+
+  listed = {v: ReferenceVideo(v, str(c), j) for j, (v, c) in enumerate(zip(videos, io["categories_as_zipped"]))}
+
+  class References:
+    videos = listed
+
+    def clips(self, name, num_clips, size):
+      assert num_clips == per_video and tuple(size) == gt.shape[2:4]
+      yield from reference[name]
+
+  folder = tmp_path / "generated"
+  monkeypatch.setattr(eval_run, "open_references", lambda *args: References())
+  monkeypatch.setattr(eval_run, "read_generated", lambda path: generated[path.relative_to(folder).as_posix()])
+
+  def make(covered):
+    for name in names:
+      if any(name.startswith(v.removesuffix(".mp4")) for v in covered):
+        (folder / name).parent.mkdir(parents=True, exist_ok=True)
+        (folder / name).touch()
+    return folder
+  return make, videos
+
+
+def test_cli_reproduces_the_originals_metrics_with_a_padded_last_batch(original_clips, tmp_path, capsys):
+  """4 clips in batches of 3: the last batch is padded to 3, and the padding leaves no trace."""
+  make, videos = original_clips
+  expected = json.loads((ORIGINAL / "results.json").read_text())
+  out = tmp_path / "m.json"
+  code, err = run_cli(capsys, "--generated", str(make(videos)), "--reference", "unused", "--models",
+                      str(models_dir()), "--num_clips=2", "--batch_size=3", "--out", str(out))
+  assert code == 0, err
+  summary = json.loads(out.read_text())
+  assert summary["num_clips"] == 4
+  for key in ("FID", "FVD", "IA_mean", "IA_std", "IT_mean", "IT_std", "RelSync_mean", "RelSync_std",
+              "AlignSync_mean", "AlignSync_std"):
+    assert rel(summary[key], expected[key]) < 1e-5, (key, summary[key], expected[key])
+  records = [json.loads(line) for line in clips_path(out).read_text().splitlines()]
+  assert [r["clip"] for r in records] == list(expected["instance_metrics"])
+  for key in PER_CLIP:
+    assert rel([r[key] for r in records], [expected["instance_metrics"][r["clip"]][key] for r in records]) < 1e-5
+
+
+def test_cli_partial_scores_the_covered_videos_only(original_clips, tmp_path, capsys):
+  make, videos = original_clips
+  instance = json.loads((ORIGINAL / "results.json").read_text())["instance_metrics"]
+  out = tmp_path / "m.json"
+  code, err = run_cli(capsys, "--generated", str(make(videos[1:])), "--reference", "unused", "--models",
+                      str(models_dir()), "--num_clips=2", "--batch_size=3", "--partial",
+                      "--metrics=ia,relsync,alignsync", "--out", str(out))
+  assert code == 0, err
+  summary = json.loads(out.read_text())
+  assert summary["num_videos"] == 1 and summary["num_clips"] == 2
+  records = [json.loads(line) for line in clips_path(out).read_text().splitlines()]
+  covered = [n for n in instance if n.startswith(videos[1].removesuffix(".mp4"))]
+  assert [r["clip"] for r in records] == covered
+  for key in PER_CLIP:
+    values = [instance[n][key] for n in covered]
+    assert rel([r[key] for r in records], values) < 1e-5, key
+    assert rel(summary[f"{key}_mean"], np.mean(values)) < 1e-5, key
+    assert rel(summary[f"{key}_std"], np.std(values, ddof=1)) < 1e-4, key  # eval.py's std (n - 1)

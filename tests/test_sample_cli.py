@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 import av
+import numpy as np
 import pytest
 from absl import flags
 
@@ -77,6 +78,19 @@ def test_video_clips_and_jobs_with_long_audio(tmp_path, capsys):
   assert probe(tmp_path / "j0.mp4")[0] == 12
   frames, _, seconds, _ = probe(tmp_path / "j1.mp4")
   assert frames == 30 and abs(seconds - 5.0) < 0.1  # the whole audio, window after window
+
+
+def test_a_clip_a_little_longer_than_2_s(tmp_path, capsys):
+  """A 2.2-s video as a new user gives it: 13 frames with the whole audio, the last one continuing the
+  video (before: a second anchored window whose one frame was the input image again)."""
+  video = media(2.2)["video"]
+  code, err = run([f"--video={video}", "--category=dog barking", f"--out={tmp_path / 'v.mp4'}"], capsys)
+  assert code == 0, err
+  frames, _, seconds, _ = probe(tmp_path / "v.mp4")
+  assert frames == 13 and abs(seconds - 2.2) < 0.1
+  with av.open(str(tmp_path / "v.mp4")) as c:
+    decoded = [f.to_ndarray(format="rgb24").astype(int) for f in c.decode(video=0)]
+  assert np.abs(decoded[12] - decoded[0]).mean() > 1  # not the first frame again
 
 
 def test_bad_inputs_get_one_line(tmp_path, capsys):

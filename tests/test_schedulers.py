@@ -104,19 +104,25 @@ def test_steps_match_diffusers(name, cls, options, steps):
     close(run_ours(default, eps, x, noise), ref, 2e-5)
 
 
+def run_diffusers_in_place(sched, n, outputs, x):
+  """The original's loop: the scheduler steps the view latents[:, 1:], which the result then overwrites."""
+  sched.set_timesteps(n)
+  latents = torch.zeros((SHAPE[0], SHAPE[1] + 1) + SHAPE[2:])
+  latents[:, 1:] = torch.from_numpy(x)
+  ref = []
+  for i, t in enumerate(sched.timesteps):
+    latents[:, 1:] = sched.step(torch.from_numpy(outputs[i]), t, latents[:, 1:]).prev_sample
+    ref.append(latents[:, 1:].numpy().copy())
+  return ref
+
+
 def test_pndm_aliasing_restarts_call_1_from_the_provisional_sample():
   """The original passes a view and writes into it: diffusers' remembered sample is overwritten."""
   sched = PNDMScheduler.from_config(SD15_SCHEDULER)
   n = 6
   plan = make_plan("pndm", n, alphas_cumprod=sched.alphas_cumprod.numpy())
   eps, x, _ = outputs(plan.num_calls)
-  sched.set_timesteps(n)
-  latents = torch.zeros((SHAPE[0], SHAPE[1] + 1) + SHAPE[2:])
-  latents[:, 1:] = torch.from_numpy(x)
-  ref = []
-  for i, t in enumerate(sched.timesteps):
-    latents[:, 1:] = sched.step(torch.from_numpy(eps[i]), t, latents[:, 1:]).prev_sample
-    ref.append(latents[:, 1:].numpy().copy())
+  ref = run_diffusers_in_place(sched, n, eps, x)
   ours = run_ours(plan, eps, x, None)
   close(ours, ref, 2e-6)
   textbook = run_ours(make_plan("plms", n), eps, x, None)
@@ -132,11 +138,14 @@ def test_default_alphas_match_the_training_schedule():
 def test_bad_plans_are_refused(name, n):
   with pytest.raises(SchedulerError):
     make_plan(name, n)
+  with pytest.raises(SchedulerError, match="prediction_type"):
+    make_plan("pndm", 10, prediction_type="sample")
 
 
 def test_every_name_builds():
   for name in SCHEDULERS:
-    assert make_plan(name, 10).num_calls in (10, 11)
+    plan = make_plan(name, 10, prediction_type="v_prediction")
+    assert plan.num_calls in (10, 11) and plan.name == name
 
 
 def test_v_prediction_target_matches_diffusers_velocity():
@@ -159,19 +168,62 @@ def test_v_prediction_target_matches_diffusers_velocity():
     training_target(jnp.asarray(x0), jnp.asarray(noise), jnp.asarray(t), ac, "sample")
 
 
-@pytest.mark.parametrize("name,cls", [("ddim", DDIMScheduler), ("ddpm", DDPMScheduler)])
+@pytest.mark.parametrize("name,cls", [("ddim", DDIMScheduler), ("ddpm", DDPMScheduler), ("plms", PNDMScheduler),
+                                      ("dpm++2m", DPMSolverMultistepScheduler)])
 def test_v_prediction_steps_match_diffusers(name, cls):
-  """Our ε-samplers fed epsilon_from_output(v) step as diffusers' schedulers with prediction_type="v_prediction"."""
+  """With prediction_type="v_prediction", each step equals diffusers' scheduler of that prediction type:
+  DDIM, DDPM and DPM-Solver++ take ε = epsilon_from_output(v) of the current sample; PLMS takes the raw v's (diffusers
+  combines them and converts once)."""
   from asva_jax.schedulers.noise_schedule import epsilon_from_output
   sched = cls.from_config({**SD15_SCHEDULER, "prediction_type": "v_prediction"})
   ac = sched.alphas_cumprod.numpy()
-  plan = make_plan(name, 10, alphas_cumprod=ac)
+  plan = make_plan(name, 10, alphas_cumprod=ac, prediction_type="v_prediction")
+  assert plan.prediction_type == ("v_prediction" if name == "plms" else "epsilon")
   v, x, noise = outputs(plan.num_calls, seed=5)
   timesteps, ref = run_diffusers(sched, 10, v, x, noise)
   state, ours, xj = plan.init(jnp.asarray(x)), [], jnp.asarray(x)
   for i, t in enumerate(timesteps):
-    eps = epsilon_from_output(jnp.asarray(v[i]), xj, jnp.int32(t), jnp.asarray(ac), "v_prediction")
-    xj, state = plan.step(scheduler_lib.tables_at(plan.tables, i), state, jnp.int32(i), eps, xj,
+    out = jnp.asarray(v[i])
+    if plan.prediction_type == "epsilon":
+      out = epsilon_from_output(out, xj, jnp.int32(t), jnp.asarray(ac), "v_prediction")
+    xj, state = plan.step(scheduler_lib.tables_at(plan.tables, i), state, jnp.int32(i), out, xj,
                           jnp.asarray(noise[i]) if plan.stochastic else None)
     ours.append(np.asarray(xj))
   close(ours, ref, 2e-5)
+
+
+@pytest.mark.parametrize("n", [1, 2, 3, 7])
+def test_pndm_with_v_prediction_equals_diffusers_with_the_originals_aliasing(n):
+  """The original-style PLMS on a v-model: diffusers' PNDMScheduler(prediction_type="v_prediction")
+  stepping a view that the loop overwrites in place (call 1 restarts from the provisional sample,
+  and converts the averaged v with it). Converting every v to ε first is another sampler."""
+  from asva_jax.schedulers.noise_schedule import epsilon_from_output
+  sched = PNDMScheduler.from_config({**SD15_SCHEDULER, "prediction_type": "v_prediction"})
+  ac = sched.alphas_cumprod.numpy()
+  plan = make_plan("pndm", n, alphas_cumprod=ac, prediction_type="v_prediction")
+  v, x, _ = outputs(plan.num_calls, seed=n + 11)
+  ref = run_diffusers_in_place(sched, n, v, x)
+  close(run_ours(plan, v, x, None), ref, 2e-6)
+  # the same v's converted to ε one by one, stepped by the ε-plan: not diffusers' sampler
+  eps_plan, xj = make_plan("pndm", n, alphas_cumprod=ac), jnp.asarray(x)
+  state = eps_plan.init(xj)
+  for i, t in enumerate(plan.timesteps):
+    eps = epsilon_from_output(jnp.asarray(v[i]), xj, jnp.int32(t), jnp.asarray(ac), "v_prediction")
+    xj, state = eps_plan.step(scheduler_lib.tables_at(eps_plan.tables, i), state, jnp.int32(i), eps, xj)
+  if n > 1:
+    assert rel_diff(np.asarray(xj), ref[-1]) > 1e-3
+
+
+def test_eps_first_plms_integrates_an_exact_v_model_more_accurately():
+  """Why pndm-eps/plms-eps exist: on Gaussian data with the exact v̂, converting each v to ε before
+  the multistep combination lands closer to the closed-form ODE solution than diffusers' way."""
+  from benchmarks.plms_v_prediction import final_error
+  rng = np.random.default_rng(0)
+  mu, s, x = rng.uniform(-1, 1, 2000), rng.uniform(0.05, 1.0, 2000), rng.standard_normal(2000)
+  for n in (10, 20):
+    for name in ("pndm", "plms"):
+      assert final_error(name + "-eps", n, mu, s, x) < 0.7 * final_error(name, n, mu, s, x)
+
+
+def rel_diff(a, b):
+  return float(np.linalg.norm(a - b) / np.linalg.norm(b))

@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 NUM_STEPS = 8
@@ -119,3 +120,15 @@ def baseline(tmp_path_factory):
     use_cache(tmp_path_factory)
     train(tiny_config(build_shards(tmp_path_factory)), workdir)
   return workdir
+
+
+# Module fixtures for the training tests: `from tests.test_train_common import reference, shards`.
+@pytest.fixture(scope="module")
+def shards(tmp_path_factory):
+  return build_shards(tmp_path_factory)
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory, shards):
+  del shards  # built first
+  return baseline(tmp_path_factory)

@@ -1,4 +1,5 @@
-"""The same training on 8 simulated devices (data x fsdp mesh) and on two real processes (gloo).
+"""The same training on 8 simulated devices (data x fsdp mesh); two real processes (gloo) in
+tests/test_train_multihost.py.
 
 Tolerances: the sharded programs add partial sums in a different order than the
 1-device program (per-device partial gradients, all-reduces), so values agree to
@@ -65,17 +66,3 @@ def free_port() -> int:
     s.bind(("127.0.0.1", 0))
     return s.getsockname()[1]
 
-
-def test_two_processes_equal_one(reference, shards, tmp_path, tmp_path_factory):
-  workdir = tmp_path / "run"
-  port = free_port()
-  procs = [train_cli(workdir, shards, tmp_path_factory, f"--coordinator_address=127.0.0.1:{port}",
-                     "--num_processes=2", f"--process_id={i}", "--cpu_collectives=gloo",
-                     **{"train.num_steps": STEPS})
-           for i in range(2)]
-  outs = [p.communicate(timeout=600)[0] for p in procs]
-  for p, out in zip(procs, outs):
-    assert p.returncode == 0, out
-  assert "over 2 cpu devices, 2 host(s)" in outs[0]
-  np.testing.assert_allclose(losses(metrics(workdir)), losses(metrics(reference))[:STEPS], rtol=LOSS_RTOL)
-  assert_params_close(workdir, reference, STEPS, STEPS)

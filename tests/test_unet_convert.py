@@ -198,16 +198,21 @@ def test_cli_whole_checkpoint_and_export(sd15, tmp_path):
   _cli("convert.from_pytorch", f"--sd15={sd15}", f"--imagebind={ib / 'imagebind_audio_branch.pth'}",
        '--audio-config={"num_heads": 4}', f"--out={ckpt}")
   assert sorted(p.name for p in ckpt.iterdir()) == [
-      "audio_encoder", "scheduler", "text_encoder", "text_encodings", "tokenizer", "unet", "vae"]
+      "audio_encoder", "run_spec.json", "scheduler", "text_encoder", "text_encodings", "tokenizer", "unet", "vae"]
   inflated = load_unet(ckpt)
   assert not np.any(inflated.conv_in.conv_temp.kernel.get_value())
 
   shutil.copytree(UNET, modules / "unet")
   shutil.copytree(ib / "audio_encoder", modules / "audio_encoder")
   _cli("convert.from_pytorch", f"--avsyncd={modules}", '--audio-config={"num_heads": 4}', f"--out={ckpt}")
-  assert len(list(ckpt.iterdir())) == 7  # replaced in place, no temporary folders left
+  assert len(list(ckpt.iterdir())) == 8  # replaced in place, no temporary folders left
   _cli("convert.to_pytorch", f"--ckpt={ckpt}", f"--out={out}")
-  assert sorted(p.name for p in out.iterdir()) == ["audio_encoder", "text_encoder", "tokenizer", "unet", "vae"]
+  assert sorted(p.name for p in out.iterdir()) == [
+      "audio_encoder", "scheduler", "text_encoder", "tokenizer", "unet", "vae"]
+  from diffusers import PNDMScheduler
+  exported, original = (PNDMScheduler.from_pretrained(f / "scheduler") for f in (out, sd15))
+  assert exported.config.prediction_type == original.config.prediction_type == "epsilon"
+  assert np.array_equal(exported.alphas_cumprod.numpy(), original.alphas_cumprod.numpy())
   for original_folder in (UNET, ib / "audio_encoder", sd15 / "vae"):
     original = load_file(original_folder / WEIGHTS)
     exported = load_file(out / original_folder.name / WEIGHTS)

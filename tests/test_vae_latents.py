@@ -10,19 +10,16 @@ import jax
 import numpy as np
 import pytest
 import torch
-from diffusers import AutoencoderKL as TorchAutoencoderKL
 from flax import nnx
 
-from asva_jax import checkpoint
 from asva_jax.data import eval_loader, open_split, select_frames, train_loader
 from asva_jax.data.features import VAE_KEYS, frame_times
 from asva_jax.data.transforms import decode_image
 from asva_jax.models.vae import load_vae
-from convert.vae import import_vae
 from data_prep import build as build_lib
 from data_prep import latents, sources
 from tests import data_pipeline_fixtures as fx
-from tests.reference_models import TINY_VAE, randomize
+from tests.reference_models import TINY_VAE, tiny_vae_checkpoint
 
 # Four blocks: the SD1.5 VAE's factor 8, so 48 x 64 frames -> 6 x 8 latents (not square, so
 # a swapped H/W would show).
@@ -41,21 +38,18 @@ def original_vae_input(frames):
 
 
 @pytest.fixture(scope="module")
-def torch_vae(tmp_path_factory):
-  torch.manual_seed(0)
-  model = TorchAutoencoderKL(**VAE).eval()
-  randomize(model, seed=5)
-  folder = tmp_path_factory.mktemp("torch_vae")
-  model.save_pretrained(folder)
-  return model, folder
+def torch_and_ckpt(tmp_path_factory):
+  return tiny_vae_checkpoint(tmp_path_factory.mktemp("vae"), VAE, seed=5)
 
 
 @pytest.fixture(scope="module")
-def ckpt(torch_vae, tmp_path_factory):
-  module, config = import_vae(torch_vae[1])
-  out = tmp_path_factory.mktemp("vae_ckpt")
-  checkpoint.save_module(out / "vae", module, config)
-  return out
+def torch_vae(torch_and_ckpt):
+  return torch_and_ckpt[:2]
+
+
+@pytest.fixture(scope="module")
+def ckpt(torch_and_ckpt):
+  return torch_and_ckpt[2]
 
 
 @pytest.fixture(scope="module")

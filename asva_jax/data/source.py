@@ -17,10 +17,13 @@ def dataset_dir(data_dir: str | os.PathLike, name: str | None = None) -> epath.P
     return data_dir
   if name is None:
     names = sorted(p.parent.parent.name for p in data_dir.glob(f"*/{VERSION}/dataset_info.json"))
-    if len(names) != 1:
-      found = ", ".join(names) or "none"
-      raise DataError(f"{data_dir}: expected one dataset built by data_prep.build (found {found}); "
-                      f"pass name=")
+    if not names:
+      raise DataError(f"{data_dir}: no dataset built by data_prep.build in this folder (no "
+                      f"<name>/{VERSION}/dataset_info.json); build one with python -m data_prep.build "
+                      f"... --out {data_dir}")
+    if len(names) > 1:
+      raise DataError(f"{data_dir}: {len(names)} datasets built by data_prep.build ({', '.join(names)}); "
+                      f"name one (--config.data.name in training)")
     name = names[0]
   path = data_dir / name / VERSION
   if not (path / "dataset_info.json").is_file():

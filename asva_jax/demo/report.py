@@ -6,7 +6,9 @@ audio of another test clip of the same class (a rotation within each class, so t
 of the right kind and only its timing is wrong). The event-timing error of both samples is
 measured against the clip's own, known audio events (`asva_jax.eval.sync`): a model that
 follows the audio is close to its own events with its own audio and far from them with
-another clip's audio; a model that ignores the audio scores the same on both.
+another clip's audio; a model that ignores the audio scores the same on both. Each sample is
+also scored against the events of the audio that drove it (`*_vs_driving_audio`): low for both
+when the motion follows whichever audio it was given.
 
 Written under WORKDIR:
   demo/samples/<clip>_own_audio.mp4, <clip>_shuffled_audio.mp4   (with the conditioning audio)
@@ -89,13 +91,14 @@ def shuffled_partner(clips: list[TestClip]) -> list[int]:
 
 
 def score(videos: np.ndarray, clips: list[TestClip], audio_of: list[int]) -> list[dict]:
-  """Per clip: the event-timing error against the clip's own events and the onset alignment
-  with the audio that conditioned the video."""
+  """Per clip: the event-timing error against the clip's own events and against the events of the
+  audio that conditioned the video, and the onset alignment with that audio."""
   rows = []
   for video, clip, a in zip(videos, clips, audio_of):
     env = sync.onset_envelope(clips[a].audio, SAMPLE_RATE, clip.frame_times, clip.start)
     alignment = sync.onset_alignment(env, sync.change_energy(video), FPS)
     rows.append({"event_timing_error": sync.event_timing_error(video, clip.events),
+                 "driving_audio_error": sync.event_timing_error(video, clips[a].events),
                  "onset_alignment": alignment.to_dict()})
   return rows
 
@@ -161,6 +164,7 @@ def write_demo_outputs(config, workdir, models=None) -> dict:
         "shuffled_audio_from": clips[p].key, "shuffled_audio_event_frames": clips[p].events.tolist(),
         "true_audio": own_rows[i]["event_timing_error"],
         "shuffled_audio": shuffled_rows[i]["event_timing_error"],
+        "shuffled_audio_vs_driving_audio": shuffled_rows[i]["driving_audio_error"],
         "onset_alignment": {"true_audio": own_rows[i]["onset_alignment"],
                             "shuffled_audio": shuffled_rows[i]["onset_alignment"]},
         "videos": paths})
@@ -187,6 +191,7 @@ def write_demo_outputs(config, workdir, models=None) -> dict:
   report = {
       "true_audio": true_mean, "shuffled_audio": shuffled_mean,
       "ratio": true_mean / shuffled_mean if true_mean is not None and shuffled_mean else None,
+      "shuffled_audio_vs_driving_audio": _mean([r["shuffled_audio_vs_driving_audio"] for r in per_clip]),
       "measure": "event-timing error in frames (asva_jax.eval.sync): mean over held-out clips of the "
                  "mean distance from each detected motion event to the nearest true audio event",
       "num_clips": len(clips),
@@ -197,8 +202,8 @@ def write_demo_outputs(config, workdir, models=None) -> dict:
                       "shuffled_audio": _mean(real_shuffled)},
       "sampler": {k: options[k] for k in ("audio_guidance", "text_guidance", "num_inference_steps",
                                           "scheduler")}
-                 | {"seed": int(d.seed), "prediction_type": getattr(models, "prediction_type", "epsilon")},
-      "step": getattr(models, "step", None),
+                 | {"seed": int(d.seed), "prediction_type": models.spec.prediction_type},
+      "step": models.step,
       "sampling_seconds": sampled_s,
       "gif": str(gif.relative_to(workdir)), "plot": str(png.relative_to(workdir)),
       "clips": per_clip,

@@ -2,8 +2,9 @@
 audio window. Any image format PIL reads; any audio or video FFmpeg reads.
 
 Image: the original's preprocessing (docs/reference.md §8.3): centre crop to the target aspect ratio,
-then an antialiased bilinear resize (torch, as torchvision), kept as uint8 like the
-original's dataset frames.
+then an antialiased bilinear resize (torch, as torchvision) in [0, 1], then uint8 by truncation,
+as the original's pipeline receives its conditioning image (a PIL image from `to_pil_image`,
+docs/reference.md §7.6).
 """
 
 from __future__ import annotations
@@ -51,14 +52,14 @@ def load_image(path: str | os.PathLike) -> np.ndarray:
 
 
 def prepare_image(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-  """Centre crop to the aspect ratio of `size`, antialiased bilinear resize, uint8."""
+  """Centre crop to the aspect ratio of `size`, antialiased bilinear resize, uint8 (truncated)."""
   from data_prep.resize import crop_and_resize
   image = np.asarray(image)
   if image.ndim != 3 or image.shape[-1] != 3:
     raise InputError(f"image: expected (H, W, 3), got shape {image.shape}")
   if image.dtype != np.uint8:
     image = np.clip(np.asarray(image, np.float32) * 255.0, 0, 255).astype(np.uint8)
-  return crop_and_resize(image[None], tuple(size))[0]
+  return crop_and_resize(image[None], tuple(size), truncate=True)[0]
 
 
 def load_audio_track(path: str | os.PathLike) -> tuple[np.ndarray, float]:
@@ -108,7 +109,7 @@ def video_first_frames(path: str | os.PathLike, starts: list[float], size: tuple
   if not path.is_file():
     raise InputError(f"{path}: no such video file")
   try:
-    frames, pts, time_base, _, _, _ = decode_frames(str(path), tuple(size))
+    frames, pts, time_base, _, _, _ = decode_frames(str(path), tuple(size), truncate=True)
   except SkipVideo as e:
     raise InputError(f"{path}: {e}") from e
   times = pts * time_base[0] / time_base[1]

@@ -33,19 +33,31 @@ def denoise(unet, latents, *, text, audio, audio_mask, null_text, null_audio, nu
   warm-up aliasing (PLMS's second call restarts from the provisional latents, because
   the original writes each step into the view it handed the scheduler); "plms" is
   diffusers' textbook PLMS (restarts from the remembered latents); "ddim" (with `eta`),
-  "ddpm", "dpm++2m"; or a `schedulers.Plan`. Stochastic samplers (ddim with eta > 0,
-  ddpm) draw their per-step noise from `key` (`step_noise`).
+  "ddpm", "dpm++2m", "pndm-eps"/"plms-eps" (see `schedulers`); or a `schedulers.Plan`.
+  Stochastic samplers (ddim with eta > 0, ddpm) draw their per-step noise from `key`
+  (`step_noise`): one key for the whole batch, or B keys, one per clip, so that a clip's
+  noise does not depend on its batch.
 
   prediction_type: what the UNet was trained to output ("epsilon", AVSyncD's; or
-  "v_prediction", converted to ε with `alphas_cumprod`, SD1.5's schedule by default, after
-  guidance, which is linear in either).
+  "v_prediction"), on the noise schedule `alphas_cumprod` (ᾱ_t; SD1.5's by default), which
+  also builds the sampler's plan. Guidance is linear, so it combines either output; a
+  v-output is then stepped as diffusers' scheduler with `prediction_type="v_prediction"`
+  steps it (PLMS combines the v's of several calls and converts once; the others convert
+  each call's output with the current sample).
 
   Guidance (docs/reference.md §7.3): a branch runs only when its scale is > 1, and all running
   branches share one batched UNet call per step. The loop is one `lax.scan` under
   `jax.jit`: the same shapes, sampler and guidance mode reuse one compilation, and the
   scales are traced (4.0 -> 8.0 does not recompile; 4.0 -> 1.0 changes the mode).
   """
-  plan = scheduler if isinstance(scheduler, Plan) else make_plan(scheduler, num_inference_steps, eta=eta)
+  if prediction_type not in PREDICTION_TYPES:
+    raise guidance.GuidanceError(f"prediction_type {prediction_type!r}: expected one of {PREDICTION_TYPES}")
+  plan = scheduler if isinstance(scheduler, Plan) else make_plan(
+      scheduler, num_inference_steps, eta=eta, alphas_cumprod=alphas_cumprod, prediction_type=prediction_type)
+  convert = plan.prediction_type != prediction_type  # the plan steps ε: convert the v-output per call
+  if convert and plan.prediction_type != "epsilon":
+    raise guidance.GuidanceError(f"scheduler {plan.name!r} steps {plan.prediction_type} outputs; "
+                                 f"the UNet outputs {prediction_type}")
   mode = guidance.guidance_mode(audio_guidance, text_guidance)
   latents = jnp.asarray(latents)
   if latents.ndim != 5 or latents.shape[1] < 2:
@@ -54,28 +66,33 @@ def denoise(unet, latents, *, text, audio, audio_mask, null_text, null_audio, nu
   conds = guidance.batch_conditions(mode, b, f, text=text, audio=audio, audio_mask=audio_mask,
                                     null_text=null_text, null_audio=null_audio,
                                     null_audio_mask=null_audio_mask)
-  if prediction_type not in PREDICTION_TYPES:
-    raise guidance.GuidanceError(f"prediction_type {prediction_type!r}: expected one of {PREDICTION_TYPES}")
   if plan.stochastic and key is None:
     raise guidance.GuidanceError(f"scheduler {plan.name!r} is stochastic: pass key=jax.random.key(seed)")
+  if plan.stochastic and jnp.ndim(key) != 0 and jnp.shape(key) != (b,):
+    raise guidance.GuidanceError(f"key: expected one key or {b} (one per clip), got shape {jnp.shape(key)}")
   graphdef, state = nnx.split(unet)
   scales = jnp.asarray([audio_guidance, text_guidance], jnp.float32)
   tables = {k: jnp.asarray(v) for k, v in plan.tables.items()}
   alphas = jnp.asarray(scaled_linear_alphas_cumprod() if alphas_cumprod is None else alphas_cumprod, jnp.float32)
   out = _loop(graphdef, state, latents.astype(jnp.float32), conds, scales, jnp.asarray(plan.timesteps),
               tables, key if plan.stochastic else None, alphas, mode=mode, init=plan.init, step=plan.step,
-              prediction_type=prediction_type)
+              prediction_type=prediction_type if convert else "epsilon")
   return out.astype(latents.dtype)
 
 
 def step_noise(key: jax.Array, i, shape) -> jax.Array:
-  """The standard-normal noise a stochastic sampler adds at call i (frames 1..F-1 only)."""
-  return jax.random.normal(jax.random.fold_in(key, i), shape, jnp.float32)
+  """The standard-normal noise (`shape`: (B, F-1, h, w, c)) a stochastic sampler adds at call i:
+  from one key for the batch, or clip b's from key[b] alone (a clip's noise is then the same in
+  any batch, at any position)."""
+  if jnp.ndim(key) == 0:
+    return jax.random.normal(jax.random.fold_in(key, i), shape, jnp.float32)
+  return jax.vmap(lambda k: jax.random.normal(jax.random.fold_in(k, i), shape[1:], jnp.float32))(key)
 
 
 @functools.partial(jax.jit, static_argnames=("graphdef", "mode", "init", "step", "prediction_type"))
 def _loop(graphdef, state, latents, conds, scales, timesteps, tables, key, alphas, *, mode, init, step,
           prediction_type):
+  """prediction_type: the UNet's output, converted to ε per call; "epsilon" passes it on as is."""
   text, audio, mask = conds
   branches = len(guidance.BRANCHES[mode])
   sample = latents[:, 1:]
@@ -84,11 +101,11 @@ def _loop(graphdef, state, latents, conds, scales, timesteps, tables, key, alpha
     x, sched_state = carry
     t, i, tab = xs
     unet = nnx.merge(graphdef, state)
-    eps = unet(jnp.concatenate([x] * branches), t, text, audio, mask).astype(jnp.float32)
-    eps = guidance.combine(mode, eps, scales[0], scales[1])
-    eps = epsilon_from_output(eps, x, t, alphas, prediction_type)
+    out = unet(jnp.concatenate([x] * branches), t, text, audio, mask).astype(jnp.float32)
+    out = guidance.combine(mode, out, scales[0], scales[1])
+    out = epsilon_from_output(out, x, t, alphas, prediction_type)
     noise = None if key is None else step_noise(key, i, sample.shape)
-    prev, sched_state = step(tab, sched_state, i, eps[:, 1:], x[:, 1:], noise)
+    prev, sched_state = step(tab, sched_state, i, out[:, 1:], x[:, 1:], noise)
     return (x.at[:, 1:].set(prev.astype(x.dtype)), sched_state), None
 
   n = timesteps.shape[0]

@@ -1,14 +1,13 @@
 """The models a sampling run needs, as one bundle, from a checkpoint folder or a training workdir.
 
-Any object with these attributes works (the training workdir loader returns one, and
-the built-in demo builds one in memory):
+`Models` (both loaders return one; the built-in demo and the benchmarks build one in memory):
 
   unet              the video UNet (`AudioUNet3D`)
   autoencoder       `AutoencoderKL` or `SpaceToDepth`: encode -> (mean, logvar), decode
   audio_encoder     `ImageBindAudioEncoder`
   text_encodings    prompt -> (77, D) encoding, "" = the null text (a mapping or a callable)
-  scaling_factor    latent scale (0.18215 for SD1.5's VAE)
-  prediction_type   optional: what the UNet outputs, "epsilon" (default) or "v_prediction"
+  spec              the run spec (`asva_jax.run_spec.RunSpec`): noise schedule, prediction type,
+                    latent scaling, frame size, ... read from the folder, never guessed
   encode_prompts    optional: list of prompts -> (N, 77, D), for prompts without a stored encoding
 """
 
@@ -23,6 +22,7 @@ from typing import Any
 import jax.numpy as jnp
 import numpy as np
 
+from asva_jax import run_spec
 from asva_jax.checkpoint import CheckpointError
 from asva_jax.errors import AsvaError
 from asva_jax.storage import as_path
@@ -43,39 +43,34 @@ class Models:
   autoencoder: Any
   audio_encoder: Any
   text_encodings: Mapping[str, np.ndarray] | Callable[[str], np.ndarray]
-  scaling_factor: float = 0.18215
-  prediction_type: str = "epsilon"
+  spec: run_spec.RunSpec
   encode_prompts: Callable[[list[str]], np.ndarray] | None = None
-  config: Any = None
+  config: Any = None              # a training workdir's config (training settings only)
   step: int | None = None
   source: str = "in-memory models"
 
+  @property
+  def scaling_factor(self) -> float:
+    return self.spec.scaling_factor
 
-def load_models(path: str | os.PathLike, step: int | None = None, *, dtype=jnp.float32) -> Any:
+
+def load_models(path: str | os.PathLike, step: int | None = None, *, dtype=jnp.float32) -> Models:
   """The bundle of a converted checkpoint folder, or of a training workdir (its latest step
   unless `step`). `dtype` is the compute dtype of the UNet and the autoencoder."""
   path = as_path(path)  # local or gs://
   if not path.is_dir():
     raise CheckpointError(f"{path}: no such checkpoint folder or training workdir")
-  if _is_workdir(path):
-    from asva_jax import workdir
+  from asva_jax import workdir
+  if workdir.is_workdir(path):
     return workdir.load_models(path, step, dtype=dtype)
   if step is not None:
     raise CheckpointError(f"{path}: a converted checkpoint folder has no steps (step={step} given)")
   return from_checkpoint(path, dtype=dtype)
 
 
-def _is_workdir(path: Path) -> bool:
-  try:
-    from asva_jax import workdir
-  except ImportError:
-    return False
-  return bool(workdir.is_workdir(path))
-
-
 def from_checkpoint(path: str | os.PathLike, *, dtype=jnp.float32) -> Models:
   """A converted checkpoint folder (`convert.from_pytorch`): unet/, vae/, audio_encoder/, and
-  text_encodings/ and/or text_encoder/ + tokenizer/."""
+  text_encodings/ and/or text_encoder/ + tokenizer/, and its run spec (`run_spec.read_checkpoint_spec`)."""
   import asva_jax
   path = as_path(path)  # local or gs://
   missing = [c for c in ("unet", "vae", "audio_encoder") if not (path / c / "config.json").is_file()]
@@ -97,7 +92,7 @@ def from_checkpoint(path: str | os.PathLike, *, dtype=jnp.float32) -> Models:
   if NULL_PROMPT not in encodings and encode is None:
     raise CheckpointError(f"{path}: no null (empty-prompt) text encoding and no text encoder to compute it")
   return Models(unet=unet, autoencoder=vae, audio_encoder=audio_encoder, text_encodings=encodings,
-                scaling_factor=float(vae.config.scaling_factor), encode_prompts=encode, source=str(path))
+                spec=run_spec.read_checkpoint_spec(path), encode_prompts=encode, source=str(path))
 
 
 def _lazy_text_encoder(path: Path) -> Callable[[list[str]], np.ndarray]:
@@ -115,22 +110,9 @@ def _lazy_text_encoder(path: Path) -> Callable[[list[str]], np.ndarray]:
   return encode
 
 
-DEFAULT_SIZE = (256, 256)
-
-
-def frame_size(models) -> tuple[int, int]:
-  """The frame size a model was trained at when its config says (a training workdir's
-  synthetic data, or `data.size`), else AVSync15's 256 x 256."""
-  config = getattr(models, "config", None)
-  data = getattr(config, "data", None)
-  for getter in (lambda d: d.synthetic.size if d.synthetic.enabled else None, lambda d: d.size):
-    try:
-      size = getter(data)
-    except (AttributeError, KeyError, TypeError):
-      continue
-    if size:
-      return int(size[0]), int(size[1])
-  return DEFAULT_SIZE
+def frame_size(models: Models) -> tuple[int, int]:
+  """(H, W) the model was trained at: its run spec's."""
+  return tuple(models.spec.frame_size)
 
 
 def text_encoding(models, prompt: str) -> np.ndarray:
@@ -144,10 +126,9 @@ def text_encoding(models, prompt: str) -> np.ndarray:
       return np.asarray(stored(prompt), np.float32)
     except KeyError:
       pass
-  encode = getattr(models, "encode_prompts", None)
-  if encode is not None:
-    return np.asarray(encode([prompt])[0], np.float32)
-  known = sorted(p for p in stored if p) if isinstance(stored, Mapping) else []
+  if models.encode_prompts is not None:
+    return np.asarray(models.encode_prompts([prompt])[0], np.float32)
+  known = models.spec.class_prompts
   shown = ", ".join(repr(p) for p in known[:8]) + (" ..." if len(known) > 8 else "")
-  raise UnknownCategoryError(f"unknown category {prompt!r}: {getattr(models, 'source', 'the models')} has "
-                             f"no encoding for it and no text encoder; known: {shown or 'none'}")
+  raise UnknownCategoryError(f"unknown category {prompt!r}: {models.source} has no encoding for it and "
+                             f"no text encoder; its classes: {shown or 'none recorded'}")

@@ -5,10 +5,11 @@ Per clip: the image -> [-1, 1] -> autoencoder posterior *sample* x scaling facto
 and of the all-zero mel (the null audio); the category's text encoding and the null
 text; `denoise`; all F frames decoded in batches; (x/2 + 0.5) clamped, x255, truncated.
 
-Seeding: clip k of a call draws its noise and its posterior sample from `seeds[k]`
-(one int for all: the original re-seeds before every clip, so all clips of a run share
-their initial noise). A clip's frames depend only on its inputs and seed, not on the
-batch it ran in.
+Seeding: clip k of a call draws its initial noise, its posterior sample and (DDIM with
+eta > 0, DDPM) its per-step noise from `seeds[k]` alone (one int for all: the original
+re-seeds before every clip, so all clips of a run share their initial noise). A clip's
+frames depend only on its inputs and seed, not on the batch it ran in or its position
+(tests/test_pipeline.py: padded batches against batch 1, with DDIM eta > 0).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from flax import nnx
 from asva_jax.pipeline.inputs import Clip, InputError
 from asva_jax.pipeline.loop import denoise
 from asva_jax.pipeline.models import NULL_PROMPT, text_encoding
+from asva_jax.schedulers import Plan, make_plan
 
 
 @functools.partial(jax.jit, static_argnames=("graphdef", "method"))
@@ -46,6 +48,11 @@ def clip_keys(seed: int) -> tuple[jax.Array, jax.Array]:
   """(noise key, posterior key) of a clip."""
   k_noise, k_latent = jax.random.split(jax.random.key(seed))
   return k_noise, k_latent
+
+
+def step_keys(seeds: Sequence[int]) -> jax.Array:
+  """(B,) keys of the per-step noise of stochastic samplers, clip k's from seeds[k] alone."""
+  return jnp.stack([jax.random.fold_in(jax.random.key(s), 1) for s in seeds])
 
 
 def image_latents(models, images: np.ndarray, seeds: Sequence[int]) -> jax.Array:
@@ -120,26 +127,35 @@ def sample(models, clips: Sequence[Clip], *, seeds: int | Sequence[int] = 0, aud
       raise InputError(f"latents: expected shape {(b, f - 1) + tuple(z0.shape[1:])}, got {noise.shape}")
   x = jnp.concatenate([z0[:, None], noise], axis=1)  # init_noise_sigma is 1 for every sampler here
   tokens, null_tokens, masks = audio_tokens(models, np.stack([c.audio for c in clips]))
-  key = jax.random.fold_in(jax.random.key(seeds[0]), 1)
+  key = step_keys(seeds)
+  spec = models.spec  # the run's own schedule and prediction type (asva_jax.run_spec)
+  alphas = spec.alphas_cumprod()
+  plan = scheduler if isinstance(scheduler, Plan) else make_plan(
+      scheduler, num_inference_steps, eta=eta, alphas_cumprod=alphas, prediction_type=spec.prediction_type)
   out = denoise(models.unet, x, text=text, audio=tokens, audio_mask=masks, null_text=null_text,
                 null_audio=null_tokens, null_audio_mask=masks, audio_guidance=audio_guidance,
-                text_guidance=text_guidance, num_inference_steps=num_inference_steps, scheduler=scheduler,
-                eta=eta, key=key, prediction_type=getattr(models, "prediction_type", "epsilon"))
+                text_guidance=text_guidance, num_inference_steps=num_inference_steps, scheduler=plan,
+                eta=eta, key=key, prediction_type=spec.prediction_type, alphas_cumprod=alphas)
   frames = decode(models, out)
   return (frames, out) if return_latents else frames
 
 
 def sample_batched(models, clips: Sequence[Clip], *, batch_size: int = 8, seeds: int | Sequence[int] = 0,
-                   progress: bool = True, **options) -> np.ndarray:
+                   progress: bool = True, return_latents: bool = False, **options):
   """`sample` over `clips` in batches of `batch_size` (the last one padded, so every batch reuses
-  one compilation), with a progress bar."""
+  one compilation), with a progress bar; clip k's result is its `sample` alone with seeds[k]."""
   from tqdm import tqdm
   n = len(clips)
   seeds = [int(seeds)] * n if np.ndim(seeds) == 0 else list(seeds)
-  out = []
+  if len(seeds) != n:
+    raise InputError(f"{len(seeds)} seeds for {n} clips")
+  frames, latents = [], []
   for i in tqdm(range(0, n, batch_size), desc="sampling", unit="batch", disable=not progress or n <= batch_size):
     chunk, chunk_seeds = list(clips[i:i + batch_size]), seeds[i:i + batch_size]
     pad = batch_size - len(chunk) if n > batch_size else 0
-    frames = sample(models, chunk + [chunk[-1]] * pad, seeds=chunk_seeds + [chunk_seeds[-1]] * pad, **options)
-    out.append(frames[:len(chunk)])
-  return np.concatenate(out)
+    out = sample(models, chunk + [chunk[-1]] * pad, seeds=chunk_seeds + [chunk_seeds[-1]] * pad,
+                 return_latents=True, **options)
+    frames.append(out[0][:len(chunk)])
+    latents.append(np.asarray(out[1][:len(chunk)]))
+  frames = np.concatenate(frames)
+  return (frames, np.concatenate(latents)) if return_latents else frames

@@ -28,7 +28,10 @@ class SchedulerError(AsvaError, ValueError):
 @dataclasses.dataclass(frozen=True, eq=False)
 class Plan:
   """One sampling run's schedule: `timesteps[i]` is the UNet timestep of call i, `tables[k][i]`
-  the scalars step i needs. `step` and `init` are module-level functions (stable jit cache keys)."""
+  the scalars step i needs. `step` and `init` are module-level functions (stable jit cache keys).
+  `prediction_type` is the model output `step` takes: PLMS steps a v-model's outputs itself (it
+  combines them before converting, as diffusers does); the one-step samplers take ε, and the
+  sampling loop converts a v-model's output for them with the current sample and ᾱ_t."""
 
   name: str
   timesteps: np.ndarray
@@ -37,6 +40,7 @@ class Plan:
   step: Callable
   init_noise_sigma: float = 1.0
   stochastic: bool = False
+  prediction_type: str = "epsilon"
 
   @property
   def num_calls(self) -> int:

@@ -7,15 +7,20 @@ Each step holds
   data       grain's iterator state (one file per host)
   config     the run's config (JSON)
 Saves are asynchronous (configurable); the last `train.keep` steps and every
-milestone are kept. Restoring tries the latest step first and falls back to older
-ones, with a warning naming the step that could not be read. Arrays are restored
-onto the current mesh, whatever mesh wrote them.
+milestone are kept (Orbax deletes the others; nothing else deletes a step). An
+interrupted save leaves a temporary folder that is not a step. Restoring tries the
+latest step first and falls back to an older one only when a step is damaged
+(missing or corrupt files), with a warning naming it. A step whose trees differ from
+the run's (another model or optimizer) is refused, never skipped
+(`resume_check`). Arrays are restored onto the current mesh, whatever mesh wrote
+them. The data stream is not restored from `data`: it is a function of the step
+(`training.data.GlobalOrder`), so a resumed run restarts it at the restored step
+on any number of hosts.
 """
 
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import jax
 import orbax.checkpoint as ocp
@@ -25,7 +30,9 @@ from orbax.checkpoint import checkpoint_managers as policies
 
 import grain.python as grain
 
+from asva_jax.errors import AsvaError
 from asva_jax.storage import as_path
+from asva_jax.training import resume_check
 
 ITEMS = ("params", "opt_state", "meta", "data", "config")
 
@@ -66,37 +73,86 @@ def abstract_like(tree, shardings):
   return jax.tree.map(lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s), tree, shardings)
 
 
-def restore_params(manager: ocp.CheckpointManager, step: int, target):
-  return manager.restore(step, args=ocp.args.Composite(params=ocp.args.StandardRestore(target)))["params"]
+def recorded_state(step_dir, items=("params", "opt_state")) -> dict[str, dict]:
+  """{item: signature} of the arrays a step recorded; raises when their metadata is unreadable."""
+  handler = ocp.StandardCheckpointHandler()
+  return {item: resume_check.signature(handler.metadata(epath.Path(step_dir) / item)) for item in items}
 
 
-def restore_latest(manager: ocp.CheckpointManager, params_target, opt_target):
-  """(step, params, opt_state, meta) of the newest readable step, or None when there is none."""
-  for step in sorted(manager.all_steps(), reverse=True):
+def check_resumable(workdir, config, model) -> None:
+  """Before anything is written: refuses when the newest readable step holds other trees than
+  the ones `model` and the config's optimizer give."""
+  from flax import nnx
+  from asva_jax.training.models import trainable_filter
+  from asva_jax.training.state import make_optimizer
+  directory = checkpoint_dir(workdir)
+  if not directory.is_dir():
+    return
+  params = nnx.state(model, trainable_filter(config.model))
+  current = {"params": resume_check.signature(params),
+             "opt_state": resume_check.signature(jax.eval_shape(make_optimizer(config.train).init, params))}
+  for step in sorted(ocp.path.step.checkpoint_steps(epath.Path(directory)), reverse=True):
     try:
-      items = dict(params=ocp.args.StandardRestore(params_target),
-                   opt_state=ocp.args.StandardRestore(opt_target), meta=ocp.args.JsonRestore())
-      restored = manager.restore(step, args=ocp.args.Composite(**items))
-      return step, restored["params"], restored["opt_state"], dict(restored["meta"])
-    except Exception as e:  # orbax raises many types for unreadable steps
-      message = (f"checkpoint {Path(str(manager.directory)) / str(step)} is unreadable "
-                 f"({type(e).__name__}: {str(e)[:200]}); falling back to the step before it")
-      logging.warning(message)
-      print(f"warning: {message}", flush=True)
+      recorded = recorded_state(directory / str(step))
+    except Exception:  # noqa: BLE001 - damaged: restore_latest reports it and falls back
+      continue
+    resume_check.check_state(directory / str(step), recorded, current)
+    return
+
+
+def restore_newest(manager: ocp.CheckpointManager, steps, targets: dict, *, json_items=(), hint: str):
+  """(step, {item: restored}) of the first readable step of `steps`, or None when `steps` is empty.
+
+  Goes past damaged steps only (missing or corrupt files, with a warning naming each);
+  refuses (`resume_check.IncompatibleRun`) a step whose trees differ from `targets`, and
+  (`DamagedCheckpoints`, ending with `hint`) when no step reads.
+  """
+  current = {item: resume_check.signature(target) for item, target in targets.items()}
+  damaged = []
+  for step in steps:
+    step_dir = epath.Path(manager.directory) / str(step)  # not pathlib: keeps gs://
+    try:
+      recorded = recorded_state(step_dir, tuple(targets))
+    except Exception as e:  # noqa: BLE001 - missing or corrupt metadata: orbax/json raise many types
+      damaged.append(report_damaged(step_dir, e))
+      continue
+    resume_check.check_state(step_dir, recorded, current)
+    args = {item: ocp.args.StandardRestore(target) for item, target in targets.items()}
+    args.update({item: ocp.args.JsonRestore() for item in json_items})
+    try:
+      return step, manager.restore(step, args=ocp.args.Composite(**args))
+    except Exception as e:  # noqa: BLE001 - the trees match, so a failure is a damaged file
+      damaged.append(report_damaged(step_dir, e))
+  if damaged:
+    raise DamagedCheckpoints(f"{manager.directory}: no checkpoint can be read ({'; '.join(damaged)}); {hint}")
   return None
 
 
-def restore_data(manager: ocp.CheckpointManager, step: int, data_iterator) -> bool:
-  """Puts grain's saved state of this host into `data_iterator`; False when it cannot."""
-  try:
-    manager.restore(step, args=ocp.args.Composite(data=grain.PyGrainCheckpointRestore(data_iterator)))
-    return True
-  except Exception as e:  # a missing or foreign per-host file
-    logging.warning("data iterator state of step %d not restored (%s); restarting the stream at the step",
-                    step, e)
-    return False
+def restore_latest(manager: ocp.CheckpointManager, params_target, opt_target):
+  """(step, params, opt_state, meta) of the newest readable step, or None when there is no step."""
+  found = restore_newest(manager, sorted(manager.all_steps(), reverse=True),
+                         {"params": params_target, "opt_state": opt_target}, json_items=("meta",),
+                         hint="move the damaged step folders out of it to restart the run from step 0, "
+                              "or train in a new --workdir")
+  if found is None:
+    return None
+  step, restored = found
+  return step, restored["params"], restored["opt_state"], dict(restored["meta"])
 
 
-def read_meta(workdir, step: int) -> dict:
-  path = checkpoint_dir(workdir) / str(step) / "meta" / "metadata"
-  return json.loads(path.read_text()) if path.is_file() else {}
+def restore_params(manager: ocp.CheckpointManager, steps: list[int], target, *, hint: str):
+  """(step, params) of the first readable step of `steps` (for sampling and export)."""
+  step, restored = restore_newest(manager, steps, {"params": target}, hint=hint)
+  return step, restored["params"]
+
+
+class DamagedCheckpoints(AsvaError):
+  """Every step of a workdir is damaged."""
+
+
+def report_damaged(step_dir, error: Exception) -> str:
+  reason = f"{type(error).__name__}: {' '.join(str(error).split())[:200]}"
+  message = f"checkpoint {step_dir} is unreadable ({reason}); trying the step before it"
+  logging.warning(message)
+  print(f"warning: {message}", flush=True)
+  return f"{step_dir.name}: {reason}"

@@ -4,8 +4,8 @@ Global batch j of the run is fixed by (seed, j) alone: epoch e's shuffled order 
 the records (`drop_last` per epoch, docs/reference.md §6.5), and each clip's random start and
 flip from (seed, j, row). Host h of P reads only rows [h·G/P, (h+1)·G/P) of each
 global batch, so one process and N processes train on the same batches, and a
-run can resume on a different number of hosts. grain decodes the clips (worker
-processes optional) and its iterator state goes into every checkpoint.
+run can resume on a different number of hosts: it restarts the stream at its step
+(`start_step`). grain decodes the clips (worker processes optional).
 """
 
 from __future__ import annotations
@@ -51,12 +51,17 @@ class GlobalOrder(grain.RandomAccessDataSource):
       self._cached = (epoch, order)
     return order
 
-  def __getitem__(self, index: int) -> dict:
+  def locate(self, index: int) -> tuple[int, int, int]:
+    """Host-local item `index` -> (global step, row in the global batch, record index)."""
     step, row = divmod(int(index), self.local)
     step += self.start_step
     row += self.offset
     epoch, batch = divmod(step, self.per_epoch)
-    record = self.source[int(self.order(epoch)[batch * self.global_batch + row])]
+    return step, row, int(self.order(epoch)[batch * self.global_batch + row])
+
+  def __getitem__(self, index: int) -> dict:
+    step, row, record_index = self.locate(index)
+    record = self.source[record_index]
     rng = np.random.default_rng([self.seed, step, row, 1])
     start = clips.random_start(rng, float(record["duration"]))
     flip = bool(rng.random() < 0.5)

@@ -23,13 +23,13 @@ from asva_jax import storage
 from asva_jax.errors import AsvaError
 from asva_jax.schedulers.noise_schedule import PREDICTION_TYPES
 from asva_jax.storage import as_path
-from asva_jax.training import checkpoints, sharding
+from asva_jax.training import checkpoints, resume_check, sharding
 from asva_jax.training.data import host_batch, make_loader
 from asva_jax.training.flops import SOURCE as FLOPS_SOURCE, peak_flops, step_flops
 from asva_jax.training.metrics_log import MetricsLog
 from asva_jax.training.models import ConfigError, build_models
-from asva_jax.training.state import count_params, make_optimizer, split_model
-from asva_jax.training.step import jit_train_step, make_train_step
+from asva_jax.training.program import build_program
+from asva_jax.training.state import count_params
 from asva_jax.training.text import TextEncodings
 
 
@@ -161,64 +161,48 @@ def train(config, workdir) -> list[dict]:
   primary = jax.process_index() == 0
   check_config(config)
   storage.check_bucket(workdir, "--workdir")
+  changed = resume_check.check_config(workdir, config)  # refusals come before anything is written
   check_data(config)
   # Given shards and models are opened before the workdir exists, so bad ones leave nothing behind.
   source = open_data(config, workdir) if config.data.dir else None
   built = build_models(config)
+  checkpoints.check_resumable(workdir, config, built.model)
   if primary:
     workdir.mkdir(parents=True, exist_ok=True)
   barrier("workdir")
   if source is None:
     source = open_data(config, workdir)
 
-  from asva_jax.schedulers.noise_schedule import scaled_linear_alphas_cumprod
-  from asva_jax.workdir import write_run, write_text_encodings
+  from asva_jax.workdir import shard_frame_size, write_run, write_text_encodings
   model = built.model
   barrier("before run metadata")  # every host sees the same "is it a new workdir?"
-  write_run(workdir, config, built, primary=primary)
+  write_run(workdir, config, built, frame_size=shard_frame_size(source), primary=primary)
   barrier("run metadata")
-  audio_mask = jnp.asarray(model.audio_encoder.segment_masks())
-  alphas = jnp.asarray(scaled_linear_alphas_cumprod(int(config.diffusion.num_train_timesteps),
-                                                    float(config.diffusion.beta_start),
-                                                    float(config.diffusion.beta_end)))
   use_moments = (config.model.autoencoder == "vae" and bool(config.data.use_vae_latents)
                  and "vae_mean" in source[0])
   text = TextEncodings(config.model.checkpoint, int(config.seed), model.unet.config.cross_attention_dim)
 
-  mesh = sharding.make_mesh(config.mesh)
-  min_size = int(config.mesh.min_shard_size)
-  graphdef, params, frozen = split_model(model, config)
-  del model, built
-  optimizer = make_optimizer(config.train)
-  param_sh = sharding.tree_shardings(params, mesh, shard=True, min_size=min_size)
-  frozen_sh = sharding.tree_shardings(frozen, mesh, shard=bool(config.mesh.shard_frozen), min_size=min_size)
-  params = jax.device_put(params, param_sh)
-  frozen = jax.device_put(frozen, frozen_sh)
-  opt_sh = sharding.tree_shardings(jax.eval_shape(optimizer.init, params), mesh, shard=True,
-                                   min_size=min_size)
-  opt_state = jax.jit(optimizer.init, out_shardings=opt_sh)(params)
-  replicated = sharding.replicated(mesh)
-  state_sh = {"step": replicated, "params": param_sh, "opt_state": opt_sh}
+  program, initial, frozen = build_program(model, config, sharding.make_mesh(config.mesh))
+  del model, built  # frees the float32 originals of the frozen tree
+  mesh, replicated = program.mesh, program.replicated
+  params, opt_state = initial.pop("params"), initial.pop("opt_state")
+  param_sh, opt_sh = program.state_shardings["params"], program.state_shardings["opt_state"]
 
   manager = checkpoints.make_manager(workdir, config.train)
-  start_step, data_start = 0, 0
+  start_step = 0
   restored = checkpoints.restore_latest(manager, checkpoints.abstract_like(params, param_sh),
                                         checkpoints.abstract_like(opt_state, opt_sh))
   if restored is not None:
-    start_step, params, opt_state, meta = restored
-    data_start = int(meta.get("data_start_step", 0))
+    start_step, params, opt_state, _ = restored
+    if primary and changed:
+      print(f"resuming with changed settings: {'; '.join(changed)}", flush=True)
   state = {"step": jax.device_put(jnp.asarray(start_step, jnp.int32), replicated), "params": params,
            "opt_state": opt_state}
   total = int(config.train.num_steps)
   hosts = jax.process_count()
-  loader = make_loader(source, config, process_index=jax.process_index(), process_count=hosts,
-                       start_step=data_start)
-  iterator = iter(loader)
-  if restored is not None:
-    if not (meta.get("process_count") == hosts and checkpoints.restore_data(manager, start_step, iterator)):
-      data_start = start_step  # another host count wrote it: start the same global stream at the step
-      iterator = iter(make_loader(source, config, process_index=jax.process_index(), process_count=hosts,
-                                  start_step=data_start))
+  # The stream is a function of the step, whatever the host count or batch layout that saved it.
+  iterator = iter(make_loader(source, config, process_index=jax.process_index(), process_count=hosts,
+                              start_step=start_step))
   trainable_count = count_params(params)
   if primary:
     print(f"{'resuming at' if start_step else 'starting at'} step {start_step} of {total} in {workdir}; "
@@ -226,8 +210,7 @@ def train(config, workdir) -> list[dict]:
           f"{dict(mesh.shape)} over {jax.device_count()} {jax.devices()[0].platform} devices, "
           f"{hosts} host(s)", flush=True)
 
-  step_fn = jit_train_step(make_train_step(graphdef, optimizer, config, alphas, audio_mask),
-                           state_sh, frozen_sh, None, replicated)
+  step_fn = program.step
   log = MetricsLog(workdir, config.log, total_steps=total, initial_step=start_step, primary=primary,
                    run_config=config)
   preemption = Preemption()
@@ -244,7 +227,7 @@ def train(config, workdir) -> list[dict]:
     if primary and len(text.used) != known_prompts:
       write_text_encodings(workdir, text.used)
       known_prompts = len(text.used)
-    meta = {"step": step, "seed": int(config.seed), "process_count": hosts, "data_start_step": data_start,
+    meta = {"step": step, "seed": int(config.seed), "process_count": hosts,
             "rng": np.asarray(jax.random.key_data(jax.random.key(int(config.seed)))).tolist()}
     checkpoints.save(manager, step, state, iterator, meta, config.to_json(), force=force)
 

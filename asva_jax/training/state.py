@@ -15,9 +15,8 @@ from flax import nnx
 from asva_jax.training.models import trainable_filter
 
 
-def split_model(model, config):
-  """(graphdef, trainable State, frozen State), the frozen tree cast to `precision.frozen`."""
-  graphdef, params, frozen = nnx.split(model, trainable_filter(config.model), ...)
+def frozen_cast(config):
+  """leaf -> leaf in `precision.frozen` (floating leaves only; ShapeDtypeStructs of abstract models too)."""
   frozen_dtype = jnp.dtype(config.precision.frozen)
   def cast(x):
     if not jnp.issubdtype(x.dtype, jnp.floating):
@@ -25,7 +24,13 @@ def split_model(model, config):
     if isinstance(x, jax.ShapeDtypeStruct):  # abstract models (AOT compilation)
       return jax.ShapeDtypeStruct(x.shape, frozen_dtype)
     return x.astype(frozen_dtype)
-  return graphdef, params, jax.tree.map(cast, frozen)
+  return cast
+
+
+def split_model(model, config):
+  """(graphdef, trainable State, frozen State), the frozen tree cast to `precision.frozen`."""
+  graphdef, params, frozen = nnx.split(model, trainable_filter(config.model), ...)
+  return graphdef, params, jax.tree.map(frozen_cast(config), frozen)
 
 
 def make_optimizer(train_config) -> optax.GradientTransformation:

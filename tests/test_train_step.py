@@ -1,0 +1,117 @@
+"""One optimizer step (`training.step`) against references outside it: the gradient of `grad_accum = 2` is
+the mean of two explicit micro-batch gradients (same keys), and the clip, AdamW update and weight decay
+are PyTorch's (`clip_grad_norm_` + `torch.optim.AdamW`, the original's optimizer, docs/reference.md §6.5)
+applied to those gradients, two steps in a row."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+import torch
+from flax import nnx
+
+from asva_jax.objective import diffusion_loss
+from asva_jax.schedulers.noise_schedule import scaled_linear_alphas_cumprod
+from asva_jax.training.models import build_models
+from asva_jax.training.state import make_optimizer, split_model
+from asva_jax.training.step import make_train_step
+from tests.test_train_common import tiny_config
+
+B, ACCUM, STEPS = 4, 2, 2
+LR, WEIGHT_DECAY = 1e-2, 0.5
+FAST = {"xla_backend_optimization_level": 0}
+
+
+def batch(seed: int, text_dim: int) -> dict:
+  rng = np.random.default_rng(seed)
+  return {"video": rng.integers(0, 256, (B, 12, 16, 16, 3), dtype=np.uint8),
+          "mel": rng.normal(size=(B, 128, 204)).astype(np.float32),
+          "text": rng.normal(size=(B, 3, text_dim)).astype(np.float32)}
+
+
+@pytest.fixture(scope="module")
+def setup():
+  config = tiny_config("", **{"train.batch_size": B, "train.grad_accum": ACCUM, "train.learning_rate": LR,
+                              "train.weight_decay": WEIGHT_DECAY, "diffusion.scaling_factor": 0.5})
+  model = build_models(config).model
+  graphdef, params, frozen = split_model(model, config)
+  mask = jnp.asarray(model.audio_encoder.segment_masks())
+  d = config.diffusion
+  alphas = jnp.asarray(scaled_linear_alphas_cumprod(d.num_train_timesteps, d.beta_start, d.beta_end))
+  batches = [batch(s, model.unet.config.cross_attention_dim) for s in range(STEPS)]
+
+  def loss(p, micro, key):  # the objective, called as the recipe says, on one micro-batch
+    m = nnx.merge(graphdef, p, frozen)
+    return diffusion_loss(m.unet, m.autoencoder, m.audio_encoder, micro["video"], micro["mel"], micro["text"],
+                          mask, alphas, key, scaling_factor=0.5, audio_drop_prob=d.audio_drop_prob,
+                          prediction_type=d.prediction_type)
+  grad = jax.jit(jax.value_and_grad(loss)).lower(params, {k: v[:B // ACCUM] for k, v in batches[0].items()},
+                                                 jax.random.key(0)).compile(FAST)
+  return config, graphdef, params, frozen, alphas, mask, batches, grad
+
+
+def explicit_gradient(grad, params, full_batch, seed: int, step: int):
+  """Mean loss and gradient over micro-batches i = rows i, i + ACCUM, ... with key fold_in(step key, i)."""
+  step_key = jax.random.fold_in(jax.random.key(seed), step)
+  results = [grad(params, {k: v[i::ACCUM] for k, v in full_batch.items()}, jax.random.fold_in(step_key, i))
+             for i in range(ACCUM)]
+  loss = np.mean([float(r[0]) for r in results])
+  return loss, jax.tree.map(lambda *g: sum(g) / ACCUM, *[r[1] for r in results])
+
+
+def torch_steps(leaves, treedef, grad, batches, seed, clip_norm, weight_decay, clip=True):
+  """PyTorch's optimizer on the explicit gradients at its own parameters: (params, losses, norms) per step."""
+  tparams = [torch.nn.Parameter(torch.tensor(np.array(x))) for x in leaves]
+  opt = torch.optim.AdamW(tparams, lr=LR, betas=(0.9, 0.999), eps=1e-8, weight_decay=weight_decay)
+  out = []
+  for step, full_batch in enumerate(batches):
+    params = jax.tree.unflatten(treedef, [jnp.asarray(p.detach().numpy()) for p in tparams])
+    loss, grads = explicit_gradient(grad, params, full_batch, seed, step)
+    for p, g in zip(tparams, jax.tree.leaves(grads)):
+      p.grad = torch.tensor(np.array(g))
+    norm = torch.nn.utils.clip_grad_norm_(tparams, clip_norm if clip else float("inf"))
+    opt.step()
+    out.append(([p.detach().numpy().copy() for p in tparams], loss, float(norm)))
+  return out
+
+
+def test_accumulated_step_equals_explicit_micro_batches_and_torch_adamw(setup):
+  config, graphdef, params, frozen, alphas, mask, batches, grad = setup
+  leaves, treedef = jax.tree.flatten(params)
+  # A clip that binds: the clipped gradient's elements near AdamW's eps, where the update depends on
+  # their scale (above it, Adam's first step would not see a rescaling).
+  n = sum(x.size for x in leaves)
+  config.train.clip_norm = 2e-8 * np.sqrt(n)
+  _, first_grads = explicit_gradient(grad, params, batches[0], config.seed, 0)
+  assert float(global_norm(first_grads)) > 100 * config.train.clip_norm
+
+  optimizer = make_optimizer(config.train)
+  train_step = make_train_step(graphdef, optimizer, config, alphas, mask)
+  state = {"step": jnp.asarray(0, jnp.int32), "params": params, "opt_state": optimizer.init(params)}
+  step_fn = jax.jit(train_step).lower(state, frozen, batches[0]).compile(FAST)
+  ours = []
+  for full_batch in batches:
+    state, metrics = step_fn(state, frozen, full_batch)
+    ours.append(([np.asarray(x) for x in jax.tree.leaves(state["params"])], float(metrics["loss"]),
+                 float(metrics["grad_norm"])))
+  assert int(state["step"]) == STEPS
+
+  reference = torch_steps(leaves, treedef, grad, batches, config.seed, config.train.clip_norm, WEIGHT_DECAY)
+  for (p, loss, norm), (p_ref, loss_ref, norm_ref) in zip(ours, reference):
+    assert loss == pytest.approx(loss_ref, rel=1e-5)
+    assert norm == pytest.approx(norm_ref, rel=1e-4)  # before clipping, as logged
+    assert max_diff(p, p_ref) < 1e-6, max_diff(p, p_ref)
+  # Each part of the update shows: without the clip or the weight decay, torch lands elsewhere.
+  unclipped = torch_steps(leaves, treedef, grad, batches, config.seed, config.train.clip_norm, WEIGHT_DECAY,
+                          clip=False)
+  undecayed = torch_steps(leaves, treedef, grad, batches, config.seed, config.train.clip_norm, 0.0)
+  assert max_diff(ours[-1][0], unclipped[-1][0]) > 1e-4
+  assert max_diff(ours[-1][0], undecayed[-1][0]) > 1e-4
+
+
+def global_norm(tree):
+  return jnp.sqrt(sum(jnp.sum(jnp.square(x)) for x in jax.tree.leaves(tree)))
+
+
+def max_diff(a, b) -> float:
+  return max(float(np.abs(np.asarray(x, np.float64) - y).max()) for x, y in zip(a, b))
