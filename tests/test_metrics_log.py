@@ -60,17 +60,23 @@ def test_gcs_log_is_append_only():
                   lambda: list(epath.Path(workdir, "tensorboard").iterdir()))
 
 
-def test_gcs_text_encodings_and_json_round_trip():
+def test_gcs_text_encodings_and_json_round_trip(tmp_path):
+  """(The training run writes its encodings to the bucket itself: tests/test_train_gcs.py.)"""
   import numpy as np
+  from safetensors.numpy import save_file
   from asva_jax.checkpoint import write_json_atomic
+  from asva_jax.storage import upload_tree
   from asva_jax.text_encodings import load_text_encodings
-  from asva_jax.workdir import write_text_encodings
+  from etils import epath
   encodings = {"": np.zeros((77, 4), np.float32), "dog barking": np.arange(308, dtype=np.float32).reshape(77, 4)}
+  folder = tmp_path / "text_encodings"
+  folder.mkdir()
+  save_file({"0": encodings[""], "1": encodings["dog barking"]}, str(folder / "encodings.safetensors"))
+  (folder / "config.json").write_text(json.dumps({"prompts": ["", "dog barking"]}))
   with gcs_emulator("enc"):
-    write_text_encodings("gs://enc/run", encodings)
-    loaded = load_text_encodings("gs://enc/run")
+    upload_tree(tmp_path, "gs://enc/ckpt")
+    loaded = load_text_encodings("gs://enc/ckpt")
     write_json_atomic("gs://enc/run/x/config.json", {"a": 1})
-    from etils import epath
     assert json.loads(epath.Path("gs://enc/run/x/config.json").read_text()) == {"a": 1}
   assert loaded.keys() == encodings.keys()
   for prompt, value in encodings.items():
