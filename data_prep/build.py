@@ -7,7 +7,9 @@
 Output: `OUT/<name>/1.0.0/` (shards `<name>-<split>.array_record-0000i-of-0000n`,
 `features.json`, `dataset_info.json`) and `OUT/summary-<name>-<split>.json` (counts per
 class, every skipped file and why). Read it with `tfds.data_source(<name>, data_dir=OUT)` or
-`asva_jax.data.open_split(OUT, split)`.
+`asva_jax.data.open_split(OUT, split)`. OUT may be `gs://BUCKET/...`: ArrayRecordWriter needs a
+disk, so the split is built in a local temporary folder (with the bucket's sidecars and
+metadata, so finished shards are not rebuilt) and uploaded; training reads the bucket directly.
 
 What a record stores, and why (schema: `asva_jax.data.features`):
 
