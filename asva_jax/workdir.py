@@ -23,12 +23,11 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from etils import epath
-
 import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
+from etils import epath
 from flax import nnx
 
 from asva_jax import run_spec

@@ -13,6 +13,7 @@ from __future__ import annotations
 import signal
 import threading
 import time
+
 import jax
 import jax.numpy as jnp
 import numpy as np
