@@ -13,16 +13,16 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from collections.abc import Callable
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from asva_jax.errors import AsvaError
+from asva_jax.storage import as_path, umasked, write_bytes_atomic  # noqa: F401 (umasked: for convert/)
 
 if TYPE_CHECKING:
+  from etils import epath
   from flax import nnx
 
 # jax and flax are imported inside the functions that use them: the command-line tools
@@ -33,26 +33,13 @@ class CheckpointError(AsvaError, ValueError):
   """A checkpoint folder is missing, incomplete or does not match the model."""
 
 
-def umasked(mode: int) -> int:
-  """`mode` under the process umask: temporary files and folders are private until renamed."""
-  mask = os.umask(0)
-  os.umask(mask)
-  return mode & ~mask
-
-
 def write_json_atomic(path: str | os.PathLike, obj: Any) -> None:
-  path = Path(path)
-  path.parent.mkdir(parents=True, exist_ok=True)
-  fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-  with os.fdopen(fd, "w") as f:
-    json.dump(obj, f, indent=2, sort_keys=True)
-    f.write("\n")
-  os.chmod(tmp, umasked(0o666))
-  os.replace(tmp, path)
+  """Local or `gs://` (see `asva_jax.storage`)."""
+  write_bytes_atomic(path, (json.dumps(obj, indent=2, sort_keys=True) + "\n").encode())
 
 
 def load_config(component_dir: str | os.PathLike) -> dict:
-  path = Path(component_dir) / "config.json"
+  path = as_path(component_dir) / "config.json"
   if not path.is_file():
     raise CheckpointError(f"{path}: no config.json (is {component_dir} a converted component folder?)")
   try:
@@ -90,7 +77,7 @@ def save_module(component_dir: str | os.PathLike, module: nnx.Module, config: di
   """Writes `config.json` and the module's variables (Orbax writes atomically)."""
   import orbax.checkpoint as ocp
 
-  component_dir = Path(component_dir).absolute()
+  component_dir = as_path(component_dir)
   component_dir.mkdir(parents=True, exist_ok=True)
   tree = _nest({path: np.asarray(var.get_value()) for path, var in _flat_variables(module).items()})
   with ocp.StandardCheckpointer() as ckptr:
@@ -107,7 +94,7 @@ def restore_module(component_dir: str | os.PathLike, module: nnx.Module) -> nnx.
   """
   import orbax.checkpoint as ocp
 
-  params_dir = Path(component_dir).absolute() / "params"
+  params_dir = as_path(component_dir) / "params"
   if not params_dir.is_dir():
     raise CheckpointError(f"{params_dir}: missing (expected an Orbax checkpoint of the component)")
   import jax
@@ -160,12 +147,12 @@ def describe_mismatch(expected: dict[str, tuple], found: dict[str, tuple], heade
   return "\n".join(lines)
 
 
-def component_dir(path: str | os.PathLike, name: str) -> Path:
+def component_dir(path: str | os.PathLike, name: str) -> epath.Path:
   """`path/name` when `path` is a whole checkpoint folder, else `path` itself.
 
   Lets every loader take either the converted checkpoint root or one component folder.
   """
-  path = Path(path)
+  path = as_path(path)
   if (path / name / "config.json").is_file():
     return path / name
   if (path / "config.json").is_file():

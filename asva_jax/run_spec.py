@@ -15,11 +15,11 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-from pathlib import Path
 
 import numpy as np
 
 from asva_jax.errors import AsvaError
+from asva_jax.storage import as_path  # local or gs://
 from asva_jax.schedulers.noise_schedule import PREDICTION_TYPES
 
 VERSION = 1
@@ -163,7 +163,7 @@ def recipe(dataset: str = "avsync15", *, scaling_factor: float = 0.18215, autoen
 
 def stored_prompts(folder: str | os.PathLike) -> tuple[str, ...]:
   """The prompts of a `text_encodings/` folder's config.json (no tensors read); () when absent."""
-  file = Path(folder) / "config.json"
+  file = as_path(folder) / "config.json"
   if not file.is_file():
     return ()
   return tuple(sorted(p for p in json.loads(file.read_text()).get("prompts", []) if p))
@@ -173,7 +173,7 @@ def checkpoint_recipe(path: str | os.PathLike, dataset: str = "avsync15") -> Run
   """The recipe's spec for converted checkpoint folder `path`: its VAE's scaling factor and
   downsampling, its stored class prompts."""
   from asva_jax import checkpoint
-  path = Path(path)
+  path = as_path(path)
   vae = checkpoint.load_config(path / "vae") if (path / "vae" / "config.json").is_file() else {}
   return recipe(dataset, scaling_factor=float(vae.get("scaling_factor", 0.18215)),
                 autoencoder_factor=2 ** (len(vae.get("block_out_channels", (1, 2, 3, 4))) - 1),
@@ -182,13 +182,13 @@ def checkpoint_recipe(path: str | os.PathLike, dataset: str = "avsync15") -> Run
 
 def write_checkpoint_spec(path: str | os.PathLike, spec: RunSpec) -> None:
   from asva_jax.checkpoint import write_json_atomic
-  write_json_atomic(Path(path) / SPEC_FILE, spec.to_json())
+  write_json_atomic(as_path(path) / SPEC_FILE, spec.to_json())
 
 
 def read_checkpoint_spec(path: str | os.PathLike) -> RunSpec:
   """CKPT/run_spec.json; a folder converted before it existed reads as the AVSync15 recipe
   (`checkpoint_recipe`): add the spec of another with `convert.from_pytorch --out CKPT --recipe NAME`."""
-  file = Path(path) / SPEC_FILE
+  file = as_path(path) / SPEC_FILE
   if not file.is_file():
     return checkpoint_recipe(path)
   try:

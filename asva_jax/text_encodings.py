@@ -25,7 +25,7 @@ NULL_PROMPT = ""
 
 def load_text_encodings(path: str | os.PathLike) -> dict[str, np.ndarray]:
   """prompt -> float32 (77, D), from a checkpoint root or its `text_encodings/` folder."""
-  from safetensors.numpy import load_file
+  from safetensors.numpy import load
   cdir = checkpoint.component_dir(path, COMPONENT)
   config = checkpoint.load_config(cdir)
   prompts = config.get("prompts")
@@ -35,7 +35,7 @@ def load_text_encodings(path: str | os.PathLike) -> dict[str, np.ndarray]:
   if not weights.is_file():
     raise checkpoint.CheckpointError(f"{weights}: missing")
   try:
-    tensors = load_file(str(weights))
+    tensors = load(weights.read_bytes())  # local or gs://
   except Exception as e:  # safetensors raises its own error types
     raise checkpoint.CheckpointError(f"{weights}: unreadable safetensors file ({e})") from e
   missing = [str(i) for i in range(len(prompts)) if str(i) not in tensors]

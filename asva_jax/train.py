@@ -57,6 +57,11 @@ def main(argv):
     logging.set_verbosity(logging.WARNING)  # Orbax logs every file it writes at INFO
   initialize_distributed()
   if "demo" in _CONFIG.value:  # configs/demo.py: the training run, then its synchronisation report
+    from asva_jax.errors import AsvaError
+    from asva_jax.storage import is_remote
+    if is_remote(FLAGS.workdir):
+      raise AsvaError(f"--workdir {FLAGS.workdir}: the demo writes its report (GIF, plot) on a local disk; "
+                      "give it a local folder (other configs train into gs:// workdirs)")
     from asva_jax.demo.run import run
     run(_CONFIG.value, FLAGS.workdir)
     return

@@ -9,6 +9,8 @@
     WORKDIR/checkpoints/<step>/ Orbax: trained parameters, optimizer state, data state, config
     WORKDIR/metrics.jsonl, WORKDIR/tensorboard/
 
+WORKDIR is a local folder or a `gs://` URL: every file goes through `asva_jax.storage`.
+
 `load_models(WORKDIR)` gives the UNet with its trained parameters merged into the
 frozen base, the autoencoder, the audio encoder, the text encodings and the run spec.
 """
@@ -25,10 +27,12 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
+from etils import epath
 from flax import nnx
 
 from asva_jax import run_spec
 from asva_jax.checkpoint import CheckpointError, save_module, write_json_atomic
+from asva_jax.storage import as_path, is_remote, write_bytes_atomic
 
 RUN_FILE = "run.json"
 FORMAT = "asva-jax training workdir"
@@ -36,21 +40,21 @@ VERSION = 2  # 1: before the run spec (read by `legacy_spec`)
 
 
 def is_workdir(path) -> bool:
-  return (Path(path) / RUN_FILE).is_file()
+  return (as_path(path) / RUN_FILE).is_file()
 
 
 def read_run(path) -> dict:
-  file = Path(path) / RUN_FILE
+  file = as_path(path) / RUN_FILE
   if not file.is_file():
     raise CheckpointError(f"{path}: not a training workdir (no {RUN_FILE}); train one with "
                           f"python -m asva_jax.train --config configs/tiny.py --workdir {path}")
   return json.loads(file.read_text())
 
 
-def base_folder(path) -> Path:
+def base_folder(path) -> epath.Path:
   """The converted checkpoint (or `base/`) that holds the run's frozen components."""
   run = read_run(path)
-  base = Path(run["checkpoint"]) if run["checkpoint"] else Path(path) / "base"
+  base = as_path(run["checkpoint"]) if run["checkpoint"] else as_path(path) / "base"
   if not base.is_dir():
     raise CheckpointError(f"{path}/{RUN_FILE}: its base checkpoint {base} is missing (the run reads its "
                           f"frozen components from there; restore that folder)")
@@ -64,7 +68,7 @@ def write_run(workdir, config, built, *, frame_size, primary: bool = True) -> No
   Every process calls it (Orbax saves are collective across hosts); JSON files are
   written by the primary process only. A workdir written before the run spec gets it now.
   """
-  workdir = Path(workdir)
+  workdir = as_path(workdir)
   fresh = not is_workdir(workdir)
   if fresh and not config.model.checkpoint:
     base = workdir / "base"
@@ -79,7 +83,7 @@ def write_run(workdir, config, built, *, frame_size, primary: bool = True) -> No
   run = {} if fresh else read_run(workdir)
   if "spec" in run:
     return
-  ckpt = str(Path(config.model.checkpoint).absolute()) if config.model.checkpoint else ""
+  ckpt = str(as_path(config.model.checkpoint)) if config.model.checkpoint else ""
   spec = run_spec.from_config(config, frame_size=frame_size,
                               autoencoder_factor=run_spec.autoencoder_factor(built.model.autoencoder),
                               class_prompts=run_spec.stored_prompts(workdir / "text_encodings"))
@@ -98,7 +102,7 @@ def read_spec(path) -> run_spec.RunSpec:
   run = read_run(path)
   if "spec" not in run:
     return legacy_spec(path, run)
-  return run_spec.RunSpec.from_json(run["spec"], f"{Path(path) / RUN_FILE} (spec)")
+  return run_spec.RunSpec.from_json(run["spec"], f"{as_path(path) / RUN_FILE} (spec)")
 
 
 def legacy_spec(path, run: dict) -> run_spec.RunSpec:
@@ -108,7 +112,7 @@ def legacy_spec(path, run: dict) -> run_spec.RunSpec:
   its shards (`config.data.dir`, else WORKDIR/data/shards, else `data.synthetic.size`); the
   prompts from WORKDIR/text_encodings. Resuming training writes the spec."""
   from asva_jax.data import open_split
-  path = Path(path)
+  path = as_path(path)
   config = read_config(path)
   config.diffusion.prediction_type = str(run.get("prediction_type", "epsilon"))
   config.diffusion.scaling_factor = float(run["scaling_factor"])
@@ -133,34 +137,46 @@ def legacy_spec(path, run: dict) -> run_spec.RunSpec:
 
 
 def write_text_encodings(workdir, encodings: dict[str, np.ndarray]) -> None:
-  """`WORKDIR/text_encodings/` in the checkpoint component format (`asva_jax.text_encodings`)."""
-  from safetensors.numpy import save_file
-  target = Path(workdir) / "text_encodings"
+  """`WORKDIR/text_encodings/` in the checkpoint component format (`asva_jax.text_encodings`).
+
+  On disk the folder is swapped whole; on GCS (no folder renames) each object is replaced
+  atomically, the encodings before the config that lists their prompts, so a reader
+  never finds a prompt without its tensor.
+  """
+  from safetensors.numpy import save
   prompts = sorted(encodings)
-  tmp = Path(tempfile.mkdtemp(prefix=".text_encodings.", dir=workdir))
-  save_file({str(i): np.ascontiguousarray(encodings[p], np.float32) for i, p in enumerate(prompts)},
-            str(tmp / "encodings.safetensors"))
-  write_json_atomic(tmp / "config.json", {"prompts": prompts, "source": "asva_jax.train"})
-  old = None
-  if target.exists():
-    old = target.with_name(f".text_encodings.old.{os.getpid()}")
-    os.replace(target, old)
-  os.replace(tmp, target)
-  if old is not None:
-    shutil.rmtree(old, ignore_errors=True)
+  weights = save({str(i): np.ascontiguousarray(encodings[p], np.float32) for i, p in enumerate(prompts)})
+  meta = {"prompts": prompts, "source": "asva_jax.train"}
+  if is_remote(workdir):
+    target = as_path(workdir) / "text_encodings"
+    write_bytes_atomic(target / "encodings.safetensors", weights)
+    write_json_atomic(target / "config.json", meta)
+  else:
+    target = Path(workdir) / "text_encodings"
+    tmp = Path(tempfile.mkdtemp(prefix=".text_encodings.", dir=workdir))
+    (tmp / "encodings.safetensors").write_bytes(weights)
+    write_json_atomic(tmp / "config.json", meta)
+    old = None
+    if target.exists():
+      old = target.with_name(f".text_encodings.old.{os.getpid()}")
+      os.replace(target, old)
+    os.replace(tmp, target)
+    if old is not None:
+      shutil.rmtree(old, ignore_errors=True)
   run = read_run(workdir)
   spec = read_spec(workdir).with_prompts(prompts)
-  write_json_atomic(Path(workdir) / RUN_FILE, {**run, "spec": spec.to_json()})  # the spec's class prompts
+  write_json_atomic(as_path(workdir) / RUN_FILE, {**run, "spec": spec.to_json()})  # the spec's class prompts
 
 
 def read_config(path) -> ml_collections.ConfigDict:
-  return ml_collections.ConfigDict(json.loads((Path(path) / "config.json").read_text()))
+  return ml_collections.ConfigDict(json.loads((as_path(path) / "config.json").read_text()))
 
 
 def steps(path) -> list[int]:
-  folder = Path(path) / "checkpoints"
-  return sorted(int(p.name) for p in folder.iterdir() if p.is_dir() and p.name.isdigit()) \
-      if folder.is_dir() else []
+  """The finalized steps (on GCS a step folder exists before its save is committed)."""
+  from orbax.checkpoint import utils
+  folder = as_path(path) / "checkpoints"
+  return sorted(utils.checkpoint_steps(folder)) if folder.is_dir() else []
 
 
 def load_models(path, step: int | None = None, *, dtype=jnp.float32):
@@ -211,7 +227,7 @@ def load_models(path, step: int | None = None, *, dtype=jnp.float32):
       manager.close()
     nnx.update(model, restored)
   encodings = {}
-  for folder in (base / "text_encodings", Path(path) / "text_encodings"):  # the run's own win
+  for folder in (base / "text_encodings", as_path(path) / "text_encodings"):  # the run's own win
     if folder.is_dir():
       encodings.update(load_text_encodings(folder))
   return Models(unet=model.unet, autoencoder=model.autoencoder, audio_encoder=model.audio_encoder,

@@ -100,7 +100,8 @@ def main(argv):
     raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
   if not FLAGS["verbosity"].present:
     logging.set_verbosity(logging.WARNING)  # Orbax logs every file it writes at INFO
-  ckpt, out = Path(FLAGS.ckpt), Path(FLAGS.out)
+  from etils import epath
+  ckpt, out = epath.Path(FLAGS.ckpt), Path(FLAGS.out)  # --ckpt: local or gs://
   if not ckpt.is_dir():
     raise app.UsageError(f"--ckpt {ckpt}: {'is a file, not' if ckpt.exists() else 'no such'} folder")
   if out.exists() and not out.is_dir():

@@ -7,7 +7,9 @@
 Output: `OUT/<name>/1.0.0/` (shards `<name>-<split>.array_record-0000i-of-0000n`,
 `features.json`, `dataset_info.json`) and `OUT/summary-<name>-<split>.json` (counts per
 class, every skipped file and why). Read it with `tfds.data_source(<name>, data_dir=OUT)` or
-`asva_jax.data.open_split(OUT, split)`.
+`asva_jax.data.open_split(OUT, split)`. OUT may be `gs://BUCKET/...`: ArrayRecordWriter needs a
+disk, so the split is built in a local temporary folder (with the bucket's sidecars and
+metadata, so finished shards are not rebuilt) and uploaded; training reads the bucket directly.
 
 What a record stores, and why (schema: `asva_jax.data.features`):
 
@@ -81,6 +83,7 @@ from asva_jax import command
 from asva_jax.checkpoint import write_json_atomic
 from asva_jax.data import features as features_lib
 from asva_jax.data.errors import DataError
+from asva_jax.storage import check_bucket, is_remote, staged
 from data_prep import sources, workers
 from data_prep.decode import SkipVideo, decode_video, encode_image
 
@@ -122,6 +125,11 @@ def sidecar_path(config: BuildConfig, index: int, count: int) -> Path:
   """The shard's `.json` sidecar: written last, so its presence marks the shard finished."""
   path = shard_path(config, index, count)
   return path.with_name(path.name + ".json")
+
+
+def is_shard(relative_path: str) -> bool:
+  """An ArrayRecord shard (not its sidecar): what a staged `gs://` --out need not download."""
+  return ".array_record-" in relative_path and not relative_path.endswith(".json")
 
 
 def summary_path(config: BuildConfig) -> Path:
@@ -419,9 +427,10 @@ def main(argv):
       raise app.UsageError(f"--{flag} is required (--dataset, --root and --out are)")
   if not FLAGS["verbosity"].present:
     logging.set_verbosity(logging.WARNING)  # progress is the bar; warnings still show
-  out = Path(FLAGS.out)
-  if out.exists() and not out.is_dir():
-    raise app.UsageError(f"--out {out}: exists and is not a folder; choose a folder path")
+  if is_remote(FLAGS.out):
+    check_bucket(FLAGS.out, "--out")
+  elif Path(FLAGS.out).exists() and not Path(FLAGS.out).is_dir():
+    raise app.UsageError(f"--out {FLAGS.out}: exists and is not a folder; choose a folder path")
   if FLAGS.videos_per_shard < 1:
     raise app.UsageError(f"--videos-per-shard {FLAGS.videos_per_shard}: must be at least 1")
   if not 1 <= FLAGS.jpeg_quality <= 100:
@@ -432,7 +441,11 @@ def main(argv):
                        jpeg_quality=FLAGS.jpeg_quality, videos_per_shard=FLAGS.videos_per_shard,
                        shuffle_seed=None if FLAGS.shuffle_seed < 0 else FLAGS.shuffle_seed,
                        vae_latents=FLAGS.vae_latents)
-  summary = build(config, num_workers=FLAGS.num_workers)  # prints each skipped video as it goes
+  if is_remote(FLAGS.out):  # ArrayRecordWriter needs a disk: build in a local copy, then upload
+    with staged(FLAGS.out, fetch=lambda name: not is_shard(name)) as local:
+      summary = build(dataclasses.replace(config, out=str(local)), num_workers=FLAGS.num_workers)
+  else:
+    summary = build(config, num_workers=FLAGS.num_workers)  # prints each skipped video as it goes
   line = (f"{summary['name']}/{summary['split']}: {summary['num_written']} written, "
           f"{summary['num_skipped']} skipped (see {summary_path(config)})")
   if summary["num_written"] == 0:

@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from tests.bad_input_cases import CASES, DATA, PAYLOAD_TARGET, REPO, Case
+from tests.gcs_emulator import gcs_emulator
 
 WORKERS = 3
 TIMEOUT_S = 240
@@ -53,7 +54,8 @@ def results(tmp_path_factory):
   if not _installed_here():
     env["PYTHONPATH"] = str(REPO)
   env["JAX_PLATFORMS"] = "cpu"
-  with cf.ThreadPoolExecutor(WORKERS) as pool:
+  with gcs_emulator() as gcs_env, cf.ThreadPoolExecutor(WORKERS) as pool:  # for the gs:// cases
+    env.update(gcs_env)
     futures = {c.name: pool.submit(_run, c, tmp_path_factory.mktemp(c.name), env) for c in CASES}
     return {name: f.result() for name, f in futures.items()}
 

@@ -83,8 +83,8 @@ def test_killed_demo_resumes_and_finishes(demo_run):
   resumed_at = int(stdout.split("resuming at step ")[1].split()[0])
   assert 1 <= resumed_at < NUM_STEPS
   assert report["step"] == NUM_STEPS and (workdir / demo_report.REPORT).is_file()
-  metrics = [json.loads(line) for line in (workdir / "metrics.jsonl").read_text().splitlines()]
-  assert [m["step"] for m in metrics] == list(range(1, NUM_STEPS + 1))
+  from asva_jax.training.metrics_log import read_metrics
+  assert [m["step"] for m in read_metrics(workdir)] == list(range(1, NUM_STEPS + 1))
 
 
 def test_outputs_exist_and_report_is_well_formed(demo_run):
@@ -119,8 +119,8 @@ def test_rerun_resumes_from_the_checkpoint_and_rewrites_report(demo_run, capsys)
   assert f"resuming at step {NUM_STEPS} of {NUM_STEPS}" in capsys.readouterr().out
   assert second["step"] == NUM_STEPS
   assert json.loads((workdir / demo_report.REPORT).read_text())["clips"] == json.loads(json.dumps(first))["clips"]
-  metrics = [json.loads(line) for line in (workdir / "metrics.jsonl").read_text().splitlines()]
-  assert [m["step"] for m in metrics] == list(range(1, NUM_STEPS + 1))
+  from asva_jax.training.metrics_log import read_metrics
+  assert [m["step"] for m in read_metrics(workdir)] == list(range(1, NUM_STEPS + 1))
 
 
 def test_export_of_a_v_prediction_workdir_names_its_scheduler(demo_run, tmp_path):

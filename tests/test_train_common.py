@@ -7,7 +7,6 @@ tiny train step compiles once per mesh rather than once per run.
 from __future__ import annotations
 
 import importlib.util
-import json
 import os
 import subprocess
 import sys
@@ -88,7 +87,8 @@ def train_cli(workdir, data_dir, tmp_path_factory, *extra_flags, env=None, **ove
 
 
 def metrics(workdir) -> list[dict]:
-  return [json.loads(line) for line in (Path(workdir) / "metrics.jsonl").read_text().splitlines()]
+  from asva_jax.training.metrics_log import read_metrics
+  return read_metrics(workdir)
 
 
 def losses(records) -> np.ndarray:

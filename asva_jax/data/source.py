@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import os
-from pathlib import Path
+
+from etils import epath
 
 from asva_jax.data.errors import DataError
 from asva_jax.data.features import VERSION
 
 
-def dataset_dir(data_dir: str | os.PathLike, name: str | None = None) -> Path:
-  """The `<name>/<version>` folder under `data_dir` (or `data_dir` itself if it is one)."""
-  data_dir = Path(data_dir)
+def dataset_dir(data_dir: str | os.PathLike, name: str | None = None) -> epath.Path:
+  """The `<name>/<version>` folder under `data_dir` (or `data_dir` itself if it is one); local or gs://."""
+  data_dir = epath.Path(data_dir)
   if (data_dir / "dataset_info.json").is_file():
     return data_dir
   if name is None:

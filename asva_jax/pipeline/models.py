@@ -25,6 +25,7 @@ import numpy as np
 from asva_jax import run_spec
 from asva_jax.checkpoint import CheckpointError
 from asva_jax.errors import AsvaError
+from asva_jax.storage import as_path
 
 NULL_PROMPT = ""
 
@@ -56,7 +57,7 @@ class Models:
 def load_models(path: str | os.PathLike, step: int | None = None, *, dtype=jnp.float32) -> Models:
   """The bundle of a converted checkpoint folder, or of a training workdir (its latest step
   unless `step`). `dtype` is the compute dtype of the UNet and the autoencoder."""
-  path = Path(path)
+  path = as_path(path)  # local or gs://
   if not path.is_dir():
     raise CheckpointError(f"{path}: no such checkpoint folder or training workdir")
   from asva_jax import workdir
@@ -71,7 +72,7 @@ def from_checkpoint(path: str | os.PathLike, *, dtype=jnp.float32) -> Models:
   """A converted checkpoint folder (`convert.from_pytorch`): unet/, vae/, audio_encoder/, and
   text_encodings/ and/or text_encoder/ + tokenizer/, and its run spec (`run_spec.read_checkpoint_spec`)."""
   import asva_jax
-  path = Path(path)
+  path = as_path(path)  # local or gs://
   missing = [c for c in ("unet", "vae", "audio_encoder") if not (path / c / "config.json").is_file()]
   if missing:
     raise CheckpointError(f"{path}: not a sampling checkpoint: missing {', '.join(m + '/' for m in missing)} "

@@ -21,7 +21,6 @@ on any number of hosts.
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import jax
 import orbax.checkpoint as ocp
@@ -32,13 +31,14 @@ from orbax.checkpoint import checkpoint_managers as policies
 import grain.python as grain
 
 from asva_jax.errors import AsvaError
+from asva_jax.storage import as_path
 from asva_jax.training import resume_check
 
 ITEMS = ("params", "opt_state", "meta", "data", "config")
 
 
-def checkpoint_dir(workdir) -> Path:
-  return Path(workdir).absolute() / "checkpoints"
+def checkpoint_dir(workdir) -> epath.Path:
+  return as_path(workdir) / "checkpoints"  # local or gs://
 
 
 def make_manager(workdir, train_config=None, *, read_only: bool = False) -> ocp.CheckpointManager:
@@ -110,7 +110,7 @@ def restore_newest(manager: ocp.CheckpointManager, steps, targets: dict, *, json
   current = {item: resume_check.signature(target) for item, target in targets.items()}
   damaged = []
   for step in steps:
-    step_dir = Path(str(manager.directory)) / str(step)
+    step_dir = epath.Path(manager.directory) / str(step)  # not pathlib: keeps gs://
     try:
       recorded = recorded_state(step_dir, tuple(targets))
     except Exception as e:  # noqa: BLE001 - missing or corrupt metadata: orbax/json raise many types

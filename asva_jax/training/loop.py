@@ -13,15 +13,17 @@ from __future__ import annotations
 import signal
 import threading
 import time
-from pathlib import Path
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 from absl import logging
+from etils import epath
 
+from asva_jax import storage
 from asva_jax.errors import AsvaError
 from asva_jax.schedulers.noise_schedule import PREDICTION_TYPES
+from asva_jax.storage import as_path
 from asva_jax.training import checkpoints, resume_check, sharding
 from asva_jax.training.data import host_batch, make_loader
 from asva_jax.training.flops import SOURCE as FLOPS_SOURCE, peak_flops, step_flops
@@ -72,27 +74,33 @@ def synthetic_timing(s):
                 event_seconds=float(s.get("event_seconds", default.event_seconds)))
 
 
-def prepare_synthetic(config, workdir: Path) -> Path:
+def prepare_synthetic(config, workdir) -> epath.Path:
   """Writes (once) a few synthetic videos and their shards under WORKDIR/data (process 0); with
-  `data.synthetic.test_fraction` > 0 also the held-out test split and its shards."""
-  from data_prep.build import BuildConfig, build
+  `data.synthetic.test_fraction` > 0 also the held-out test split and its shards.
+
+  A `gs://` workdir gets them built in a local copy of WORKDIR/data (ArrayRecordWriter and the
+  video decoder need a disk) and uploaded; the shards are read from the bucket.
+  """
+  from data_prep.build import BuildConfig, build, is_shard
   from data_prep.synthetic import BALL_RADIUS, write_dataset
   s = config.data.synthetic
-  raw, shards = workdir / "data" / "synthetic", workdir / "data" / "shards"
+  data = as_path(workdir) / "data"
   test_fraction = float(s.get("test_fraction", 0.0))
   if jax.process_index() == 0:
-    if not (raw / "events.json").is_file():
-      h, w = s.source_size
-      write_dataset(raw, int(s.num_classes), int(s.videos_per_class), int(config.seed), height=int(h),
-                    width=int(w), test_fraction=test_fraction, timing=synthetic_timing(s),
-                    ball_radius=float(s.get("ball_radius", BALL_RADIUS)),
-                    progress=bool(config.log.progress))
-    for split in ("train", "test") if test_fraction > 0 else ("train",):
-      build(BuildConfig(dataset="avsync15", root=str(raw), split=split, out=str(shards),
-                        size=tuple(int(v) for v in s.size), name="synthetic"), num_workers=0,
-            progress=bool(config.log.progress))
+    with storage.staged(data, fetch=lambda name: not is_shard(name)) as local:
+      raw, shards = local / "synthetic", local / "shards"
+      if not (raw / "events.json").is_file():
+        h, w = s.source_size
+        write_dataset(raw, int(s.num_classes), int(s.videos_per_class), int(config.seed), height=int(h),
+                      width=int(w), test_fraction=test_fraction, timing=synthetic_timing(s),
+                      ball_radius=float(s.get("ball_radius", BALL_RADIUS)),
+                      progress=bool(config.log.progress))
+      for split in ("train", "test") if test_fraction > 0 else ("train",):
+        build(BuildConfig(dataset="avsync15", root=str(raw), split=split, out=str(shards),
+                          size=tuple(int(v) for v in s.size), name="synthetic"), num_workers=0,
+              progress=bool(config.log.progress))
   barrier("synthetic data")
-  return shards
+  return data / "shards"
 
 
 def check_data(config) -> None:
@@ -102,16 +110,18 @@ def check_data(config) -> None:
     raise AsvaError("--config.data.dir is not set: build the shards with python -m data_prep.build "
                     "--dataset avsync15 --root VIDEOS --split train --out DATA_DIR, then pass "
                     "--config.data.dir=DATA_DIR")
-  if data_dir and not Path(data_dir).is_dir():
+  if data_dir:
+    storage.check_bucket(data_dir, "--config.data.dir")
+  if data_dir and not as_path(data_dir).is_dir():
     raise AsvaError(f"--config.data.dir={data_dir}: no such folder; build the shards with python -m "
                     f"data_prep.build ... --out {data_dir}")
   ckpt = config.model.checkpoint
-  if ckpt and not Path(ckpt).is_dir():
+  if ckpt and not as_path(ckpt).is_dir():
     raise AsvaError(f"--config.model.checkpoint={ckpt}: no such folder; make it with python -m "
                     f"convert.from_pytorch --sd15 SD15_DIR --imagebind imagebind_huge.pth --out {ckpt}")
 
 
-def open_data(config, workdir: Path):
+def open_data(config, workdir):
   from asva_jax.data import open_split
   data_dir = config.data.dir or prepare_synthetic(config, workdir)
   return open_split(data_dir, config.data.split, config.data.name or None)
@@ -148,9 +158,10 @@ def compiler_options(config) -> dict | None:
 
 def train(config, workdir) -> list[dict]:
   """Trains per `config` in `workdir` (resuming from its latest checkpoint); returns the logged records."""
-  workdir = Path(workdir).absolute()
+  workdir = as_path(workdir)  # a local folder or gs://
   primary = jax.process_index() == 0
   check_config(config)
+  storage.check_bucket(workdir, "--workdir")
   changed = resume_check.check_config(workdir, config)  # refusals come before anything is written
   check_data(config)
   # Given shards and models are opened before the workdir exists, so bad ones leave nothing behind.

@@ -1,50 +1,74 @@
 """Where a run's metrics go: `WORKDIR/metrics.jsonl`, TensorBoard, wandb (optional), a progress bar.
 
 Only process 0 writes; the others keep quiet.
+
+`metrics.jsonl` only grows (local or `gs://`, see `asva_jax.storage.AppendOnlyFile`): no run
+deletes or truncates it. Each writer first appends a start line, {"start_step": S}, then
+one record per logged step. A resumed run (or one restarted from scratch, S = 0) logs again
+the steps after S, so `read_metrics` gives the log as the latest writer left it: a start
+line at S hides the earlier records after S, and a step logged twice keeps its latest record.
 """
 
 from __future__ import annotations
 
 import json
 import os
-from pathlib import Path
+import time
 
 from tqdm import tqdm
+
+from asva_jax.storage import AppendOnlyFile, as_path, is_remote
+
+METRICS_FILE = "metrics.jsonl"
+START = "start_step"
+
+
+def read_metrics(workdir) -> list[dict]:
+  """The run's records by step, each from the latest writer of that step (see the module doc).
+
+  Lines that are not JSON (a line cut off by a crash) are skipped.
+  """
+  path = as_path(workdir) / METRICS_FILE
+  by_step: dict[int, dict] = {}
+  if not path.exists():
+    return []
+  for line in path.read_text().splitlines():
+    try:
+      record = json.loads(line)
+    except json.JSONDecodeError:
+      continue
+    if not isinstance(record, dict):
+      continue
+    if START in record:
+      by_step = {s: r for s, r in by_step.items() if s <= int(record[START])}
+    elif "step" in record:
+      by_step[int(record["step"])] = record
+  return [by_step[s] for s in sorted(by_step)]
 
 
 class MetricsLog:
   def __init__(self, workdir, log_config, *, total_steps: int, initial_step: int, primary: bool,
                run_config=None):
     self.primary = primary
-    self.path = Path(workdir) / "metrics.jsonl"
-    self._tb = self._wandb = None
+    self._file = self._tb = self._wandb = None
     self.bar = tqdm(total=total_steps, initial=initial_step, desc="train", unit="step",
                     disable=not (primary and log_config.progress), dynamic_ncols=True)
     if not primary:
       return
-    if initial_step == 0 and self.path.exists():
-      self.path.unlink()
-    elif self.path.exists():
-      self._truncate_after(initial_step)
+    self._file = AppendOnlyFile(as_path(workdir) / METRICS_FILE)
+    self._file.write((json.dumps({START: int(initial_step), "time": time.time()}) + "\n").encode())
     if log_config.tensorboard:
       from asva_jax.training.tensorboard import SummaryWriter
-      self._tb = SummaryWriter(Path(workdir) / "tensorboard")
+      self._tb = SummaryWriter(as_path(workdir) / "tensorboard")
     if log_config.wandb:
       try:
         import wandb
       except ImportError:
         tqdm.write("warning: --config.log.wandb=True but wandb is not installed; not logging to wandb")
-      else:
-        self._wandb = wandb.init(project=log_config.wandb_project, dir=str(workdir), resume="allow",
+      else:  # wandb keeps its own files on a local disk
+        self._wandb = wandb.init(project=log_config.wandb_project,
+                                 dir=None if is_remote(workdir) else os.fspath(workdir), resume="allow",
                                  config=run_config.to_dict() if run_config is not None else None)
-
-  def _truncate_after(self, step: int) -> None:
-    """A resumed run rewrites the steps after its checkpoint: drop their old lines."""
-    lines = [line for line in self.path.read_text().splitlines()
-             if line.strip() and json.loads(line)["step"] <= step]
-    tmp = self.path.with_suffix(".jsonl.tmp")
-    tmp.write_text("".join(line + "\n" for line in lines))
-    os.replace(tmp, self.path)
 
   def advance(self, steps: int = 1) -> None:
     self.bar.update(steps)
@@ -52,8 +76,7 @@ class MetricsLog:
   def log(self, record: dict) -> None:
     if not self.primary:
       return
-    with open(self.path, "a") as f:
-      f.write(json.dumps(record) + "\n")
+    self._file.write((json.dumps(record) + "\n").encode())
     shown = {k: record[k] for k in ("loss", "steps_per_s", "clips_per_s", "tflops_per_device", "mfu")
              if record.get(k) is not None}
     self.bar.set_postfix({k: (f"{v:.4g}" if isinstance(v, float) else v) for k, v in shown.items()})
@@ -65,6 +88,8 @@ class MetricsLog:
 
   def close(self) -> None:
     self.bar.close()
+    if self._file is not None:
+      self._file.close()
     if self._tb is not None:
       self._tb.close()
     if self._wandb is not None:

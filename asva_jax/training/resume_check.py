@@ -12,11 +12,11 @@ before anything in the workdir is written.
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import jax
 
 from asva_jax.errors import AsvaError
+from asva_jax.storage import as_path
 
 # Dotted config fields (or whole sections) a resumed run may change: how long, how often, on which
 # machines, with how much memory; none of them changes the state a checkpoint holds.
@@ -74,7 +74,7 @@ def config_changes(recorded: dict, config) -> tuple[list[str], list[str]]:
 
 def check_config(workdir, config) -> list[str]:
   """Refuses state-changing differences to WORKDIR/config.json; returns the allowed ones."""
-  file = Path(workdir) / "config.json"
+  file = as_path(workdir) / "config.json"  # local or gs://
   if not file.is_file():
     return []
   try:

@@ -12,7 +12,8 @@ import os
 import socket
 import struct
 import time
-from pathlib import Path
+
+from asva_jax.storage import AppendOnlyFile, as_path
 
 _CRC_TABLE = []
 for _i in range(256):
@@ -72,18 +73,19 @@ def record(data: bytes) -> bytes:
 
 
 class SummaryWriter:
-  """Appends scalar summaries to `logdir/events.out.tfevents.<time>.<host>`."""
+  """Appends scalar summaries to `logdir/events.out.tfevents.<time>.<host>.<pid>.<ns>` (local or gs://).
+
+  Each writer has its own file, so a resumed run adds one and never rewrites an earlier run's.
+  """
 
   def __init__(self, logdir: str | os.PathLike):
-    Path(logdir).mkdir(parents=True, exist_ok=True)
-    name = f"events.out.tfevents.{int(time.time())}.{socket.gethostname()}.{os.getpid()}"
-    self._file = open(Path(logdir) / name, "ab")
+    now = time.time_ns()  # the nanoseconds tell apart two writers of one process and second
+    name = f"events.out.tfevents.{now // 10**9}.{socket.gethostname()}.{os.getpid()}.{now % 10**9}"
+    self._file = AppendOnlyFile(as_path(logdir) / name)
     self._file.write(record(event(0, time.time(), file_version="brain.Event:2")))
-    self._file.flush()
 
   def scalars(self, step: int, values: dict[str, float]) -> None:
     self._file.write(record(event(step, time.time(), scalars={k: float(v) for k, v in values.items()})))
-    self._file.flush()
 
   def close(self) -> None:
     self._file.close()
