@@ -83,7 +83,7 @@ def check_resumable(workdir, config, model) -> None:
   """Before anything is written: refuses when the newest readable step holds other trees than
   the ones `model` and the config's optimizer give."""
   from flax import nnx
-  from asva_jax.training.models import trainable_filter
+  from asva_jax.training.build import trainable_filter
   from asva_jax.training.state import make_optimizer
   directory = checkpoint_dir(workdir)
   if not directory.is_dir():

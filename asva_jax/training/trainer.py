@@ -28,7 +28,7 @@ from asva_jax.training import checkpoints, resume_check, sharding
 from asva_jax.training.data import host_batch, make_loader
 from asva_jax.training.flops import SOURCE as FLOPS_SOURCE, peak_flops, step_flops
 from asva_jax.training.metrics_log import MetricsLog
-from asva_jax.training.models import ConfigError, build_models
+from asva_jax.training.build import ConfigError, build_models
 from asva_jax.training.program import build_program
 from asva_jax.training.state import count_params
 from asva_jax.training.text import TextEncodings
