@@ -14,7 +14,7 @@ latest step first and falls back to an older one only when a step is damaged
 the run's (another model or optimizer) is refused, never skipped
 (`resume_check`). Arrays are restored onto the current mesh, whatever mesh wrote
 them. The data stream is not restored from `data`: it is a function of the step
-(`training.data.GlobalOrder`), so a resumed run restarts it at the restored step
+(`data.stream.GlobalOrder`), so a resumed run restarts it at the restored step
 on any number of hosts.
 """
 
