@@ -75,7 +75,7 @@ def run(work: Path, videos: int, source: tuple[int, int], size: tuple[int, int],
     make_clip(record, random_start(rng, float(record["duration"])), bool(i % 2))
   clip_s = (time.perf_counter() - t0) / num_clips
 
-  batch = 8
+  batch = min(8, len(src))  # the stream refuses a split smaller than one global batch
   it = iter(train_stream(src, seed=0, global_batch=batch, process_index=0, process_count=1,
                          read_threads=1))
   next(it)
