@@ -7,7 +7,8 @@ nowhere else, so a run trained with another schedule, prediction type or frame s
 sampled with its own.
 
 Folders written before the spec existed are read by a documented derivation
-(docs/sampling.md, "The run spec"): `workdir.read_spec` and `read_checkpoint_spec`.
+(docs/sampling.md, "The run spec"): `legacy_spec` and `read_checkpoint_spec`. The workdir's
+files themselves are `asva_jax.run_folder`'s (this module reads them through it, never the reverse).
 """
 
 from __future__ import annotations
@@ -18,7 +19,9 @@ import os
 
 import numpy as np
 
+from asva_jax import run_folder
 from asva_jax.errors import AsvaError
+from asva_jax.run_folder import stored_prompts
 from asva_jax.storage import as_path  # local or gs://
 from asva_jax.schedulers.noise_schedule import PREDICTION_TYPES
 
@@ -129,14 +132,6 @@ class RunSpec:
     return spec
 
 
-def autoencoder_factor(autoencoder) -> int:
-  """Spatial downsampling of a built autoencoder: `SpaceToDepth.factor`, or 2^(levels - 1) for a VAE."""
-  from asva_jax.models.space_to_depth import SpaceToDepth
-  if isinstance(autoencoder, SpaceToDepth):
-    return int(autoencoder.factor)
-  return 2 ** (len(autoencoder.config.block_out_channels) - 1)
-
-
 def from_config(config, *, frame_size, autoencoder_factor: int, class_prompts=()) -> RunSpec:
   """The spec of a training config (`config.diffusion`, `config.model`) at the data's frame size."""
   d = config.diffusion
@@ -159,14 +154,6 @@ def recipe(dataset: str = "avsync15", *, scaling_factor: float = 0.18215, autoen
   config.diffusion.scaling_factor = float(scaling_factor)
   return from_config(config, frame_size=RECIPE_FRAME_SIZES[dataset], autoencoder_factor=autoencoder_factor,
                      class_prompts=class_prompts)
-
-
-def stored_prompts(folder: str | os.PathLike) -> tuple[str, ...]:
-  """The prompts of a `text_encodings/` folder's config.json (no tensors read); () when absent."""
-  file = as_path(folder) / "config.json"
-  if not file.is_file():
-    return ()
-  return tuple(sorted(p for p in json.loads(file.read_text()).get("prompts", []) if p))
 
 
 def checkpoint_recipe(path: str | os.PathLike, dataset: str = "avsync15") -> RunSpec:
@@ -200,5 +187,43 @@ def read_checkpoint_spec(path: str | os.PathLike) -> RunSpec:
 
 def read(path: str | os.PathLike) -> RunSpec:
   """The spec of either kind of `--ckpt`: a training workdir or a converted checkpoint folder."""
-  from asva_jax import workdir
-  return workdir.read_spec(path) if workdir.is_workdir(path) else read_checkpoint_spec(path)
+  return read_workdir_spec(path) if run_folder.is_workdir(path) else read_checkpoint_spec(path)
+
+
+def read_workdir_spec(path) -> RunSpec:
+  """The run spec in WORKDIR/run.json (or `legacy_spec` for a workdir written before it)."""
+  run = run_folder.read_run(path)
+  if "spec" not in run:
+    return legacy_spec(path, run)
+  return RunSpec.from_json(run["spec"], f"{as_path(path) / run_folder.RUN_FILE} (spec)")
+
+
+def legacy_spec(path, run: dict) -> RunSpec:
+  """A version-1 workdir's spec, derived as its training used them: the schedule from
+  config.json; prediction type, autoencoder and scaling from run.json ("epsilon" when it
+  names no prediction type: it did from the first v-prediction run on); the frame size from
+  its shards (`config.data.dir`, else WORKDIR/data/shards, else `data.synthetic.size`); the
+  prompts from WORKDIR/text_encodings. Resuming training writes the spec."""
+  from asva_jax.data import open_split
+  path = as_path(path)
+  config = run_folder.read_config(path)
+  config.diffusion.prediction_type = str(run.get("prediction_type", "epsilon"))
+  config.diffusion.scaling_factor = float(run["scaling_factor"])
+  config.model.autoencoder = str(run["autoencoder"])
+  if run["autoencoder"] == "space_to_depth":
+    factor = int(run["space_to_depth_factor"])
+  else:
+    vae = json.loads((run_folder.base_folder(path) / "vae" / "config.json").read_text())
+    factor = 2 ** (len(vae["block_out_channels"]) - 1)
+  shards = config.data.dir or str(path / "data" / "shards")
+  try:
+    size = run_folder.shard_frame_size(open_split(shards, config.data.split, config.data.name or None))
+  except Exception as e:  # any reason the shards cannot be read: the synthetic size, or one clear error
+    if config.data.dir or not config.data.synthetic.enabled:
+      raise RunSpecError(
+          f"{path / run_folder.RUN_FILE}: written before the run spec, and its frame size cannot be derived: "
+          f"the shards it trained on ({shards}) cannot be read ({e}); restore them, or resume training "
+          f"once to record the spec") from None
+    size = tuple(config.data.synthetic.size)
+  return from_config(config, frame_size=size, autoencoder_factor=factor,
+                     class_prompts=stored_prompts(path / "text_encodings"))

@@ -22,6 +22,7 @@ from etils import epath
 
 from asva_jax import storage
 from asva_jax.errors import AsvaError
+from asva_jax.run_folder import shard_frame_size, write_text_encodings
 from asva_jax.schedulers.noise_schedule import PREDICTION_TYPES
 from asva_jax.storage import as_path
 from asva_jax.training import checkpoints, resume_check, sharding
@@ -31,7 +32,7 @@ from asva_jax.training.metrics_log import MetricsLog
 from asva_jax.training.models import ConfigError, build_models
 from asva_jax.training.program import build_program
 from asva_jax.training.state import count_params
-from asva_jax.training.text import TextEncodings
+from asva_jax.training.trained import prompt_encoder, record_run
 
 
 def barrier(name: str) -> None:
@@ -174,14 +175,13 @@ def train(config, workdir) -> list[dict]:
   if source is None:
     source = open_data(config, workdir)
 
-  from asva_jax.workdir import shard_frame_size, write_run, write_text_encodings
   model = built.model
   barrier("before run metadata")  # every host sees the same "is it a new workdir?"
-  write_run(workdir, config, built, frame_size=shard_frame_size(source), primary=primary)
+  record_run(workdir, config, built, frame_size=shard_frame_size(source), primary=primary)
   barrier("run metadata")
   use_moments = (config.model.autoencoder == "vae" and bool(config.data.use_vae_latents)
                  and "vae_mean" in source[0])
-  text = TextEncodings(config.model.checkpoint, int(config.seed), model.unet.config.cross_attention_dim)
+  text = prompt_encoder(config, model.unet.config.cross_attention_dim)
 
   program, initial, frozen = build_program(model, config, sharding.make_mesh(config.mesh))
   del model, built  # frees the float32 originals of the frozen tree
