@@ -67,7 +67,8 @@ class PromptEncoder:
     if self.encode is not None:
       return np.asarray(self.encode([prompt])[0], np.float32)
     if self.stand_in is not None:
-      return stand_in(*self.stand_in, prompt)
+      seed, dim = self.stand_in
+      return stand_in(seed, prompt, dim)
     raise self.unknown(prompt)
 
   def batch(self, prompts) -> np.ndarray:
