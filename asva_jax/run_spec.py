@@ -16,14 +16,14 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import types
 
 import numpy as np
 
 from asva_jax import run_folder
 from asva_jax.errors import AsvaError
-from asva_jax.run_folder import stored_prompts
-from asva_jax.storage import as_path  # local or gs://
 from asva_jax.schedulers.noise_schedule import PREDICTION_TYPES
+from asva_jax.storage import as_path  # local or gs://
 
 VERSION = 1
 SPEC_FILE = "run_spec.json"  # in a converted checkpoint folder
@@ -35,6 +35,10 @@ NUM_FRAMES = 12
 FPS = 6
 AUDIO_SECONDS = 2.0
 AUDIO_SAMPLE_RATE = 16000
+# The released recipe's diffusion (docs/reference.md §6): SD1.5's noise schedule, ε-prediction and
+# its VAE's latent scaling. `training.defaults.base_config` starts from these.
+RECIPE_DIFFUSION = {"num_train_timesteps": 1000, "beta_start": 0.00085, "beta_end": 0.012,
+                    "prediction_type": "epsilon", "scaling_factor": 0.18215}
 # Frame size per dataset of the recipe (docs/reference.md §6.5), for converted checkpoints.
 RECIPE_FRAME_SIZES = {"avsync15": (256, 256), "landscapes": (256, 256), "thegreatesthits": (128, 256)}
 
@@ -144,14 +148,13 @@ def from_config(config, *, frame_size, autoencoder_factor: int, class_prompts=()
       audio_sample_rate=AUDIO_SAMPLE_RATE, class_prompts=tuple(sorted(p for p in class_prompts if p)))
 
 
-def recipe(dataset: str = "avsync15", *, scaling_factor: float = 0.18215, autoencoder_factor: int = 8,
+def recipe(dataset: str = "avsync15", *, scaling_factor: float = RECIPE_DIFFUSION["scaling_factor"], autoencoder_factor: int = 8,
            class_prompts=()) -> RunSpec:
-  """The released recipe's spec for `dataset` (base_config's schedule, ε, the VAE)."""
-  from asva_jax.training.defaults import base_config
+  """The released recipe's spec for `dataset` (`RECIPE_DIFFUSION`'s schedule, ε, the VAE)."""
   if dataset not in RECIPE_FRAME_SIZES:
     raise RunSpecError(f"unknown recipe {dataset!r}; expected one of {', '.join(RECIPE_FRAME_SIZES)}")
-  config = base_config()
-  config.diffusion.scaling_factor = float(scaling_factor)
+  diffusion = types.SimpleNamespace(**{**RECIPE_DIFFUSION, "scaling_factor": float(scaling_factor)})
+  config = types.SimpleNamespace(diffusion=diffusion, model=types.SimpleNamespace(autoencoder="vae"))
   return from_config(config, frame_size=RECIPE_FRAME_SIZES[dataset], autoencoder_factor=autoencoder_factor,
                      class_prompts=class_prompts)
 
@@ -162,9 +165,9 @@ def checkpoint_recipe(path: str | os.PathLike, dataset: str = "avsync15") -> Run
   from asva_jax import checkpoint
   path = as_path(path)
   vae = checkpoint.load_config(path / "vae") if (path / "vae" / "config.json").is_file() else {}
-  return recipe(dataset, scaling_factor=float(vae.get("scaling_factor", 0.18215)),
+  return recipe(dataset, scaling_factor=float(vae.get("scaling_factor", RECIPE_DIFFUSION["scaling_factor"])),
                 autoencoder_factor=2 ** (len(vae.get("block_out_channels", (1, 2, 3, 4))) - 1),
-                class_prompts=stored_prompts(path / "text_encodings"))
+                class_prompts=run_folder.stored_prompts(path / "text_encodings"))
 
 
 def write_checkpoint_spec(path: str | os.PathLike, spec: RunSpec) -> None:
@@ -226,4 +229,4 @@ def legacy_spec(path, run: dict) -> RunSpec:
           f"once to record the spec") from None
     size = tuple(config.data.synthetic.size)
   return from_config(config, frame_size=size, autoencoder_factor=factor,
-                     class_prompts=stored_prompts(path / "text_encodings"))
+                     class_prompts=run_folder.stored_prompts(path / "text_encodings"))
