@@ -27,8 +27,8 @@ import ml_collections
 import numpy as np
 from etils import epath
 
-from asva_jax.checkpoint import CheckpointError, save_module, write_json_atomic
-from asva_jax.storage import as_path, is_remote, write_bytes_atomic
+from asva_jax.component_folders import CheckpointError, save_module
+from asva_jax.storage import as_path, is_remote, write_bytes_atomic, write_json_atomic
 
 RUN_FILE = "run.json"
 FORMAT = "asva-jax training workdir"

@@ -21,26 +21,23 @@ import types
 import numpy as np
 
 from asva_jax import run_folder
+from asva_jax.constants import CLIP_SECONDS, DEFAULT_FRAME_SIZE, FPS, NUM_FRAMES, SD15_SCALING_FACTOR
+from asva_jax.constants import SAMPLE_RATE as AUDIO_SAMPLE_RATE
 from asva_jax.errors import AsvaError
 from asva_jax.schedulers.noise_schedule import PREDICTION_TYPES
-from asva_jax.storage import as_path  # local or gs://
+from asva_jax.storage import as_path, write_json_atomic  # local or gs://
 
 VERSION = 1
 SPEC_FILE = "run_spec.json"  # in a converted checkpoint folder
 BETA_SCHEDULES = ("scaled_linear",)
 AUTOENCODERS = ("vae", "space_to_depth")
 
-# The released recipe (docs/reference.md §6): 12 frames at 6 fps, 2-s audio at 16 kHz.
-NUM_FRAMES = 12
-FPS = 6
-AUDIO_SECONDS = 2.0
-AUDIO_SAMPLE_RATE = 16000
 # The released recipe's diffusion (docs/reference.md §6): SD1.5's noise schedule, ε-prediction and
 # its VAE's latent scaling. `training.defaults.base_config` starts from these.
 RECIPE_DIFFUSION = {"num_train_timesteps": 1000, "beta_start": 0.00085, "beta_end": 0.012,
-                    "prediction_type": "epsilon", "scaling_factor": 0.18215}
+                    "prediction_type": "epsilon", "scaling_factor": SD15_SCALING_FACTOR}
 # Frame size per dataset of the recipe (docs/reference.md §6.5), for converted checkpoints.
-RECIPE_FRAME_SIZES = {"avsync15": (256, 256), "landscapes": (256, 256), "thegreatesthits": (128, 256)}
+RECIPE_FRAME_SIZES = {"avsync15": DEFAULT_FRAME_SIZE, "landscapes": DEFAULT_FRAME_SIZE, "thegreatesthits": (128, 256)}
 
 
 class RunSpecError(AsvaError, ValueError):
@@ -144,11 +141,11 @@ def from_config(config, *, frame_size, autoencoder_factor: int, class_prompts=()
       beta_schedule="scaled_linear", prediction_type=str(d.prediction_type),
       scaling_factor=float(d.scaling_factor), autoencoder=str(config.model.autoencoder),
       autoencoder_factor=int(autoencoder_factor), num_frames=NUM_FRAMES, fps=FPS,
-      frame_size=(int(frame_size[0]), int(frame_size[1])), audio_seconds=AUDIO_SECONDS,
+      frame_size=(int(frame_size[0]), int(frame_size[1])), audio_seconds=CLIP_SECONDS,
       audio_sample_rate=AUDIO_SAMPLE_RATE, class_prompts=tuple(sorted(p for p in class_prompts if p)))
 
 
-def recipe(dataset: str = "avsync15", *, scaling_factor: float = RECIPE_DIFFUSION["scaling_factor"], autoencoder_factor: int = 8,
+def recipe(dataset: str = "avsync15", *, scaling_factor: float = SD15_SCALING_FACTOR, autoencoder_factor: int = 8,
            class_prompts=()) -> RunSpec:
   """The released recipe's spec for `dataset` (`RECIPE_DIFFUSION`'s schedule, ε, the VAE)."""
   if dataset not in RECIPE_FRAME_SIZES:
@@ -162,16 +159,15 @@ def recipe(dataset: str = "avsync15", *, scaling_factor: float = RECIPE_DIFFUSIO
 def checkpoint_recipe(path: str | os.PathLike, dataset: str = "avsync15") -> RunSpec:
   """The recipe's spec for converted checkpoint folder `path`: its VAE's scaling factor and
   downsampling, its stored class prompts."""
-  from asva_jax import checkpoint
+  from asva_jax import component_folders
   path = as_path(path)
-  vae = checkpoint.load_config(path / "vae") if (path / "vae" / "config.json").is_file() else {}
-  return recipe(dataset, scaling_factor=float(vae.get("scaling_factor", RECIPE_DIFFUSION["scaling_factor"])),
+  vae = component_folders.load_config(path / "vae") if (path / "vae" / "config.json").is_file() else {}
+  return recipe(dataset, scaling_factor=float(vae.get("scaling_factor", SD15_SCALING_FACTOR)),
                 autoencoder_factor=2 ** (len(vae.get("block_out_channels", (1, 2, 3, 4))) - 1),
                 class_prompts=run_folder.stored_prompts(path / "text_encodings"))
 
 
 def write_checkpoint_spec(path: str | os.PathLike, spec: RunSpec) -> None:
-  from asva_jax.checkpoint import write_json_atomic
   write_json_atomic(as_path(path) / SPEC_FILE, spec.to_json())
 
 

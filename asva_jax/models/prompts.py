@@ -15,11 +15,9 @@ from collections.abc import Callable, Mapping
 
 import numpy as np
 
+from asva_jax.constants import TEXT_LENGTH
 from asva_jax.errors import AsvaError
 from asva_jax.storage import as_path
-from asva_jax.text_encodings import NULL_PROMPT  # noqa: F401  (re-exported: the null text)
-
-TEXT_LENGTH = 77
 
 
 class UnknownCategoryError(AsvaError, KeyError):

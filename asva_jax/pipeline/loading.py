@@ -8,9 +8,10 @@ import os
 import jax.numpy as jnp
 
 from asva_jax import run_folder, run_spec
-from asva_jax.checkpoint import CheckpointError
+from asva_jax.component_folders import CheckpointError
 from asva_jax.models.bundle import Models
-from asva_jax.models.prompts import NULL_PROMPT, clip_encoder, has_clip_encoder
+from asva_jax.constants import NULL_PROMPT
+from asva_jax.models.prompts import clip_encoder, has_clip_encoder
 from asva_jax.storage import as_path
 
 

@@ -22,9 +22,9 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from asva_jax.constants import NULL_PROMPT
 from asva_jax.pipeline.inputs import Clip, InputError
 from asva_jax.pipeline.loop import denoise
-from asva_jax.models.prompts import NULL_PROMPT
 from asva_jax.schedulers import Plan, make_plan
 
 

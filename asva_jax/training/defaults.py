@@ -7,10 +7,9 @@ from __future__ import annotations
 
 import ml_collections
 
-from asva_jax.run_spec import RECIPE_DIFFUSION
-
 # AVSyncD trains 12 frames per clip; the audio masks assume it (docs/reference.md §10.8).
-NUM_FRAMES = 12
+from asva_jax.constants import NUM_FRAMES  # noqa: F401  (re-exported)
+from asva_jax.run_spec import RECIPE_DIFFUSION
 
 
 def base_config() -> ml_collections.ConfigDict:

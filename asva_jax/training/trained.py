@@ -10,10 +10,11 @@ import ml_collections
 from flax import nnx
 
 from asva_jax import run_folder, run_spec
-from asva_jax.checkpoint import CheckpointError
+from asva_jax.component_folders import CheckpointError
+from asva_jax.constants import NULL_PROMPT
 from asva_jax.errors import AsvaError
 from asva_jax.models.bundle import Models, autoencoder_factor
-from asva_jax.models.prompts import NULL_PROMPT, PromptEncoder, clip_encoder
+from asva_jax.models.prompts import PromptEncoder, clip_encoder
 from asva_jax.storage import as_path
 from asva_jax.training import checkpoints
 from asva_jax.training.models import Trainee
