@@ -21,10 +21,9 @@ import types
 import numpy as np
 
 from asva_jax import run_folder
-from asva_jax.constants import CLIP_SECONDS, DEFAULT_FRAME_SIZE, FPS, NUM_FRAMES, SD15_SCALING_FACTOR
+from asva_jax.constants import CLIP_SECONDS, DEFAULT_FRAME_SIZE, FPS, NUM_FRAMES, PREDICTION_TYPES, SD15_SCALING_FACTOR
 from asva_jax.constants import SAMPLE_RATE as AUDIO_SAMPLE_RATE
 from asva_jax.errors import AsvaError
-from asva_jax.schedulers.noise_schedule import PREDICTION_TYPES
 from asva_jax.storage import as_path, write_json_atomic  # local or gs://
 
 VERSION = 1
