@@ -50,7 +50,7 @@ def test_a_killed_gcs_run_resumes_samples_and_exports(reference, shards, tmp_pat
                                                        capsys):
   from asva_jax.storage import upload_tree
   from asva_jax.training.trainer import train
-  from asva_jax.workdir import steps
+  from asva_jax.run_folder import steps
   with gcs_emulator(BUCKET) as env:
     upload_tree(shards, DATA)
     # A long run (the learning rate is constant, so its steps equal the reference's), killed

@@ -27,7 +27,7 @@ def reference(tmp_path_factory, shards):
 
 def test_frozen_parameters_stay_bit_identical(reference):
   from flax import nnx
-  from asva_jax.workdir import load_models
+  from asva_jax.pipeline import load_models
   from asva_jax.models.unet_3d import trainable
   initial, trained = load_models(reference, step=0), load_models(reference)
   assert trained.step == NUM_STEPS
@@ -100,7 +100,7 @@ def test_sigterm_saves_exits_0_and_the_rerun_equals_an_uninterrupted_run(shards,
 
 def test_export_of_a_workdir_matches_the_trained_unet(reference, tmp_path):
   from safetensors.torch import load_file
-  from asva_jax.workdir import load_models
+  from asva_jax.pipeline import load_models
   from convert.unet import import_unet
   from tests.cli_modules import cli_module
   with cli_module("convert.to_pytorch") as to_pytorch:  # its flags would clash with other commands'

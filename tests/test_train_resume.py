@@ -102,7 +102,7 @@ def test_sampling_and_export_of_a_workdir_with_a_damaged_newest_step(reference, 
   import subprocess
   import sys
   from asva_jax.training.checkpoints import DamagedCheckpoints
-  from asva_jax.workdir import load_models
+  from asva_jax.pipeline import load_models
   from tests.training_fixtures import ROOT, subprocess_env, trained_params
   workdir = copy(reference, tmp_path)
   for f in (workdir / "checkpoints" / str(NUM_STEPS) / "params" / "d").rglob("*"):

@@ -100,7 +100,7 @@ def trained_params(workdir, step=None) -> dict:
   import jax
   from flax import nnx
   from asva_jax.training.state import split_model
-  from asva_jax.workdir import load_models
+  from asva_jax.pipeline import load_models
   loaded = load_models(workdir, step)
   from asva_jax.training.build import Trainee
   model = Trainee(loaded.unet, loaded.autoencoder, loaded.audio_encoder)

@@ -17,7 +17,7 @@ def run(config, workdir) -> dict:
   import jax
   from asva_jax.demo.report import REPORT, write_demo_outputs
   from asva_jax.training.trainer import train
-  from asva_jax.workdir import steps
+  from asva_jax.run_folder import steps
   t0 = time.perf_counter()
   train(config, workdir)
   trained = time.perf_counter() - t0

@@ -25,6 +25,8 @@ from etils import epath
 
 from asva_jax import storage
 from asva_jax.errors import AsvaError, ConfigError
+from asva_jax.models.prompts import PromptEncoder
+from asva_jax.run_folder import shard_frame_size, write_text_encodings
 from asva_jax.schedulers.noise_schedule import PREDICTION_TYPES
 from asva_jax.storage import as_path
 from asva_jax.training import checkpoints, resume_check, sharding
@@ -35,7 +37,7 @@ from asva_jax.training.metrics_log import MetricsLog
 from asva_jax.training.preemption import Preemption
 from asva_jax.training.program import TrainProgram, build_program
 from asva_jax.training.state import count_params
-from asva_jax.training.text import TextEncodings
+from asva_jax.training.trained import prompt_encoder, record_run
 
 
 def barrier(name: str) -> None:
@@ -143,16 +145,15 @@ def make_workdir(workdir: epath.Path) -> None:
   barrier("workdir")
 
 
-def prepare_run(config, workdir, built, source) -> tuple[TextEncodings, bool]:
+def prepare_run(config, workdir, built, source) -> tuple[PromptEncoder, bool]:
   """Writes the run record (process 0) -> (the prompts' text encodings, whether the step takes the
   shards' VAE moments instead of pixels)."""
-  from asva_jax.workdir import shard_frame_size, write_run
   barrier("before run metadata")  # every host sees the same "is it a new workdir?"
-  write_run(workdir, config, built, frame_size=shard_frame_size(source), primary=jax.process_index() == 0)
+  record_run(workdir, config, built, frame_size=shard_frame_size(source), primary=jax.process_index() == 0)
   barrier("run metadata")
   use_moments = (config.model.autoencoder == "vae" and bool(config.data.use_vae_latents)
                  and "vae_mean" in source[0])
-  text = TextEncodings(config.model.checkpoint, int(config.seed), built.model.unet.config.cross_attention_dim)
+  text = prompt_encoder(config, built.model.unet.config.cross_attention_dim)
   return text, use_moments
 
 
@@ -163,7 +164,7 @@ class Run:
   workdir: epath.Path
   program: TrainProgram
   frozen: Any
-  text: TextEncodings
+  text: PromptEncoder
   use_moments: bool
   manager: Any  # the Orbax CheckpointManager
   known_prompts: int = -1  # how many prompts the saved text encodings hold
@@ -230,7 +231,6 @@ def step_record(run: Run, step: int, metrics, steps_per_s: float | None, flops, 
 
 def save(run: Run, step: int, state: dict, iterator, force: bool = False) -> None:
   """The step's checkpoint, after the text encodings of any prompt first used since the last save."""
-  from asva_jax.workdir import write_text_encodings
   config = run.config
   if run.primary and len(run.text.used) != run.known_prompts:
     write_text_encodings(run.workdir, run.text.used)
