@@ -123,7 +123,7 @@ def write_demo_outputs(config, workdir, models=None) -> dict:
   """Samples, scores and writes everything listed in the module docstring; returns the report."""
   from asva_jax.demo import figures
   from asva_jax.pipeline import Clip, load_models, sample_batched
-  from data_prep.mp4 import write_mp4
+  from asva_jax.media.mp4 import write_mp4
 
   t0 = time.perf_counter()
   workdir = Path(workdir)
