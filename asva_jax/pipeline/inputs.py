@@ -3,8 +3,8 @@ audio window. Any image format PIL reads; any audio or video FFmpeg reads.
 
 Image: the original's preprocessing (docs/reference.md §8.3): centre crop to the target aspect ratio,
 then an antialiased bilinear resize in [0, 1] (torchvision's, rebuilt in `asva_jax.media.resize`),
-then uint8 by truncation, as the original's pipeline receives its conditioning image (a PIL image from `to_pil_image`,
-docs/reference.md §7.6).
+then uint8 by truncation, as the original's pipeline receives its conditioning image (a PIL image
+from `to_pil_image`, docs/reference.md §7.6).
 """
 
 from __future__ import annotations
