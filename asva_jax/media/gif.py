@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-FPS = 6  # TODO(step0): from asva_jax.constants
+from asva_jax.constants import FPS
 
 
 def write_gif(path: str | os.PathLike, frames: np.ndarray, fps: int = FPS) -> Path:

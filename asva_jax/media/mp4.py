@@ -12,6 +12,8 @@ from pathlib import Path
 import av
 import numpy as np
 
+from asva_jax.constants import FPS, SAMPLE_RATE
+
 VIDEO_CODEC = "libx264"  # PyAV's bundled FFmpeg has it; checked by `video_codec()`
 AUDIO_CODEC = "aac"
 _AAC_FRAME = 1024
@@ -79,9 +81,9 @@ def _mux(container, frames, fps, audio, sample_rate, crf, audio_delay) -> None:
 
 
 def write_video(path: str | os.PathLike, frames: np.ndarray, audio: np.ndarray | None,
-                fps: int = 6, sample_rate: int = 16000) -> Path:
+                fps: int = FPS, sample_rate: int = SAMPLE_RATE) -> Path:
   """(T, H, W, 3) uint8 -> mp4 (atomically); `audio` mono float32 or None. Odd sizes are padded
-  to even ones by edge repetition (yuv420p needs even sides). Defaults: the model's 6 fps, 16 kHz."""
+  to even ones by edge repetition (yuv420p needs even sides)."""
   frames = np.asarray(frames, np.uint8)
   pad_h, pad_w = frames.shape[1] % 2, frames.shape[2] % 2
   if pad_h or pad_w:

@@ -78,12 +78,12 @@ import numpy as np
 from absl import logging
 from tqdm import tqdm
 
-from asva_jax.checkpoint import write_json_atomic
 from asva_jax.data import features as features_lib
 from asva_jax.data.errors import DataError
 from asva_jax.media.image import encode_image
 from asva_jax.prep import sources, workers
 from asva_jax.prep.decode import SkipVideo, decode_video
+from asva_jax.storage import write_json_atomic
 
 
 @dataclasses.dataclass(frozen=True)

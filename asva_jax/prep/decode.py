@@ -9,8 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from asva_jax.audio.io import AudioDecodeError, audio_duration, load_audio_track
-from asva_jax.data.clips import CLIP_SECONDS
-from asva_jax.data.features import AUDIO_SAMPLE_RATE
+from asva_jax.constants import CLIP_SECONDS, SAMPLE_RATE as AUDIO_SAMPLE_RATE
 from asva_jax.media.video import VideoDecodeError, decode_frames
 
 # A decoded stream this much shorter than its header says is a truncated file.
