@@ -137,7 +137,8 @@ def plan_job(job: dict, size) -> tuple[list, list, dict | None]:
 
 
 def write(path: Path, frames: np.ndarray, audio: np.ndarray, fps: int) -> None:
-  from asva_jax.pipeline.video_io import write_gif, write_video
+  from asva_jax.media.gif import write_gif
+  from asva_jax.media.mp4 import write_video
   write_video(path, frames, audio, fps=fps)
   if FLAGS.gif:
     write_gif(path.with_suffix(".gif"), frames, fps=fps)

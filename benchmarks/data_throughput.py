@@ -47,8 +47,8 @@ def run(work: Path, videos: int, source: tuple[int, int], size: tuple[int, int],
   from asva_jax.data import open_split, train_stream
   from asva_jax.data.clips import random_start
   from asva_jax.data.transforms import make_clip
-  from data_prep import build as build_lib
-  from data_prep import synthetic
+  from asva_jax.prep import build as build_lib
+  from asva_jax.prep import synthetic
 
   classes = 2
   per_class = max(2, videos // classes)

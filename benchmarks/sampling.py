@@ -129,7 +129,7 @@ def synthetic_inputs(models, seconds: float):
   and the class prompt (data_prep.synthetic, the data the tiny training config uses)."""
   from asva_jax.pipeline import inputs
   from asva_jax.pipeline.loading import frame_size
-  from data_prep.synthetic import class_spec, make_clip
+  from asva_jax.prep.synthetic import class_spec, make_clip
   size = frame_size(models)
   parts, k = [], 0
   while sum(len(p) for p in parts) < seconds * 16000:

@@ -8,7 +8,7 @@ import multiprocessing
 import os
 import signal
 
-from data_prep import build
+from asva_jax.prep import build
 
 
 def crash_on(entry, config, class_names, *, victim: str):

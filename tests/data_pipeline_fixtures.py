@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from data_prep import build as build_lib
-from data_prep import synthetic
+from asva_jax.prep import build as build_lib
+from asva_jax.prep import synthetic
 
 NUM_CLASSES = 3
 VIDEOS_PER_CLASS = 3      # 2 train + 1 test per class

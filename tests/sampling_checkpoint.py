@@ -57,7 +57,7 @@ def write_media(root: Path, seconds: float = 2.0, name: str = "clip", seed: int 
   """An image (png, 40x48: cropped to square), an m4a audio and an mp4 video with audio."""
   from PIL import Image
 
-  from data_prep.mp4 import write_mp4
+  from asva_jax.media.mp4 import write_mp4
   rng = np.random.default_rng(seed)
   root.mkdir(parents=True, exist_ok=True)
   image = rng.integers(0, 256, (40, 48, 3), dtype=np.uint8)

@@ -20,9 +20,10 @@ from asva_jax.data import clips
 from asva_jax.data.features import frame_times
 from asva_jax.data.source import DataError, open_split
 from asva_jax.data.transforms import decode_image, make_clip
-from data_prep import build as build_lib
-from data_prep import resize, sources, synthetic, workers
-from data_prep.mp4 import write_mp4
+from asva_jax.prep import build as build_lib
+from asva_jax.media import resize
+from asva_jax.prep import sources, synthetic, workers
+from asva_jax.media.mp4 import write_mp4
 from tests import crashing_decoder
 from tests import data_pipeline_fixtures as fx
 
@@ -154,7 +155,7 @@ def test_truncated_with_index_first_is_reported(tmp_path, root):
         out.mux(packet)
   data = fast.read_bytes()
   (tmp_path / "cut.mp4").write_bytes(data[: len(data) // 2])
-  from data_prep.decode import SkipVideo, decode_video
+  from asva_jax.prep.decode import SkipVideo, decode_video
   with pytest.raises(SkipVideo, match="truncated"):
     decode_video(str(tmp_path / "cut.mp4"), (24, 32))
 

@@ -167,7 +167,7 @@ def known_clips() -> list:
     audio = np.zeros(32000, np.float32)
     at = int(round((times[event] - START) * 16000))
     audio[at:at + 3200] = 0.5 * rng.standard_normal(3200)
-    clips.append(demo_report.TestClip(
+    clips.append(demo_report.HeldOutClip(
         name=f"clip{i}", key=f"{prompt}/clip{i}.mp4", prompt=prompt,
         frames=render(np.full((16, 16, 3), 40 * i, np.uint8), event), audio=audio, frame_times=times,
         start=START, events=np.array([event])))
@@ -200,7 +200,7 @@ def test_report_scores_each_sample_against_the_right_events(tmp_path, monkeypatc
   from types import SimpleNamespace
   import asva_jax.pipeline
   clips = known_clips()
-  monkeypatch.setattr(demo_report, "test_clips", lambda *args: clips)
+  monkeypatch.setattr(demo_report, "held_out_clips", lambda *args: clips)
   monkeypatch.setattr(asva_jax.pipeline, "sample_batched", stand_in_sampler(clips, follows_audio))
   models = SimpleNamespace(spec=SimpleNamespace(prediction_type="epsilon"), step=0)
   report = demo_report.write_demo_outputs(tiny_demo_config(1), tmp_path, models=models)

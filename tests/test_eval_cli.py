@@ -11,7 +11,7 @@ from asva_jax.eval import metrics
 from asva_jax.eval import run as eval_run
 from asva_jax.eval.clips import Clip, ReferenceVideo
 from asva_jax.eval.run import METRICS, clips_path, evaluate, load_detectors
-from data_prep.mp4 import write_mp4
+from asva_jax.media.mp4 import write_mp4
 from tests.cli_modules import cli_module
 from tests.eval_fixtures import DATA, models_dir
 

@@ -11,7 +11,7 @@ from asva_jax.audio.fbank import waveform_to_mel
 from asva_jax.data import clips, eval_loader, open_split, train_stream
 from asva_jax.data.features import frame_times
 from asva_jax.data.transforms import decode_image, make_clip
-from data_prep import synthetic
+from asva_jax.prep import synthetic
 from tests import data_pipeline_fixtures as fx
 
 
@@ -246,7 +246,7 @@ HAND_SELECTED = [
 
 def _indexed_record(time_base, count, audio, audio_start):
   """A record as data_prep.build writes it, whose frame i is a 4 x 4 PNG of value i."""
-  from data_prep.decode import encode_image
+  from asva_jax.media.image import encode_image
   frames = [encode_image(np.full((4, 4, 3), i, np.uint8), "png", 95) for i in range(count)]
   return {"frames": frames, "frame_pts": np.arange(count, dtype=np.int64),
           "time_base": np.asarray(time_base, np.int64), "audio": audio.astype(np.float32),

@@ -15,8 +15,8 @@ import torch
 from diffusers import DDPMScheduler
 
 from asva_jax.models.vae import load_vae
+from asva_jax.prep.latents import VaeMoments
 from asva_jax.training.objective import diffusion_loss, draw_keys
-from data_prep.latents import VaeMoments
 from tests.reference_models import tiny_vae_checkpoint
 
 B, F, H, W = 4, 3, 16, 24      # TINY_VAE downsamples by 4: 4 x 6 latents (not square)

@@ -13,7 +13,8 @@ from asva_jax import command
 from asva_jax.data.clips import select_frames
 from asva_jax.errors import AsvaError
 from asva_jax.eval import sync, sync_cli
-from data_prep import mp4, synthetic
+from asva_jax.media import mp4
+from asva_jax.prep import synthetic
 
 FPS, SR = 25, 16000
 SHIFTS = {"early": -0.32, "true": 0.0, "late": 0.2}   # audio later than the picture by this many s

@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 
 from asva_jax.audio.io import load_audio
-from data_prep import mp4, synthetic
+from asva_jax.media import mp4
+from asva_jax.prep import synthetic
 from tests import data_pipeline_fixtures as fx
 
 

@@ -36,7 +36,7 @@ LOSS_RTOL = 1e-4
 def ckpt(tmp_path_factory):
   """A converted folder (tests/sampling_checkpoint.py) with text encodings of the synthetic prompts."""
   from convert.clip_text import save_text_encodings
-  from data_prep.synthetic import class_spec
+  from asva_jax.prep.synthetic import class_spec
   from tests.sampling_checkpoint import TEXT_DIM, write_checkpoint
   root = write_checkpoint(tmp_path_factory.mktemp("recipe") / "ckpt", seed=3)
   shutil.rmtree(root / "text_encodings")
@@ -55,7 +55,7 @@ def frame_shards(tmp_path_factory):
 @pytest.fixture(scope="module")
 def moment_shards(tmp_path_factory, frame_shards, ckpt):
   """The same videos, split and frame size as `frame_shards`, built with --vae-latents."""
-  from data_prep.build import BuildConfig, build
+  from asva_jax.prep.build import BuildConfig, build
   out = tmp_path_factory.mktemp("vae_latent_shards")
   build(BuildConfig(dataset="avsync15", root=str(frame_shards.parent / "synthetic"), split="train",
                     out=str(out), size=SIZE, name="synthetic", vae_latents=str(ckpt)),

@@ -16,8 +16,8 @@ from asva_jax.data import eval_loader, open_split, select_frames, train_stream
 from asva_jax.data.features import VAE_KEYS, frame_times
 from asva_jax.data.transforms import decode_image
 from asva_jax.models.vae import load_vae
-from data_prep import build as build_lib
-from data_prep import latents, sources
+from asva_jax.prep import build as build_lib
+from asva_jax.prep import latents, sources
 from tests import data_pipeline_fixtures as fx
 from tests.reference_models import TINY_VAE, tiny_vae_checkpoint
 

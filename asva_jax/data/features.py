@@ -18,7 +18,7 @@ shards with numpy alone:
 
 With `--vae-latents`: vae_mean, vae_logvar, vae_mean_flipped, vae_logvar_flipped
   (T, H/8, W/8, 4) float16, the VAE posterior moments of every stored frame and of its mirror
-  (`data_prep.latents`). Stored as raw bytes (`encoding="bytes"`): a float16 tensor without it
+  (`asva_jax.prep.latents`). Stored as raw bytes (`encoding="bytes"`): a float16 tensor without it
   becomes a float32 list (twice the size), and TFDS needs an encoding for several unknown
   dimensions; zlib saves under 10% on these values at 9x the encoding time.
 """

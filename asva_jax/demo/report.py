@@ -34,7 +34,7 @@ REPORT = "sync_report.json"
 
 
 @dataclasses.dataclass
-class TestClip:
+class HeldOutClip:
   name: str            # the video's key without ".mp4", with "/" -> "__"
   key: str
   prompt: str
@@ -45,7 +45,7 @@ class TestClip:
   events: np.ndarray   # frame indices (>= 1) of the true audio events
 
 
-def test_clips(shards, events_file) -> list[TestClip]:
+def held_out_clips(shards, events_file) -> list[HeldOutClip]:
   """The centre clip of every test video, with its known event frames."""
   from asva_jax.data import clips as clip_rules
   from asva_jax.data import open_split
@@ -64,13 +64,13 @@ def test_clips(shards, events_file) -> list[TestClip]:
                                     audio_start=audio_start(record))
     audio = np.pad(audio, (0, max(0, 2 * AUDIO_SAMPLE_RATE - len(audio))))[:2 * AUDIO_SAMPLE_RATE]
     prompt = example["prompt"].decode() if isinstance(example["prompt"], bytes) else str(example["prompt"])
-    out.append(TestClip(name=key.removesuffix(".mp4").replace("/", "__"), key=key, prompt=prompt,
+    out.append(HeldOutClip(name=key.removesuffix(".mp4").replace("/", "__"), key=key, prompt=prompt,
                         frames=example["video"], audio=audio.astype(np.float32), frame_times=times,
                         start=start, events=sync.event_frames(truth[key]["events"], times)))
   return out
 
 
-def by_class(clips: list[TestClip]) -> dict[str, list[int]]:
+def by_class(clips: list[HeldOutClip]) -> dict[str, list[int]]:
   """Clip indices per class (prompt), in clip order."""
   groups: dict[str, list[int]] = {}
   for i, c in enumerate(clips):
@@ -78,7 +78,7 @@ def by_class(clips: list[TestClip]) -> dict[str, list[int]]:
   return groups
 
 
-def shuffled_partner(clips: list[TestClip]) -> list[int]:
+def shuffled_partner(clips: list[HeldOutClip]) -> list[int]:
   """For each clip, another clip whose audio it is sampled with: the next clip of the same class
   (by prompt) when the class has several, else the next clip overall."""
   partner = [(i + 1) % len(clips) for i in range(len(clips))]
@@ -89,7 +89,7 @@ def shuffled_partner(clips: list[TestClip]) -> list[int]:
   return partner
 
 
-def score(videos: np.ndarray, clips: list[TestClip], audio_of: list[int]) -> list[dict]:
+def score(videos: np.ndarray, clips: list[HeldOutClip], audio_of: list[int]) -> list[dict]:
   """Per clip: the event-timing error against the clip's own events and against the events of the
   audio that conditioned the video, and the onset alignment with that audio."""
   rows = []
@@ -102,7 +102,7 @@ def score(videos: np.ndarray, clips: list[TestClip], audio_of: list[int]) -> lis
   return rows
 
 
-def gif_rows(clips: list[TestClip], n: int) -> list[int]:
+def gif_rows(clips: list[HeldOutClip], n: int) -> list[int]:
   """Up to n clip indices taken from each class in turn, so the GIF shows every class."""
   classes = list(by_class(clips).values())
   order = [members[rank] for rank in range(len(clips)) for members in classes if rank < len(members)]
@@ -122,13 +122,13 @@ def write_demo_outputs(config, workdir, models=None) -> dict:
   """Samples, scores and writes everything listed in the module docstring; returns the report."""
   from asva_jax.demo import figures
   from asva_jax.pipeline import Clip, load_models, sample_batched
-  from data_prep.mp4 import write_mp4
+  from asva_jax.media.mp4 import write_mp4
 
   t0 = time.perf_counter()
   workdir = Path(workdir)
   d = config.demo
   data = workdir / "data"
-  clips = test_clips(data / "shards", data / "synthetic" / "events.json")
+  clips = held_out_clips(data / "shards", data / "synthetic" / "events.json")
   clips = [c for c in clips if len(c.events)]
   if len(clips) < 2:
     raise ValueError(f"{workdir}: {len(clips)} held-out clips with audio events; the demo needs at least 2 "

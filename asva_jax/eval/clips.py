@@ -105,7 +105,7 @@ def resize_frames(video: np.ndarray, size: tuple[int, int]) -> np.ndarray:
   """The original's resize pipeline (aspect crop, antialiased bilinear) when the size differs."""
   if video.shape[1:3] == tuple(size):
     return video
-  from data_prep.resize import crop_and_resize
+  from asva_jax.media.resize import crop_and_resize
   return crop_and_resize(video, size)
 
 

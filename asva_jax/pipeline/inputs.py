@@ -2,9 +2,9 @@
 audio window. Any image format PIL reads; any audio or video FFmpeg reads.
 
 Image: the original's preprocessing (docs/reference.md §8.3): centre crop to the target aspect ratio,
-then an antialiased bilinear resize (torch, as torchvision) in [0, 1], then uint8 by truncation,
-as the original's pipeline receives its conditioning image (a PIL image from `to_pil_image`,
-docs/reference.md §7.6).
+then an antialiased bilinear resize in [0, 1] (torchvision's, rebuilt in `asva_jax.media.resize`),
+then uint8 by truncation, as the original's pipeline receives its conditioning image (a PIL image
+from `to_pil_image`, docs/reference.md §7.6).
 """
 
 from __future__ import annotations
@@ -17,6 +17,8 @@ import numpy as np
 
 from asva_jax.constants import CLIP_SECONDS, FPS, SAMPLE_RATE
 from asva_jax.errors import AsvaError
+from asva_jax.media.resize import crop_and_resize
+from asva_jax.media.video import VideoDecodeError, decode_frames
 
 # Decoded AAC/MP3 tracks run a few ms short or long of their nominal length.
 SHORT_AUDIO_SLACK_S = 0.05
@@ -51,7 +53,6 @@ def load_image(path: str | os.PathLike) -> np.ndarray:
 
 def prepare_image(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
   """Centre crop to the aspect ratio of `size`, antialiased bilinear resize, uint8 (truncated)."""
-  from data_prep.resize import crop_and_resize
   image = np.asarray(image)
   if image.ndim != 3 or image.shape[-1] != 3:
     raise InputError(f"image: expected (H, W, 3), got shape {image.shape}")
@@ -102,14 +103,13 @@ def clip_starts(duration: float, num_clips: int = 1, start: float | None = None)
 def video_first_frames(path: str | os.PathLike, starts: list[float], size: tuple[int, int]) -> list[np.ndarray]:
   """For each start time, the frame the original's clip loader would take first, at `size`."""
   from asva_jax.data.clips import select_frames
-  from data_prep.decode import SkipVideo, decode_frames
   path = Path(path)
   if not path.is_file():
     raise InputError(f"{path}: no such video file")
   try:
-    frames, pts, time_base, _, _, _ = decode_frames(str(path), tuple(size), truncate=True)
-  except SkipVideo as e:
+    decoded = decode_frames(path, tuple(size), truncate=True)
+  except VideoDecodeError as e:
     raise InputError(f"{path}: {e}") from e
-  times = pts * time_base[0] / time_base[1]
+  frames, times = decoded.frames, decoded.times
   order = np.argsort(times, kind="stable")
   return [frames[order[select_frames(times[order], s)[0]]] for s in starts]

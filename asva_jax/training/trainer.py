@@ -71,8 +71,8 @@ def check_config(config) -> None:
 
 
 def synthetic_timing(s):
-  """data.synthetic's optional timing fields (the demo sets them) -> `data_prep.synthetic.Timing`."""
-  from data_prep.synthetic import Timing
+  """data.synthetic's optional timing fields (the demo sets them) -> `asva_jax.prep.synthetic.Timing`."""
+  from asva_jax.prep.synthetic import Timing
   default = Timing()
   return Timing(durations=tuple(float(v) for v in s.get("durations", default.durations)),
                 num_events=tuple(int(v) for v in s.get("num_events", default.num_events)),
@@ -87,8 +87,8 @@ def prepare_synthetic(config, workdir) -> epath.Path:
   A `gs://` workdir gets them built in a local copy of WORKDIR/data (ArrayRecordWriter and the
   video decoder need a disk) and uploaded; the shards are read from the bucket.
   """
-  from data_prep.build import BuildConfig, build, is_shard
-  from data_prep.synthetic import BALL_RADIUS, write_dataset
+  from asva_jax.prep.build import BuildConfig, build, is_shard
+  from asva_jax.prep.synthetic import BALL_RADIUS, write_dataset
   s = config.data.synthetic
   data = as_path(workdir) / "data"
   test_fraction = float(s.get("test_fraction", 0.0))

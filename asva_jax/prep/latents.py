@@ -59,7 +59,7 @@ class VaeMoments:
     import jax
     from flax import nnx
 
-    from asva_jax import load_vae
+    from asva_jax.models.vae import load_vae
     vae = load_vae(ckpt, dtype=dtype)
     self.config = vae.config
     self.source = str(ckpt)

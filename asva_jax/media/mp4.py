@@ -1,7 +1,7 @@
 """Writing mp4 files with PyAV: H.264 video and/or AAC audio, deterministic output.
 
-Used by the synthetic data generator and by tests that need deliberately odd
-files (audio only, video only, very short).
+Used by the sampler (`write_video`), the demo, the synthetic data generator and by tests that
+need deliberately odd files (audio only, video only, very short).
 """
 
 from __future__ import annotations
@@ -11,6 +11,8 @@ from pathlib import Path
 
 import av
 import numpy as np
+
+from asva_jax.constants import FPS, SAMPLE_RATE
 
 VIDEO_CODEC = "libx264"  # PyAV's bundled FFmpeg has it; checked by `video_codec()`
 AUDIO_CODEC = "aac"
@@ -76,3 +78,16 @@ def _mux(container, frames, fps, audio, sample_rate, crf, audio_delay) -> None:
       frame.pts = audio_delay + start
       container.mux(astream.encode(frame))
     container.mux(astream.encode())
+
+
+def write_video(path: str | os.PathLike, frames: np.ndarray, audio: np.ndarray | None,
+                fps: int = FPS, sample_rate: int = SAMPLE_RATE) -> Path:
+  """(T, H, W, 3) uint8 -> mp4 (atomically); `audio` mono float32 or None. Odd sizes are padded
+  to even ones by edge repetition (yuv420p needs even sides)."""
+  frames = np.asarray(frames, np.uint8)
+  pad_h, pad_w = frames.shape[1] % 2, frames.shape[2] % 2
+  if pad_h or pad_w:
+    frames = np.pad(frames, ((0, 0), (0, pad_h), (0, pad_w), (0, 0)), mode="edge")
+  write_mp4(path, frames, fps, None if audio is None else np.asarray(audio, np.float32)[None],
+            sample_rate=sample_rate)
+  return Path(path)
