@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 import os
+import pickle
 import zipfile
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
@@ -205,6 +206,9 @@ def _read_torch_file(path: Path, what: str | None, error: type[WeightFileError])
   import torch
   try:
     obj = torch.load(path, map_location="cpu", weights_only=True, mmap=zipfile.is_zipfile(path))
+  except pickle.UnpicklingError as e:  # torch's own text spans lines and suggests weights_only=False
+    raise error(f"{path}: not a tensors-only PyTorch state dict (torch.load(weights_only=True) refused it; "
+                "nothing but tensors is unpickled here)") from e
   except Exception as e:
     raise error(f"{path}: not a tensors-only PyTorch state dict ({e})") from e
   if isinstance(obj, Mapping) and isinstance(obj.get("state_dict"), Mapping):

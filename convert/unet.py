@@ -61,7 +61,8 @@ def inflate_sd15(folder: str | os.PathLike, *, seed: int = 0, audio_cross_attent
   module = build_unet(_parse(config, str(Path(folder) / "config.json")), seed=seed, **options)
   weights = find_weights_file(folder, error=ConversionError)
   sd15_part = nnx.All(nnx.Param, nnx.Not(trainable))
-  load_into(module, open_state_dict(weights, error=ConversionError), str(weights), kind=sd15_part, error=ConversionError)
+  load_into(module, open_state_dict(weights, error=ConversionError), str(weights), kind=sd15_part,
+            error=ConversionError)
   return module, config
 
 

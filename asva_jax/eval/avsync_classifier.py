@@ -193,7 +193,8 @@ def load_avsync_classifier(modules_dir: str | os.PathLike) -> AVSyncClassifier:
     raise EvalModelError(f"{root}: no such folder (the AVSync classifier's modules/ folder with "
                          f"{', '.join(MODULES)}/)")
   files = {name: weights_file(root / name) for name in MODULES}
-  sds = {name: open_state_dict(path, what="AVSync classifier", error=EvalModelError) for name, path in files.items()}
+  sds = {name: open_state_dict(path, what="AVSync classifier", error=EvalModelError)
+         for name, path in files.items()}
   audio = _widths(sds["audio_encoder"], files["audio_encoder"],
                   ["conv1.0.weight"] + [f"block{i}.conv1.weight" for i in range(1, 5)])
   video = _widths(sds["video_encoder"], files["video_encoder"],
