@@ -21,6 +21,7 @@ import numpy as np
 from absl import app, flags, logging
 
 from asva_jax import command
+from asva_jax.constants import SAMPLE_RATE
 from asva_jax.errors import AsvaError
 
 FLAGS = flags.FLAGS
@@ -140,7 +141,7 @@ def write(path: Path, frames: np.ndarray, audio: np.ndarray, fps: int) -> None:
   write_video(path, frames, audio, fps=fps)
   if FLAGS.gif:
     write_gif(path.with_suffix(".gif"), frames, fps=fps)
-  print(f"wrote {path} ({len(frames)} frames, {len(audio) / 16000:.2f} s audio)")
+  print(f"wrote {path} ({len(frames)} frames, {len(audio) / SAMPLE_RATE:.2f} s audio)")
 
 
 def main(argv):

@@ -128,7 +128,7 @@ def check_inputs() -> None:
 
 def convert_one(name: str, kind: str, source, out: Path) -> bool:
   """Converts one component into `out/name`; False when there was nothing to write."""
-  from asva_jax.checkpoint import save_module
+  from asva_jax.component_folders import save_module
   from convert.components import write_component
 
   def save(result):

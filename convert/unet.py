@@ -7,7 +7,7 @@ from pathlib import Path
 
 from flax import nnx
 
-from asva_jax.checkpoint import write_json_atomic
+from asva_jax.storage import write_json_atomic
 from asva_jax.models.unet_3d import AudioUNet3D, build_unet, trainable
 from asva_jax.models.unet_config import DEFAULT_CONFIG, UNet3DConfig
 from asva_jax.torch_weights import (DIFFUSERS_WEIGHTS, export_state_dict, find_weights_file, load_into,

@@ -9,7 +9,7 @@ from pathlib import Path
 import jax.numpy as jnp
 from flax import nnx
 
-from asva_jax.checkpoint import write_json_atomic
+from asva_jax.storage import write_json_atomic
 from asva_jax.models.vae import AutoencoderKL, VAEConfig
 from asva_jax.torch_weights import (DIFFUSERS_WEIGHTS, export_state_dict, find_weights_file, load_into,
                                     open_state_dict, read_json_config, save_safetensors)

@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 from absl import flags
 
+from asva_jax.constants import SAMPLE_RATE
 from asva_jax.errors import AsvaError
 from asva_jax.eval import sync
 
@@ -62,10 +63,10 @@ def measure(path: str | os.PathLike, max_lag_seconds: float = 1.0) -> sync.Align
   """Onset alignment of one video file with its own audio track."""
   from asva_jax.audio.io import load_audio_track
   frames, times = read_frames(path)
-  audio, audio_start = load_audio_track(path, sample_rate=16000)
+  audio, audio_start = load_audio_track(path, sample_rate=SAMPLE_RATE)
   if len(audio) < 2048:
     raise VideoReadError(f"{path}: the audio track is too short ({len(audio)} samples at 16 kHz)")
-  return sync.video_alignment(frames, times, audio, 16000, audio_start, max_lag_seconds)
+  return sync.video_alignment(frames, times, audio, SAMPLE_RATE, audio_start, max_lag_seconds)
 
 
 def summarise(results: dict[str, sync.Alignment]) -> dict:
@@ -96,5 +97,5 @@ def main(argv):
   print(f"mean over {len(results)} video(s): corr at lag 0 {m['lag0']:+.3f}, best corr {m['best']:+.3f}, "
         f"|best lag| {m['abs_best_lag_seconds']:.2f} s")
   if FLAGS.json:
-    from asva_jax.checkpoint import write_json_atomic
+    from asva_jax.storage import write_json_atomic
     write_json_atomic(FLAGS.json, summary)
