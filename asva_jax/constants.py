@@ -12,3 +12,4 @@ NULL_PROMPT = ""               # the unconditional prompt (classifier-free guida
 TEXT_LENGTH = 77               # CLIP text tokens per prompt
 DEFAULT_FRAME_SIZE = (256, 256)  # (height, width) of AVSync15 and Landscapes clips
 SD15_SCALING_FACTOR = 0.18215  # latents = VAE sample x this (Stable Diffusion 1.5)
+PREDICTION_TYPES = ("epsilon", "v_prediction")  # what the UNet outputs (diffusers' names; schedulers.noise_schedule)

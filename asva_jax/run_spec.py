@@ -7,7 +7,8 @@ nowhere else, so a run trained with another schedule, prediction type or frame s
 sampled with its own.
 
 Folders written before the spec existed are read by a documented derivation
-(docs/sampling.md, "The run spec"): `workdir.read_spec` and `read_checkpoint_spec`.
+(docs/sampling.md, "The run spec"): `legacy_spec` and `read_checkpoint_spec`. The workdir's
+files themselves are `asva_jax.run_folder`'s (this module reads them through it, never the reverse).
 """
 
 from __future__ import annotations
@@ -15,20 +16,25 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import types
 
 import numpy as np
 
-from asva_jax.constants import CLIP_SECONDS, DEFAULT_FRAME_SIZE, FPS, NUM_FRAMES, SD15_SCALING_FACTOR
+from asva_jax import run_folder
+from asva_jax.constants import CLIP_SECONDS, DEFAULT_FRAME_SIZE, FPS, NUM_FRAMES, PREDICTION_TYPES, SD15_SCALING_FACTOR
 from asva_jax.constants import SAMPLE_RATE as AUDIO_SAMPLE_RATE
 from asva_jax.errors import AsvaError
 from asva_jax.storage import as_path, write_json_atomic  # local or gs://
-from asva_jax.schedulers.noise_schedule import PREDICTION_TYPES
 
 VERSION = 1
 SPEC_FILE = "run_spec.json"  # in a converted checkpoint folder
 BETA_SCHEDULES = ("scaled_linear",)
 AUTOENCODERS = ("vae", "space_to_depth")
 
+# The released recipe's diffusion (docs/reference.md §6): SD1.5's noise schedule, ε-prediction and
+# its VAE's latent scaling. `training.defaults.base_config` starts from these.
+RECIPE_DIFFUSION = {"num_train_timesteps": 1000, "beta_start": 0.00085, "beta_end": 0.012,
+                    "prediction_type": "epsilon", "scaling_factor": SD15_SCALING_FACTOR}
 # Frame size per dataset of the recipe (docs/reference.md §6.5), for converted checkpoints.
 RECIPE_FRAME_SIZES = {"avsync15": DEFAULT_FRAME_SIZE, "landscapes": DEFAULT_FRAME_SIZE, "thegreatesthits": (128, 256)}
 
@@ -126,14 +132,6 @@ class RunSpec:
     return spec
 
 
-def autoencoder_factor(autoencoder) -> int:
-  """Spatial downsampling of a built autoencoder: `SpaceToDepth.factor`, or 2^(levels - 1) for a VAE."""
-  from asva_jax.models.space_to_depth import SpaceToDepth
-  if isinstance(autoencoder, SpaceToDepth):
-    return int(autoencoder.factor)
-  return 2 ** (len(autoencoder.config.block_out_channels) - 1)
-
-
 def from_config(config, *, frame_size, autoencoder_factor: int, class_prompts=()) -> RunSpec:
   """The spec of a training config (`config.diffusion`, `config.model`) at the data's frame size."""
   d = config.diffusion
@@ -148,22 +146,13 @@ def from_config(config, *, frame_size, autoencoder_factor: int, class_prompts=()
 
 def recipe(dataset: str = "avsync15", *, scaling_factor: float = SD15_SCALING_FACTOR, autoencoder_factor: int = 8,
            class_prompts=()) -> RunSpec:
-  """The released recipe's spec for `dataset` (base_config's schedule, ε, the VAE)."""
-  from asva_jax.training.defaults import base_config
+  """The released recipe's spec for `dataset` (`RECIPE_DIFFUSION`'s schedule, ε, the VAE)."""
   if dataset not in RECIPE_FRAME_SIZES:
     raise RunSpecError(f"unknown recipe {dataset!r}; expected one of {', '.join(RECIPE_FRAME_SIZES)}")
-  config = base_config()
-  config.diffusion.scaling_factor = float(scaling_factor)
+  diffusion = types.SimpleNamespace(**{**RECIPE_DIFFUSION, "scaling_factor": float(scaling_factor)})
+  config = types.SimpleNamespace(diffusion=diffusion, model=types.SimpleNamespace(autoencoder="vae"))
   return from_config(config, frame_size=RECIPE_FRAME_SIZES[dataset], autoencoder_factor=autoencoder_factor,
                      class_prompts=class_prompts)
-
-
-def stored_prompts(folder: str | os.PathLike) -> tuple[str, ...]:
-  """The prompts of a `text_encodings/` folder's config.json (no tensors read); () when absent."""
-  file = as_path(folder) / "config.json"
-  if not file.is_file():
-    return ()
-  return tuple(sorted(p for p in json.loads(file.read_text()).get("prompts", []) if p))
 
 
 def checkpoint_recipe(path: str | os.PathLike, dataset: str = "avsync15") -> RunSpec:
@@ -174,7 +163,7 @@ def checkpoint_recipe(path: str | os.PathLike, dataset: str = "avsync15") -> Run
   vae = component_folders.load_config(path / "vae") if (path / "vae" / "config.json").is_file() else {}
   return recipe(dataset, scaling_factor=float(vae.get("scaling_factor", SD15_SCALING_FACTOR)),
                 autoencoder_factor=2 ** (len(vae.get("block_out_channels", (1, 2, 3, 4))) - 1),
-                class_prompts=stored_prompts(path / "text_encodings"))
+                class_prompts=run_folder.stored_prompts(path / "text_encodings"))
 
 
 def write_checkpoint_spec(path: str | os.PathLike, spec: RunSpec) -> None:
@@ -196,5 +185,43 @@ def read_checkpoint_spec(path: str | os.PathLike) -> RunSpec:
 
 def read(path: str | os.PathLike) -> RunSpec:
   """The spec of either kind of `--ckpt`: a training workdir or a converted checkpoint folder."""
-  from asva_jax import workdir
-  return workdir.read_spec(path) if workdir.is_workdir(path) else read_checkpoint_spec(path)
+  return read_workdir_spec(path) if run_folder.is_workdir(path) else read_checkpoint_spec(path)
+
+
+def read_workdir_spec(path) -> RunSpec:
+  """The run spec in WORKDIR/run.json (or `legacy_spec` for a workdir written before it)."""
+  run = run_folder.read_run(path)
+  if "spec" not in run:
+    return legacy_spec(path, run)
+  return RunSpec.from_json(run["spec"], f"{as_path(path) / run_folder.RUN_FILE} (spec)")
+
+
+def legacy_spec(path, run: dict) -> RunSpec:
+  """A version-1 workdir's spec, derived as its training used them: the schedule from
+  config.json; prediction type, autoencoder and scaling from run.json ("epsilon" when it
+  names no prediction type: it did from the first v-prediction run on); the frame size from
+  its shards (`config.data.dir`, else WORKDIR/data/shards, else `data.synthetic.size`); the
+  prompts from WORKDIR/text_encodings. Resuming training writes the spec."""
+  from asva_jax.data import open_split
+  path = as_path(path)
+  config = run_folder.read_config(path)
+  config.diffusion.prediction_type = str(run.get("prediction_type", "epsilon"))
+  config.diffusion.scaling_factor = float(run["scaling_factor"])
+  config.model.autoencoder = str(run["autoencoder"])
+  if run["autoencoder"] == "space_to_depth":
+    factor = int(run["space_to_depth_factor"])
+  else:
+    vae = json.loads((run_folder.base_folder(path) / "vae" / "config.json").read_text())
+    factor = 2 ** (len(vae["block_out_channels"]) - 1)
+  shards = config.data.dir or str(path / "data" / "shards")
+  try:
+    size = run_folder.shard_frame_size(open_split(shards, config.data.split, config.data.name or None))
+  except Exception as e:  # any reason the shards cannot be read: the synthetic size, or one clear error
+    if config.data.dir or not config.data.synthetic.enabled:
+      raise RunSpecError(
+          f"{path / run_folder.RUN_FILE}: written before the run spec, and its frame size cannot be derived: "
+          f"the shards it trained on ({shards}) cannot be read ({e}); restore them, or resume training "
+          f"once to record the spec") from None
+    size = tuple(config.data.synthetic.size)
+  return from_config(config, frame_size=size, autoencoder_factor=factor,
+                     class_prompts=run_folder.stored_prompts(path / "text_encodings"))

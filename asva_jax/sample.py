@@ -149,7 +149,7 @@ def main(argv):
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
   if not FLAGS["verbosity"].present:
     logging.set_verbosity(logging.WARNING)
-  from asva_jax.pipeline import long_audio, models as models_lib, pipeline
+  from asva_jax.pipeline import loading as models_lib, long_audio, pipeline
   jobs = read_jobs(FLAGS.jobs) if FLAGS.jobs else [single_job()]
   options = dict(audio_guidance=FLAGS["audio-guidance"].value, text_guidance=FLAGS["text-guidance"].value,
                  num_inference_steps=FLAGS.steps, scheduler=FLAGS.scheduler, eta=FLAGS.eta)
@@ -166,7 +166,7 @@ def main(argv):
     if task:
       long_tasks.append(task)
   for prompt in {c.prompt for c in clips} | {t["prompt"] for t in long_tasks}:
-    models_lib.text_encoding(models, prompt)  # unknown categories fail before sampling
+    models.text_encodings[prompt]  # unknown categories fail before sampling
   if clips:
     frames = pipeline.sample_batched(models, clips, batch_size=FLAGS["batch-size"].value, seeds=FLAGS.seed,
                                      progress=True, **options)

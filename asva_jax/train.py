@@ -65,7 +65,7 @@ def main(argv):
     from asva_jax.demo.run import run
     run(_CONFIG.value, FLAGS.workdir)
     return
-  from asva_jax.training.loop import train
+  from asva_jax.training.trainer import train
   train(_CONFIG.value, FLAGS.workdir)
 
 

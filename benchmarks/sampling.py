@@ -65,6 +65,7 @@ def build(name: str, dtype, seed: int = 0):
   from asva_jax.models.unet_3d import build_unet
   from asva_jax.models.vae import AutoencoderKL, VAEConfig
   from asva_jax import run_spec
+  from asva_jax.models.bundle import autoencoder_factor
   from asva_jax.pipeline import Models
   c = CONFIGS[name]
   unet_cfg = dict(c["unet"], cross_attention_dim=c["text_dim"],
@@ -76,7 +77,7 @@ def build(name: str, dtype, seed: int = 0):
   rng = np.random.default_rng(seed)
   encodings = {p: rng.standard_normal((77, c["text_dim"])).astype(np.float32) for p in ("", "lions roaring")}
   spec = dataclasses.replace(run_spec.recipe(), frame_size=(c["size"], c["size"]),
-                             autoencoder_factor=run_spec.autoencoder_factor(vae))
+                             autoencoder_factor=autoencoder_factor(vae))
   return Models(unet=unet, autoencoder=vae, audio_encoder=audio, text_encodings=encodings, spec=spec)
 
 
@@ -127,7 +128,7 @@ def synthetic_inputs(models, seconds: float):
   """A synthetic video's first frame at the model's size, its class's audio events for `seconds`,
   and the class prompt (data_prep.synthetic, the data the tiny training config uses)."""
   from asva_jax.pipeline import inputs
-  from asva_jax.pipeline.models import frame_size
+  from asva_jax.pipeline.loading import frame_size
   from data_prep.synthetic import class_spec, make_clip
   size = frame_size(models)
   parts, k = [], 0

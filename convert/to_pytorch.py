@@ -63,10 +63,11 @@ def export_one(name: str, ckpt: Path, out: Path) -> None:
 
 def export_workdir(workdir: Path, out: Path, names: list[str], step: int | None) -> list[str]:
   """A training run's trained UNet (and audio encoder) plus its base's other components."""
-  from asva_jax import component_folders, workdir as workdirs
+  from asva_jax import component_folders, run_folder
+  from asva_jax.pipeline import load_models
   from convert.components import write_component
-  trained = workdirs.load_models(workdir, step)
-  base = workdirs.base_folder(workdir)
+  trained = load_models(workdir, step)
+  base = run_folder.base_folder(workdir)
   present = [n for n in EXPORTABLE if (base / n).is_dir()]
   names = names or present
   unknown = [n for n in names if n not in present]
@@ -106,8 +107,8 @@ def main(argv):
     raise app.UsageError(f"--ckpt {ckpt}: {'is a file, not' if ckpt.exists() else 'no such'} folder")
   if out.exists() and not out.is_dir():
     raise app.UsageError(f"--out {out}: exists and is not a folder; choose a folder path")
-  from asva_jax.workdir import is_workdir
   from asva_jax import run_spec
+  from asva_jax.run_folder import is_workdir
   scheduler = not FLAGS.components or "scheduler" in FLAGS.components
   components = [c for c in FLAGS.components if c != "scheduler"]
   only_scheduler = bool(FLAGS.components) and not components

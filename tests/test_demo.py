@@ -19,7 +19,7 @@ from PIL import Image
 
 from asva_jax.demo import report as demo_report
 from configs import demo as demo_config
-from tests.test_train_common import ROOT, subprocess_env
+from tests.training_fixtures import ROOT, subprocess_env
 
 NUM_STEPS = 6
 

@@ -216,7 +216,6 @@ def test_bad_inputs(models, tmp_path):
 
 def test_text_encoding_prefers_the_stored_class_encoding():
   from asva_jax.pipeline import Models
-  from asva_jax.pipeline.models import text_encoding
   stored = {"": np.zeros((77, 4), np.float32), "cats": np.ones((77, 4), np.float32)}
   asked = []
 
@@ -228,15 +227,18 @@ def test_text_encoding_prefers_the_stored_class_encoding():
   spec = run_spec.recipe(class_prompts=["cats"])
   models = Models(unet=None, autoencoder=None, audio_encoder=None, text_encodings=stored, spec=spec,
                   encode_prompts=encode)
-  assert text_encoding(models, "cats").max() == 1 and text_encoding(models, "").max() == 0 and not asked
-  assert text_encoding(models, "lions roaring").min() == 2 and asked == ["lions roaring"]
+  prompts = models.text_encodings  # the one prompt encoder (asva_jax.models.prompts)
+  assert prompts["cats"].max() == 1 and prompts[""].max() == 0 and not asked
+  assert prompts["lions roaring"].min() == 2 and asked == ["lions roaring"]
+  assert prompts["lions roaring"].min() == 2 and asked == ["lions roaring"]  # encoded once
+  assert sorted(prompts.used) == ["", "cats", "lions roaring"]
   with pytest.raises(UnknownCategoryError, match="its classes: 'cats'"):
-    text_encoding(Models(None, None, None, stored, spec), "dogs")
+    Models(None, None, None, stored, spec).text_encodings["dogs"]
 
 
 def test_training_workdir_is_a_model_source(tmp_path):
-  """A workdir (asva_jax.workdir) whose frozen base is the tiny checkpoint, before any step, written
-  before the run spec existed (run.json version 1): its spec is derived (`workdir.legacy_spec`)."""
+  """A workdir (asva_jax.run_folder) whose frozen base is the tiny checkpoint, before any step, written
+  before the run spec existed (run.json version 1): its spec is derived (`run_spec.legacy_spec`)."""
   import json
   import shutil
   from asva_jax.training.defaults import base_config

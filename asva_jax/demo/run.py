@@ -16,8 +16,8 @@ def run(config, workdir) -> dict:
   ({} when training stopped early, e.g. on SIGTERM: rerunning resumes it)."""
   import jax
   from asva_jax.demo.report import REPORT, write_demo_outputs
-  from asva_jax.training.loop import train
-  from asva_jax.workdir import steps
+  from asva_jax.training.trainer import train
+  from asva_jax.run_folder import steps
   t0 = time.perf_counter()
   train(config, workdir)
   trained = time.perf_counter() - t0

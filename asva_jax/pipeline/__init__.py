@@ -6,10 +6,12 @@
   long_audio.animate(models, image, audio, ...)   a whole long audio, window after window
 """
 
+from asva_jax.models.bundle import Models
+from asva_jax.models.prompts import PromptEncoder, UnknownCategoryError
 from asva_jax.pipeline.inputs import Clip, InputError
-from asva_jax.pipeline.loop import denoise, step_noise
-from asva_jax.pipeline.models import Models, UnknownCategoryError, load_models
+from asva_jax.pipeline.denoise import denoise, step_noise
+from asva_jax.pipeline.loading import load_models
 from asva_jax.pipeline.pipeline import sample, sample_batched
 
-__all__ = ["Clip", "InputError", "Models", "UnknownCategoryError", "denoise", "load_models", "sample",
-           "sample_batched", "step_noise"]
+__all__ = ["Clip", "InputError", "Models", "PromptEncoder", "UnknownCategoryError", "denoise", "load_models",
+           "sample", "sample_batched", "step_noise"]

@@ -22,9 +22,9 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from asva_jax.constants import NULL_PROMPT
+from asva_jax.pipeline.denoise import denoise
 from asva_jax.pipeline.inputs import Clip, InputError
-from asva_jax.pipeline.loop import denoise
-from asva_jax.pipeline.models import NULL_PROMPT, text_encoding
 from asva_jax.schedulers import Plan, make_plan
 
 
@@ -113,8 +113,8 @@ def sample(models, clips: Sequence[Clip], *, seeds: int | Sequence[int] = 0, aud
   seeds = [int(seeds)] * b if np.ndim(seeds) == 0 else [int(s) for s in seeds]
   if len(seeds) != b:
     raise InputError(f"{len(seeds)} seeds for {b} clips")
-  text = np.stack([text_encoding(models, c.prompt) for c in clips])  # unknown categories fail first
-  null_text = text_encoding(models, NULL_PROMPT)[None]
+  text = np.stack([models.text_encodings[c.prompt] for c in clips])  # unknown categories fail first
+  null_text = models.text_encodings[NULL_PROMPT][None]
   images = np.stack([c.image for c in clips])
   z0 = image_latents(models, images, seeds) if first_latents is None else jnp.asarray(first_latents, jnp.float32)
   if latents is None:

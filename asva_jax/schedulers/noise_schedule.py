@@ -12,6 +12,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from asva_jax.constants import PREDICTION_TYPES
+
 
 def scaled_linear_alphas_cumprod(num_train_timesteps: int = 1000, beta_start: float = 0.00085,
                                  beta_end: float = 0.012) -> np.ndarray:
@@ -31,8 +33,6 @@ def add_noise(x0: jax.Array, noise: jax.Array, timesteps: jax.Array, alphas_cump
   a = _alpha(timesteps, alphas_cumprod, x0.ndim)
   return (jnp.sqrt(a) * x0.astype(jnp.float32) + jnp.sqrt(1.0 - a) * noise.astype(jnp.float32)).astype(x0.dtype)
 
-
-PREDICTION_TYPES = ("epsilon", "v_prediction")
 
 
 def training_target(x0: jax.Array, noise: jax.Array, timesteps: jax.Array, alphas_cumprod: jax.Array,

@@ -8,7 +8,8 @@ from __future__ import annotations
 import ml_collections
 
 # AVSyncD trains 12 frames per clip; the audio masks assume it (docs/reference.md §10.8).
-from asva_jax.constants import NUM_FRAMES, SD15_SCALING_FACTOR
+from asva_jax.constants import NUM_FRAMES  # noqa: F401  (re-exported)
+from asva_jax.run_spec import RECIPE_DIFFUSION
 
 
 def base_config() -> ml_collections.ConfigDict:
@@ -35,13 +36,10 @@ def base_config() -> ml_collections.ConfigDict:
   c.model.train_audio_encoder = False
   c.model.attention = "auto"      # "auto" | "xla" | "cudnn" | "reference"
 
-  c.diffusion = ml_collections.ConfigDict()
-  c.diffusion.num_train_timesteps = 1000
-  c.diffusion.beta_start = 0.00085
-  c.diffusion.beta_end = 0.012
-  c.diffusion.scaling_factor = SD15_SCALING_FACTOR
+  # num_train_timesteps, beta_start, beta_end, scaling_factor, prediction_type ("epsilon" or
+  # "v_prediction", asva_jax.schedulers.noise_schedule): the recipe's, as the run spec records it
+  c.diffusion = ml_collections.ConfigDict(dict(RECIPE_DIFFUSION))
   c.diffusion.audio_drop_prob = 0.2
-  c.diffusion.prediction_type = "epsilon"  # or "v_prediction" (asva_jax.schedulers.noise_schedule)
 
   c.train = ml_collections.ConfigDict()
   c.train.num_steps = 37_000
