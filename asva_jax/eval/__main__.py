@@ -35,7 +35,7 @@ def main(argv):
   for flag in (_GENERATED, _REFERENCE, _MODELS):
     if not flag.value:
       raise app.UsageError(f"--{flag.name} is required")
-  from asva_jax.eval.run import evaluate
+  from asva_jax.eval.evaluate import evaluate
   result = evaluate(_GENERATED.value, _REFERENCE.value, _MODELS.value, _OUT.value, _METRICS.value,
                     num_clips=_NUM_CLIPS.value, batch_size=_BATCH.value, split=_SPLIT.value,
                     category=_CATEGORY.value, partial=_PARTIAL.value,
