@@ -20,7 +20,7 @@ import jax.numpy as jnp
 import numpy as np
 from absl import app, flags, logging
 
-from asva_jax import command
+from asva_jax.commands import runner
 from asva_jax.errors import AsvaError
 
 FLAGS = flags.FLAGS
@@ -179,4 +179,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  command.run(main)
+  runner.run(main)

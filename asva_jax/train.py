@@ -13,10 +13,10 @@ from __future__ import annotations
 
 from absl import app, flags, logging
 
-from asva_jax import command
+from asva_jax.commands import runner
 from asva_jax.errors import AsvaError
 
-_CONFIG = command.define_config_file("config", None, "Training config file (configs/*.py).",
+_CONFIG = runner.define_config_file("config", None, "Training config file (configs/*.py).",
                                      lock_config=True)
 flags.DEFINE_string("workdir", None, "Run folder: checkpoints, logs, text encodings; reused to resume.",
                     required=True)
@@ -70,4 +70,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  command.run(main)
+  runner.run(main)

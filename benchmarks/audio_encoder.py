@@ -17,7 +17,7 @@ from absl import app, flags
 from flax import nnx
 from tqdm import tqdm
 
-from asva_jax import command
+from asva_jax.commands import runner
 from asva_jax.audio.fbank import waveform_to_mel, waveform_to_mel_jax
 from asva_jax.models.imagebind_audio import ImageBindAudioConfig, build_audio_encoder
 
@@ -76,4 +76,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  command.run(main)
+  runner.run(main)

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 from absl import app, flags
 
-from asva_jax import command
+from asva_jax.commands import runner
 
 FLAGS = flags.FLAGS
 
@@ -121,4 +121,4 @@ def main(argv):
 
 if __name__ == "__main__":
   define_flags()
-  command.run(main)
+  runner.run(main)

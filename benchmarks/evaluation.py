@@ -28,7 +28,7 @@ from absl import app, flags
 from flax import nnx
 from tqdm import tqdm
 
-from asva_jax import command
+from asva_jax.commands import runner
 from asva_jax.eval import detectors as D
 
 FLAGS = flags.FLAGS
@@ -132,4 +132,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  command.run(main)
+  runner.run(main)

@@ -27,7 +27,7 @@ import numpy as np
 from absl import flags
 from flax import nnx
 
-from asva_jax import command
+from asva_jax.commands import runner
 from asva_jax.models.random_weights import randomized
 
 FLAGS = flags.FLAGS
@@ -180,4 +180,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  command.run(main)
+  runner.run(main)

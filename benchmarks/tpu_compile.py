@@ -25,11 +25,11 @@ from pathlib import Path
 
 from absl import app, flags, logging
 
-from asva_jax import command
+from asva_jax.commands import runner
 from asva_jax.errors import AsvaError
 
 REPO = Path(__file__).resolve().parent.parent
-_CONFIG = command.define_config_file("config", str(REPO / "configs" / "avsyncd.py"), "Training config.")
+_CONFIG = runner.define_config_file("config", str(REPO / "configs" / "avsyncd.py"), "Training config.")
 flags.DEFINE_string("topology", "v5e:2x4", "TPU topology, e.g. v5e:2x4, v5p:2x2x1, v6e:2x4")
 flags.DEFINE_integer("batch_per_chip", 4, "clips per chip per micro-batch")
 flags.DEFINE_string("remat", None, "override config.remat")
@@ -120,4 +120,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  command.run(main)
+  runner.run(main)

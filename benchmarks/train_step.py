@@ -27,7 +27,7 @@ import jax
 import numpy as np
 from absl import app, flags, logging
 
-from asva_jax import command
+from asva_jax.commands import runner
 from asva_jax.training import sharding
 from asva_jax.training.flops import SOURCE, peak_flops, step_flops
 
@@ -136,4 +136,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  command.run(main)
+  runner.run(main)

@@ -29,7 +29,7 @@ import numpy as np
 from absl import app, flags, logging
 from flax import nnx
 
-from asva_jax import command
+from asva_jax.commands import runner
 from asva_jax.audio import segment_masks
 from asva_jax.models.unet_3d import build_unet, trainable
 from asva_jax.models.unet_config import CROSS_ATTN_DOWN, CROSS_ATTN_UP, DEFAULT_CONFIG, MID, RES_DOWN, RES_UP
@@ -240,4 +240,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  command.run(main)
+  runner.run(main)

@@ -23,7 +23,7 @@ from pathlib import Path
 from absl import app, flags, logging
 from tqdm import tqdm
 
-from asva_jax import command
+from asva_jax.commands import runner
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("ckpt", None, "asva-jax checkpoint folder (from convert.from_pytorch or training).",
@@ -147,7 +147,7 @@ def main(argv):
 
 def run() -> None:
   """Console-script entry point (see [project.scripts] in pyproject.toml)."""
-  command.run(main)
+  runner.run(main)
 
 
 if __name__ == "__main__":

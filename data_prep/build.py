@@ -79,7 +79,7 @@ import numpy as np
 from absl import app, flags, logging
 from tqdm import tqdm
 
-from asva_jax import command
+from asva_jax.commands import runner
 from asva_jax.checkpoint import write_json_atomic
 from asva_jax.data import features as features_lib
 from asva_jax.data.errors import DataError
@@ -460,7 +460,7 @@ def main(argv):
 def run() -> None:
   """Console-script entry point (see [project.scripts] in pyproject.toml)."""
   define_flags()
-  command.run(main)
+  runner.run(main)
 
 
 if __name__ == "__main__":

@@ -23,7 +23,7 @@ import numpy as np
 from absl import app, flags
 from tqdm import tqdm
 
-from asva_jax import command
+from asva_jax.commands import runner
 from asva_jax.checkpoint import write_json_atomic
 from data_prep.mp4 import video_codec, write_mp4
 
@@ -244,7 +244,7 @@ def main(argv):
 def run() -> None:
   """Console-script entry point (see [project.scripts] in pyproject.toml)."""
   define_flags()
-  command.run(main)
+  runner.run(main)
 
 
 if __name__ == "__main__":

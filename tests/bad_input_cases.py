@@ -4,7 +4,7 @@ tests/test_bad_inputs.py runs each `Case` below in its own subprocess, with a fr
 temporary folder as the working directory (so commands prove they run from anywhere),
 and asserts the project's contract for bad input:
 
-  * the exit status is non-zero (`exit_code`, 2 = `asva_jax.command`'s bad-input status);
+  * the exit status is non-zero (`exit_code`, 2 = `asva_jax.commands.runner`'s bad-input status);
   * stderr holds no "Traceback";
   * stderr names the problem: every string of `expect` appears in it (the offending path
     or flag, usually);

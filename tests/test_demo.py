@@ -130,11 +130,11 @@ def test_export_of_a_v_prediction_workdir_names_its_scheduler(demo_run, tmp_path
   workdir, _, _ = demo_run
   from absl import flags
 
-  from asva_jax import command
+  from asva_jax.commands import runner
   with cli_module("convert.to_pytorch") as to_pytorch:  # its flags would clash with other commands'
     flags.FLAGS.unparse_flags()
     with pytest.raises(SystemExit) as e:
-      command.run(to_pytorch.main, argv=["to_pytorch", f"--ckpt={workdir}", f"--out={tmp_path}"])
+      runner.run(to_pytorch.main, argv=["to_pytorch", f"--ckpt={workdir}", f"--out={tmp_path}"])
   assert not e.value.code
   assert (tmp_path / "unet" / "diffusion_pytorch_model.safetensors").is_file()
   scheduler = DDIMScheduler.from_pretrained(tmp_path, subfolder="scheduler")

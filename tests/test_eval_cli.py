@@ -40,13 +40,13 @@ def case(tmp_path_factory):
 
 
 def run_cli(capsys, *args) -> tuple[int, str]:
-  """`python -m asva_jax.eval ARGS` in this process (through `command.run`, as the module's entry
+  """`python -m asva_jax.eval ARGS` in this process (through `runner.run`, as the module's entry
   point): (exit status, stderr)."""
-  from asva_jax import command
+  from asva_jax.commands import runner
   capsys.readouterr()
   try:
     with cli_module("asva_jax.eval.__main__") as cli:
-      command.run(cli.main, ["python -m asva_jax.eval", *args])
+      runner.run(cli.main, ["python -m asva_jax.eval", *args])
     code = 0
   except SystemExit as e:
     code = 0 if e.code is None else e.code  # absl's app.run exits with None on success

@@ -12,7 +12,7 @@ import torch
 from flax import nnx
 from safetensors.numpy import load_file, save_file
 
-from asva_jax import command
+from asva_jax.commands import runner
 from asva_jax.eval.errors import EvalModelError
 from asva_jax.eval.i3d import (InceptionI3d, _torchscript_eps, features_and_logits, load_i3d, same_pads,
                                torchscript_names)
@@ -195,7 +195,7 @@ def test_torchscript_of_another_structure_is_refused(torchscript_file):
 
 def test_verify_command_needs_a_detector(capsys):
   with pytest.raises(SystemExit) as e, cli_module("asva_jax.eval.verify_i3d") as verify_i3d:
-    command.run(verify_i3d.main, ["verify_i3d"])
+    runner.run(verify_i3d.main, ["verify_i3d"])
   assert e.value.code == 2
   assert "--detector" in capsys.readouterr().err
 

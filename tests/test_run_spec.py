@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 from absl import flags
 
-from asva_jax import command, run_spec
+from asva_jax import run_spec
+from asva_jax.commands import runner
 from tests.cli_modules import cli_module
 from tests.reference_models import SD15_SCHEDULER
 from tests.sampling_checkpoint import PROMPTS, media, tiny_checkpoint
@@ -72,7 +73,7 @@ def test_converted_folder_spec_is_the_recipe(tmp_path):
   with cli_module("convert.from_pytorch") as module:
     flags.FLAGS.unparse_flags()
     with pytest.raises(SystemExit) as e:
-      command.run(module.main, argv=["from_pytorch", f"--out={ckpt}", "--recipe=thegreatesthits"])
+      runner.run(module.main, argv=["from_pytorch", f"--out={ckpt}", "--recipe=thegreatesthits"])
     assert not e.value.code
   spec = run_spec.read(ckpt)
   assert spec == run_spec.RunSpec.from_json({**legacy.to_json(), "frame_size": [128, 256]}, "x")
@@ -145,7 +146,7 @@ def test_thegreatesthits_frame_size_end_to_end(tgh_run, tmp_path, capsys):
     flags.FLAGS.unparse_flags()
     out = tmp_path / "o.mp4"
     with pytest.raises(SystemExit) as e:
-      command.run(module.main, argv=["sample", f"--ckpt={tgh_run}", f"--image={files['image']}",
+      runner.run(module.main, argv=["sample", f"--ckpt={tgh_run}", f"--image={files['image']}",
                                      f"--audio={files['audio']}", "--steps=2", "--batch-size=1",
                                      f"--category={run_spec.read(tgh_run).class_prompts[0]}", f"--out={out}"])
     assert not e.value.code, capsys.readouterr().err

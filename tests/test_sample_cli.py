@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from absl import flags
 
-from asva_jax import command
+from asva_jax.commands import runner
 from tests.cli_modules import cli_module
 from tests.sampling_checkpoint import media, tiny_checkpoint
 
@@ -30,7 +30,7 @@ def run(args, capsys):
   """(exit status, stderr) of the CLI run in this process."""
   flags.FLAGS.unparse_flags()
   try:
-    command.run(CLI["main"], argv=["sample", f"--ckpt={tiny_checkpoint()}", *FAST, *args])
+    runner.run(CLI["main"], argv=["sample", f"--ckpt={tiny_checkpoint()}", *FAST, *args])
     code = 0
   except SystemExit as e:
     code = e.code or 0

@@ -9,7 +9,7 @@ import sys
 import numpy as np
 import pytest
 
-from asva_jax import command
+from asva_jax.commands import runner
 from asva_jax.data.clips import select_frames
 from asva_jax.errors import AsvaError
 from asva_jax.eval import sync, sync_cli
@@ -91,7 +91,7 @@ def test_cli_prints_per_video_and_mean(shifted_videos, tmp_path, capsys):
   out = tmp_path / "sync.json"
   sync_cli.define_flags()
   with pytest.raises(SystemExit) as info:
-    command.run(sync_cli.main, argv=["sync", str(shifted_videos["true"]), str(shifted_videos["late"]),
+    runner.run(sync_cli.main, argv=["sync", str(shifted_videos["true"]), str(shifted_videos["late"]),
                                      "--json", str(out)])
   assert not info.value.code
   lines = capsys.readouterr().out.strip().splitlines()

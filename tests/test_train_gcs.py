@@ -16,7 +16,7 @@ import numpy as np
 from absl import flags
 from etils import epath
 
-from asva_jax import command
+from asva_jax.commands import runner
 from tests.gcs_emulator import gcs_emulator
 from tests.test_train_common import (NUM_STEPS, losses, metrics, subprocess_env, tiny_config, train_cli,
                                      use_cache)
@@ -36,7 +36,7 @@ def run_cli(module: str, argv: list[str], capsys) -> tuple[int, str]:
       cli.define_flags()
     flags.FLAGS.unparse_flags()
     try:
-      command.run(cli.main, argv=[module, *argv])
+      runner.run(cli.main, argv=[module, *argv])
       code = 0
     except SystemExit as e:
       code = e.code or 0

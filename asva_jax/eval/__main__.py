@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from absl import app, flags
 
-from asva_jax import command
+from asva_jax.commands import runner
 
 _GENERATED = flags.DEFINE_string("generated", None, "Folder of generated clips, <video>_clip-NN.mp4.")
 _REFERENCE = flags.DEFINE_string("reference", None, "Shards from data_prep.build, or a folder of videos.")
@@ -47,4 +47,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  command.run(main)
+  runner.run(main)

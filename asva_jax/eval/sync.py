@@ -160,7 +160,7 @@ def video_alignment(frames: np.ndarray, frame_times, audio: np.ndarray, sample_r
 
 
 if __name__ == "__main__":
-  from asva_jax import command
+  from asva_jax.commands import runner
   from asva_jax.eval.sync_cli import define_flags, main
   define_flags()
-  command.run(main)
+  runner.run(main)

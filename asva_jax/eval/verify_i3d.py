@@ -15,7 +15,7 @@ from __future__ import annotations
 import numpy as np
 from absl import flags
 
-from asva_jax import command
+from asva_jax.commands import runner
 from asva_jax.eval.errors import EvalModelError
 
 _DETECTOR = flags.DEFINE_string("detector", None, "TorchScript I3D file (i3d_torchscript.pt).")
@@ -71,4 +71,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  command.run(main)
+  runner.run(main)
