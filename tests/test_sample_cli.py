@@ -7,30 +7,18 @@ from pathlib import Path
 
 import av
 import numpy as np
-import pytest
-from absl import flags
 
-from asva_jax.commands import runner
-from tests.cli_modules import cli_module
+from asva_jax.commands import sample
 from tests.sampling_checkpoint import media, tiny_checkpoint
 
 ROOT = Path(__file__).parents[1]
 FAST = ["--steps=2", "--size=32,32", "--batch-size=1"]
-CLI = {}
-
-
-@pytest.fixture(scope="module", autouse=True)
-def sample_cli():
-  with cli_module("asva_jax.sample") as module:
-    CLI["main"] = module.main
-    yield
 
 
 def run(args, capsys):
   """(exit status, stderr) of the CLI run in this process."""
-  flags.FLAGS.unparse_flags()
   try:
-    runner.run(CLI["main"], argv=["sample", f"--ckpt={tiny_checkpoint()}", *FAST, *args])
+    sample.run(["sample", f"--ckpt={tiny_checkpoint()}", *FAST, *args])
     code = 0
   except SystemExit as e:
     code = e.code or 0

@@ -79,9 +79,6 @@ def make_loader(source, config, *, process_index: int, process_count: int, start
                       process_index=process_index, process_count=process_count, start_step=start_step)
   sampler = grain.IndexSampler(num_records=len(order), shard_options=grain.NoSharding(), shuffle=False,
                                num_epochs=1, seed=0)
-  if config.data.worker_count:
-    from asva_jax.data.loader import _mark_flags_parsed
-    _mark_flags_parsed()
   return grain.DataLoader(data_source=order, sampler=sampler,
                           operations=[grain.Batch(order.local, drop_remainder=True)],
                           worker_count=int(config.data.worker_count),
