@@ -24,7 +24,8 @@ from asva_jax.models.imagebind_audio import ImageBindAudioConfig, build_audio_en
 def define_flags(fv: flags.FlagValues = flags.FLAGS) -> None:
   flags.DEFINE_integer("batch", 8, "clips per encoder / JAX-frontend call", flag_values=fv)
   flags.DEFINE_integer("repeats", 3, "timed calls per measurement (after one warm-up call)", flag_values=fv)
-  flags.DEFINE_list("sizes", ["tiny", "huge"], "encoder sizes: tiny (64 wide, 2 blocks) and/or huge", flag_values=fv)
+  flags.DEFINE_list("sizes", ["tiny", "huge"], "encoder sizes: tiny (64 wide, 2 blocks) and/or huge",
+                    flag_values=fv)
   flags.DEFINE_enum("dtype", "float32", ["float32", "bfloat16"], "encoder compute dtype", flag_values=fv)
 
 

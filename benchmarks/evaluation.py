@@ -40,7 +40,8 @@ def define_flags(fv: flags.FlagValues = flags.FLAGS) -> None:
   flags.DEFINE_integer("clips", 3, "protocol: clips per video", flag_values=fv)
   flags.DEFINE_integer("classes", 15, "protocol: IT prompts (AVSync15: 15 classes)", flag_values=fv)
   flags.DEFINE_integer("vision_blocks", 4, "blocks of the ImageBind vision tower actually built (its 32 "
-                       "full-width blocks would need ~9 GB here); the time is scaled to 32 blocks", flag_values=fv)
+                       "full-width blocks would need ~9 GB here); the time is scaled to 32 blocks",
+                       flag_values=fv)
 
 
 FRAMES = 12

@@ -20,7 +20,6 @@ from asva_jax.schedulers import make_plan
 from asva_jax.schedulers.scheduler import default_alphas_cumprod, tables_at
 
 
-
 def final_error(name: str, n: int, mu: np.ndarray, s: np.ndarray, x_start: np.ndarray) -> float:
   ac = default_alphas_cumprod().astype(np.float64)
 

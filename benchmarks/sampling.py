@@ -41,7 +41,8 @@ def define_flags(fv: flags.FlagValues = flags.FLAGS) -> None:
   flags.DEFINE_float("seconds", 20.0, "audio length for --long_audio", flag_values=fv)
   flags.DEFINE_integer("seed", 0, "seed of weights and inputs", flag_values=fv)
   flags.DEFINE_string("ckpt", None, "--long_audio: a checkpoint folder or training workdir instead of random "
-                      "weights; inputs are then a synthetic video's first frame and its class's audio events", flag_values=fv)
+                      "weights; inputs are then a synthetic video's first frame and its class's audio events",
+                      flag_values=fv)
 
 
 DOWN, RES_DOWN = "FFSpatioAudioTempCrossAttnDownBlock3D", "FFSpatioTempResDownBlock3D"
@@ -57,7 +58,6 @@ CONFIGS = {
                              attention_head_dim=[2, 4, 4, 4])),
     "full": dict(size=256, text_dim=768, audio={}, vae={}, unet={}),
 }
-
 
 
 def build(name: str, dtype, seed: int = 0):

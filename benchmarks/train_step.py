@@ -35,14 +35,17 @@ REPO = Path(__file__).resolve().parent.parent
 def define_flags(fv: flags.FlagValues = flags.FLAGS) -> None:
   flags.DEFINE_enum("size", "tiny", ["tiny", "medium", "full"], "model size", flag_values=fv)
   flags.DEFINE_list("batch", ["2"], "global clips per step", flag_values=fv)
-  flags.DEFINE_list("remat", ["none"], "remat settings: none, full or a jax.checkpoint_policies name", flag_values=fv)
-  flags.DEFINE_string("compute", None, "compute dtype (default: float32 on CPU, bfloat16 elsewhere)", flag_values=fv)
+  flags.DEFINE_list("remat", ["none"], "remat settings: none, full or a jax.checkpoint_policies name",
+                    flag_values=fv)
+  flags.DEFINE_string("compute", None, "compute dtype (default: float32 on CPU, bfloat16 elsewhere)",
+                      flag_values=fv)
   flags.DEFINE_string("frozen", None, "frozen-weight dtype (default: as compute)", flag_values=fv)
   flags.DEFINE_integer("steps", 5, "timed steps per row", flag_values=fv)
   flags.DEFINE_integer("fsdp", 1, "fsdp axis size of the mesh", flag_values=fv)
-  flags.DEFINE_bool("flops_only", False, "lower and compile only: FLOPs and memory, no execution", flag_values=fv)
-  flags.DEFINE_bool("latents", False, "cached VAE moments as input (data.use_vae_latents) instead of frames", flag_values=fv)
-
+  flags.DEFINE_bool("flops_only", False, "lower and compile only: FLOPs and memory, no execution",
+                    flag_values=fv)
+  flags.DEFINE_bool("latents", False, "cached VAE moments as input (data.use_vae_latents) instead of frames",
+                    flag_values=fv)
 
 
 def size_config(size: str):

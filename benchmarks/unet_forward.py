@@ -36,19 +36,26 @@ from asva_jax.models.unet_config import CROSS_ATTN_DOWN, CROSS_ATTN_UP, DEFAULT_
 
 def define_flags(fv: flags.FlagValues = flags.FLAGS) -> None:
   flags.DEFINE_enum("size", None, ["small", "full"],
-                    "UNet size; default: small on CPU, full (AVSyncD/SD1.5, 1.17 B parameters) elsewhere", flag_values=fv)
+                    "UNet size; default: small on CPU, full (AVSyncD/SD1.5, 1.17 B parameters) elsewhere",
+                    flag_values=fv)
   flags.DEFINE_list("batch", ["1"], "batch sizes (videos per call)", flag_values=fv)
   flags.DEFINE_list("dtype", ["float32"], "compute dtypes: float32 and/or bfloat16", flag_values=fv)
-  flags.DEFINE_enum("param_dtype", "float32", ["float32", "bfloat16"], "parameter storage dtype", flag_values=fv)
-  flags.DEFINE_list("attention", ["auto"], "attention implementations: auto, xla, cudnn, reference", flag_values=fv)
+  flags.DEFINE_enum("param_dtype", "float32", ["float32", "bfloat16"], "parameter storage dtype",
+                    flag_values=fv)
+  flags.DEFINE_list("attention", ["auto"], "attention implementations: auto, xla, cudnn, reference",
+                    flag_values=fv)
   flags.DEFINE_integer("latent", 32, "latent height = width (32 = 256x256 video)", flag_values=fv)
   flags.DEFINE_integer("frames", 12, "frames per clip", flag_values=fv)
   flags.DEFINE_integer("runs", 5, "timed calls per row (after one warm-up call)", flag_values=fv)
-  flags.DEFINE_bool("backward", False, "time value_and_grad over the trainable parameters, not the forward", flag_values=fv)
-  flags.DEFINE_enum("remat", "both", ["both", "off", "on"], "rematerialisation in --backward rows", flag_values=fv)
-  flags.DEFINE_bool("flops_only", False, "abstract model, lower only: FLOPs without weights or execution", flag_values=fv)
+  flags.DEFINE_bool("backward", False, "time value_and_grad over the trainable parameters, not the forward",
+                    flag_values=fv)
+  flags.DEFINE_enum("remat", "both", ["both", "off", "on"], "rematerialisation in --backward rows",
+                    flag_values=fv)
+  flags.DEFINE_bool("flops_only", False, "abstract model, lower only: FLOPs without weights or execution",
+                    flag_values=fv)
   flags.DEFINE_alias("flops-only", "flops_only", flag_values=fv)
-  flags.DEFINE_bool("compile", False, "with --flops_only: compile too (compile time, memory estimate)", flag_values=fv)
+  flags.DEFINE_bool("compile", False, "with --flops_only: compile too (compile time, memory estimate)",
+                    flag_values=fv)
   flags.DEFINE_integer("seed", 0, "seed of weights and inputs", flag_values=fv)
 
 

@@ -65,14 +65,16 @@ def define_flags(fv: flags.FlagValues = flags.FLAGS) -> None:
                       flag_values=fv)
   flags.DEFINE_string("audio_encoder", None, "AVSyncD's audio_encoder/ folder.", flag_values=fv)
   flags.DEFINE_string("audio_config", None, "JSON file or string with the audio encoder's dimensions "
-                      "(embed_dim, num_blocks, num_heads, out_embed_dim) for non-default sizes.", flag_values=fv)
+                      "(embed_dim, num_blocks, num_heads, out_embed_dim) for non-default sizes.",
+                      flag_values=fv)
   flags.DEFINE_list("text_encodings", [], "Precomputed class_clip_text_encodings_*.pt files.", flag_values=fv)
   flags.DEFINE_string("null_text_encoding", None, "openai-clip-l_null_text_encoding.pt; by default the "
                       "null encoding is computed from the text encoder when it is converted.", flag_values=fv)
   flags.DEFINE_integer("seed", 0, "Seed for the new _temp/_audio parameters of an inflated SD1.5 UNet.",
                        flag_values=fv)
   flags.DEFINE_enum("recipe", None, ["avsync15", "landscapes", "thegreatesthits"],
-                    "Whose released recipe the run spec records (frame size); default avsync15.", flag_values=fv)
+                    "Whose released recipe the run spec records (frame size); default avsync15.",
+                    flag_values=fv)
   for name, alias in _ALIASES.items():
     flags.DEFINE_alias(alias, name, flag_values=fv)
 

@@ -26,7 +26,6 @@ WORKDIR = f"gs://{BUCKET}/run"
 DATA = f"gs://{BUCKET}/data"
 
 
-
 def run_cli(module: str, argv: list[str], capsys) -> tuple[int, str]:
   """`python -m MODULE ARGV` in this process: (exit status, stderr)."""
   import importlib

@@ -31,7 +31,8 @@ def define_flags(fv: flags.FlagValues = flags.FLAGS) -> None:
     flags.DEFINE_string(name, None, help_string, flag_values=fv)
   flags.DEFINE_string("ckpt", None, "Converted checkpoint folder or training workdir.", required=True,
                       flag_values=fv)
-  flags.DEFINE_integer("step", None, "Training step to load from a workdir (default: the latest).", flag_values=fv)
+  flags.DEFINE_integer("step", None, "Training step to load from a workdir (default: the latest).",
+                       flag_values=fv)
   string("image", "First frame: any image file.")
   string("audio", "Audio file (anything FFmpeg decodes).")
   string("video", "Video whose frame at the clip start is the image and whose audio is used.")
@@ -47,7 +48,8 @@ def define_flags(fv: flags.FlagValues = flags.FLAGS) -> None:
   flags.DEFINE_integer("steps", 50, "Sampler steps (PNDM: 50 steps = 51 UNet calls).", flag_values=fv)
   flags.DEFINE_enum("scheduler", "pndm", list(SCHEDULERS), "Sampler (docs/sampling.md).", flag_values=fv)
   flags.DEFINE_float("eta", 0.0, "DDIM eta.", flag_values=fv)
-  flags.DEFINE_integer("seed", 0, "Seed of the initial noise and of the image's posterior sample.", flag_values=fv)
+  flags.DEFINE_integer("seed", 0, "Seed of the initial noise and of the image's posterior sample.",
+                       flag_values=fv)
   flags.DEFINE_enum("dtype", "float32", ["float32", "bfloat16"], "Compute dtype of the UNet and the VAE.",
                     flag_values=fv)
   flags.DEFINE_bool("gif", False, "Also write a GIF next to each mp4.", flag_values=fv)
