@@ -220,3 +220,20 @@ def test_report_scores_each_sample_against_the_right_events(tmp_path, monkeypatc
       track, start = load_audio_track(tmp_path / r["videos"][kind], 16000)
       onset = start + np.argmax(np.abs(track) > 0.1) / 16000
       assert onset == pytest.approx(event / 6, abs=0.03), (r["clip"], kind)
+
+
+def test_train_with_the_demo_config_only_trains_and_names_the_demo_command(tmp_path, monkeypatch, capsys):
+  """`python -m asva_jax.train --config configs/demo.py` is the training run alone; the demo (training,
+  then the report) is `python -m asva_jax.demo`, whose --config defaults to configs/demo.py."""
+  from asva_jax.commands import demo as demo_command, train as train_command
+  from asva_jax.demo import job
+  from asva_jax.training import loop
+  calls = []
+  monkeypatch.setattr(loop, "train", lambda config, workdir: calls.append(("train", config.seed, workdir)))
+  monkeypatch.setattr(job, "run_demo", lambda config, workdir: calls.append(("demo", config.seed, workdir)))
+  for command, argv in ((train_command, ["--config", str(ROOT / "configs" / "demo.py")]), (demo_command, [])):
+    with pytest.raises(SystemExit) as e:
+      command.run(["prog", *argv, f"--workdir={tmp_path}", "--config.seed=5"])
+    assert not e.value.code, capsys.readouterr().err
+  assert calls == [("train", 5, str(tmp_path)), ("demo", 5, str(tmp_path))]
+  assert f"python -m asva_jax.demo --workdir {tmp_path}" in capsys.readouterr().out
