@@ -75,12 +75,11 @@ def define_flags(fv: flags.FlagValues = flags.FLAGS) -> None:
   flags.DEFINE_enum("recipe", None, ["avsync15", "landscapes", "thegreatesthits"],
                     "Whose released recipe the run spec records (frame size); default avsync15.",
                     flag_values=fv)
-  for name, alias in _ALIASES.items():
-    flags.DEFINE_alias(alias, name, flag_values=fv)
+  runner.define_aliases(_ALIASES, fv)
 
 
 def options(fv: flags.FlagValues = flags.FLAGS) -> FromPytorchOptions:
-  values = {f.name: fv[f.name].value for f in dataclasses.fields(FromPytorchOptions)}
+  values = runner.option_values(FromPytorchOptions, fv)
   return FromPytorchOptions(**dict(values, text_encodings=tuple(values["text_encodings"] or ())))
 
 

@@ -122,6 +122,18 @@ def _load_error(value) -> Exception | None:
   return object.__getattribute__(value, "_error")
 
 
+def define_aliases(aliases: dict[str, str], fv: flags.FlagValues) -> None:
+  """`--old-spelling` for `--flag` ({flag: old spelling}): documented command lines keep working."""
+  for name, alias in aliases.items():
+    flags.DEFINE_alias(alias, name, flag_values=fv)
+
+
+def option_values(options_type, fv: flags.FlagValues) -> dict:
+  """{field: the value of the flag of that name} for an options dataclass named after the flags."""
+  import dataclasses
+  return {f.name: fv[f.name].value for f in dataclasses.fields(options_type)}
+
+
 _HELP = ("-h", "-help", "--help", "-?", "--helpshort", "--helpfull")
 
 

@@ -14,8 +14,6 @@ spellings of before (`--audio-guidance`, `--num-clips`, ...) still work.
 
 from __future__ import annotations
 
-import dataclasses
-
 from absl import app, flags, logging
 
 from asva_jax.commands import runner
@@ -60,12 +58,11 @@ def define_flags(fv: flags.FlagValues = flags.FLAGS) -> None:
   flags.DEFINE_enum("long_audio", "anchored", list(LONG_AUDIO_MODES),
                     "How windows of a long audio chain: every window from the image, or each from the last frame.",
                     flag_values=fv)
-  for name, alias in _ALIASES.items():
-    flags.DEFINE_alias(alias, name, flag_values=fv)
+  runner.define_aliases(_ALIASES, fv)
 
 
 def options(fv: flags.FlagValues = flags.FLAGS) -> SampleOptions:
-  values = {f.name: fv[f.name].value for f in dataclasses.fields(SampleOptions)}
+  values = runner.option_values(SampleOptions, fv)
   return SampleOptions(**dict(values, size=tuple(values["size"]) if values["size"] else None))
 
 
