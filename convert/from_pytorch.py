@@ -264,9 +264,9 @@ def write_spec(out: Path, recipe: str | None) -> None:
   run_spec.write_checkpoint_spec(out, spec)
 
 
-def run() -> None:
+def run(argv: list[str] | None = None) -> None:
   """Console-script entry point (see [project.scripts] in pyproject.toml)."""
-  runner.run(main, define_flags=define_flags)
+  runner.run(main, argv, define_flags=define_flags)
 
 
 if __name__ == "__main__":

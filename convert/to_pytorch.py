@@ -164,9 +164,9 @@ def export(o: ToPytorchOptions) -> None:
   print(f"wrote {', '.join(names + ['scheduler'] * scheduler)} to {out}")
 
 
-def run() -> None:
+def run(argv: list[str] | None = None) -> None:
   """Console-script entry point (see [project.scripts] in pyproject.toml)."""
-  runner.run(main, define_flags=define_flags)
+  runner.run(main, argv, define_flags=define_flags)
 
 
 if __name__ == "__main__":

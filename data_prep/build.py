@@ -459,9 +459,9 @@ def main(argv, fv: flags.FlagValues = flags.FLAGS) -> None:
   print(line)
 
 
-def run() -> None:
+def run(argv: list[str] | None = None) -> None:
   """Console-script entry point (see [project.scripts] in pyproject.toml)."""
-  runner.run(main, define_flags=define_flags)
+  runner.run(main, argv, define_flags=define_flags)
 
 
 if __name__ == "__main__":
