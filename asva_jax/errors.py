@@ -9,3 +9,7 @@ what to do. Commands turn it into one line on stderr and a non-zero exit
 
 class AsvaError(Exception):
   """Bad input the user can fix; the message is the whole story."""
+
+
+class ConfigError(AsvaError, ValueError):
+  """A training config field has a value the trainer cannot use."""

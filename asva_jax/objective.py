@@ -7,6 +7,7 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
+from asva_jax.constants import SD15_SCALING_FACTOR
 from asva_jax.models.vae import sample_latent
 from asva_jax.schedulers.noise_schedule import add_noise, training_target
 
@@ -34,7 +35,7 @@ def draw_keys(key: jax.Array) -> DrawKeys:
 
 def diffusion_loss(unet, vae, audio_encoder, video: jax.Array | None, mel: jax.Array, text: jax.Array,
                    audio_mask: jax.Array, alphas_cumprod: jax.Array, key: jax.Array, *,
-                   scaling_factor: float = 0.18215, audio_drop_prob: float = 0.2,
+                   scaling_factor: float = SD15_SCALING_FACTOR, audio_drop_prob: float = 0.2,
                    vae_moments: tuple[jax.Array, jax.Array] | None = None,
                    prediction_type: str = "epsilon") -> jax.Array:
   """ε-prediction MSE over frames 1..F-1, with frame 0 of x_t replaced by the clean latent

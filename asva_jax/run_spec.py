@@ -18,8 +18,10 @@ import os
 
 import numpy as np
 
+from asva_jax.constants import CLIP_SECONDS, DEFAULT_FRAME_SIZE, FPS, NUM_FRAMES, SD15_SCALING_FACTOR
+from asva_jax.constants import SAMPLE_RATE as AUDIO_SAMPLE_RATE
 from asva_jax.errors import AsvaError
-from asva_jax.storage import as_path  # local or gs://
+from asva_jax.storage import as_path, write_json_atomic  # local or gs://
 from asva_jax.schedulers.noise_schedule import PREDICTION_TYPES
 
 VERSION = 1
@@ -27,13 +29,8 @@ SPEC_FILE = "run_spec.json"  # in a converted checkpoint folder
 BETA_SCHEDULES = ("scaled_linear",)
 AUTOENCODERS = ("vae", "space_to_depth")
 
-# The released recipe (docs/reference.md §6): 12 frames at 6 fps, 2-s audio at 16 kHz.
-NUM_FRAMES = 12
-FPS = 6
-AUDIO_SECONDS = 2.0
-AUDIO_SAMPLE_RATE = 16000
 # Frame size per dataset of the recipe (docs/reference.md §6.5), for converted checkpoints.
-RECIPE_FRAME_SIZES = {"avsync15": (256, 256), "landscapes": (256, 256), "thegreatesthits": (128, 256)}
+RECIPE_FRAME_SIZES = {"avsync15": DEFAULT_FRAME_SIZE, "landscapes": DEFAULT_FRAME_SIZE, "thegreatesthits": (128, 256)}
 
 
 class RunSpecError(AsvaError, ValueError):
@@ -145,11 +142,11 @@ def from_config(config, *, frame_size, autoencoder_factor: int, class_prompts=()
       beta_schedule="scaled_linear", prediction_type=str(d.prediction_type),
       scaling_factor=float(d.scaling_factor), autoencoder=str(config.model.autoencoder),
       autoencoder_factor=int(autoencoder_factor), num_frames=NUM_FRAMES, fps=FPS,
-      frame_size=(int(frame_size[0]), int(frame_size[1])), audio_seconds=AUDIO_SECONDS,
+      frame_size=(int(frame_size[0]), int(frame_size[1])), audio_seconds=CLIP_SECONDS,
       audio_sample_rate=AUDIO_SAMPLE_RATE, class_prompts=tuple(sorted(p for p in class_prompts if p)))
 
 
-def recipe(dataset: str = "avsync15", *, scaling_factor: float = 0.18215, autoencoder_factor: int = 8,
+def recipe(dataset: str = "avsync15", *, scaling_factor: float = SD15_SCALING_FACTOR, autoencoder_factor: int = 8,
            class_prompts=()) -> RunSpec:
   """The released recipe's spec for `dataset` (base_config's schedule, ε, the VAE)."""
   from asva_jax.training.defaults import base_config
@@ -172,16 +169,15 @@ def stored_prompts(folder: str | os.PathLike) -> tuple[str, ...]:
 def checkpoint_recipe(path: str | os.PathLike, dataset: str = "avsync15") -> RunSpec:
   """The recipe's spec for converted checkpoint folder `path`: its VAE's scaling factor and
   downsampling, its stored class prompts."""
-  from asva_jax import checkpoint
+  from asva_jax import component_folders
   path = as_path(path)
-  vae = checkpoint.load_config(path / "vae") if (path / "vae" / "config.json").is_file() else {}
-  return recipe(dataset, scaling_factor=float(vae.get("scaling_factor", 0.18215)),
+  vae = component_folders.load_config(path / "vae") if (path / "vae" / "config.json").is_file() else {}
+  return recipe(dataset, scaling_factor=float(vae.get("scaling_factor", SD15_SCALING_FACTOR)),
                 autoencoder_factor=2 ** (len(vae.get("block_out_channels", (1, 2, 3, 4))) - 1),
                 class_prompts=stored_prompts(path / "text_encodings"))
 
 
 def write_checkpoint_spec(path: str | os.PathLike, spec: RunSpec) -> None:
-  from asva_jax.checkpoint import write_json_atomic
   write_json_atomic(as_path(path) / SPEC_FILE, spec.to_json())
 
 

@@ -14,10 +14,12 @@ must respect:
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
 import tempfile
 from collections.abc import Callable, Iterator
+from typing import Any
 from pathlib import Path
 
 import fsspec.config
@@ -77,6 +79,16 @@ def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> None:
     f.write(data)
   os.chmod(tmp, umasked(0o666))
   os.replace(tmp, local)
+
+
+def write_json_atomic(path: str | os.PathLike, obj: Any) -> None:
+  """Indented, sorted keys, newline-terminated; atomic as `write_bytes_atomic`."""
+  write_bytes_atomic(path, (json.dumps(obj, indent=2, sort_keys=True) + "\n").encode())
+
+
+def write_text_atomic(path: str | os.PathLike, lines: list[str]) -> None:
+  """One line per item, each newline-terminated; atomic as `write_bytes_atomic`."""
+  write_bytes_atomic(path, "".join(line + "\n" for line in lines).encode())
 
 
 def umasked(mode: int) -> int:

@@ -16,31 +16,31 @@ import os
 
 import numpy as np
 
-from asva_jax import checkpoint
+from asva_jax import component_folders
+from asva_jax.constants import NULL_PROMPT
 
 COMPONENT = "text_encodings"
 ENCODINGS_FILE = "encodings.safetensors"
-NULL_PROMPT = ""
 
 
 def load_text_encodings(path: str | os.PathLike) -> dict[str, np.ndarray]:
   """prompt -> float32 (77, D), from a checkpoint root or its `text_encodings/` folder."""
   from safetensors.numpy import load
-  cdir = checkpoint.component_dir(path, COMPONENT)
-  config = checkpoint.load_config(cdir)
+  cdir = component_folders.component_dir(path, COMPONENT)
+  config = component_folders.load_config(cdir)
   prompts = config.get("prompts")
   if not isinstance(prompts, list) or not all(isinstance(p, str) for p in prompts):
-    raise checkpoint.CheckpointError(f"{cdir / 'config.json'}: no list of prompt strings under 'prompts'")
+    raise component_folders.CheckpointError(f"{cdir / 'config.json'}: no list of prompt strings under 'prompts'")
   weights = cdir / ENCODINGS_FILE
   if not weights.is_file():
-    raise checkpoint.CheckpointError(f"{weights}: missing")
+    raise component_folders.CheckpointError(f"{weights}: missing")
   try:
     tensors = load(weights.read_bytes())  # local or gs://
   except Exception as e:  # safetensors raises its own error types
-    raise checkpoint.CheckpointError(f"{weights}: unreadable safetensors file ({e})") from e
+    raise component_folders.CheckpointError(f"{weights}: unreadable safetensors file ({e})") from e
   missing = [str(i) for i in range(len(prompts)) if str(i) not in tensors]
   if missing:
-    raise checkpoint.CheckpointError(f"{weights}: no tensors for prompt indices {', '.join(missing[:5])}")
+    raise component_folders.CheckpointError(f"{weights}: no tensors for prompt indices {', '.join(missing[:5])}")
   return {p: tensors[str(i)] for i, p in enumerate(prompts)}
 
 
@@ -48,5 +48,5 @@ def null_text_encoding(path: str | os.PathLike) -> np.ndarray:
   """The encoding of the empty prompt, (77, D): classifier-free guidance's "no text"."""
   encodings = load_text_encodings(path)
   if NULL_PROMPT not in encodings:
-    raise checkpoint.CheckpointError(f"{path}: the text encodings hold no null (empty-prompt) encoding")
+    raise component_folders.CheckpointError(f"{path}: the text encodings hold no null (empty-prompt) encoding")
   return encodings[NULL_PROMPT]

@@ -31,8 +31,8 @@ from etils import epath
 from flax import nnx
 
 from asva_jax import run_spec
-from asva_jax.checkpoint import CheckpointError, save_module, write_json_atomic
-from asva_jax.storage import as_path, is_remote, write_bytes_atomic
+from asva_jax.component_folders import CheckpointError, save_module
+from asva_jax.storage import as_path, is_remote, write_bytes_atomic, write_json_atomic
 
 RUN_FILE = "run.json"
 FORMAT = "asva-jax training workdir"

@@ -12,7 +12,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from asva_jax.checkpoint import write_json_atomic
+from asva_jax.storage import write_json_atomic
 from asva_jax.models.clip_text import CLIPTextConfig, CLIPTextModel
 from asva_jax.models.clip_tokenizer import TOKENIZER_FILES
 from asva_jax.text_encodings import ENCODINGS_FILE, NULL_PROMPT

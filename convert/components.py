@@ -8,7 +8,7 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
-from asva_jax.checkpoint import umasked
+from asva_jax.storage import umasked
 
 
 def write_component(root: str | os.PathLike, name: str, write: Callable[[Path], None]) -> Path:

@@ -165,7 +165,7 @@ def check_inputs(o: FromPytorchOptions) -> None:
 
 def convert_one(name: str, kind: str, source, out: Path, o: FromPytorchOptions) -> bool:
   """Converts one component into `out/name`; False when there was nothing to write."""
-  from asva_jax.checkpoint import save_module
+  from asva_jax.component_folders import save_module
   from convert.components import write_component
 
   def save(result):

@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 from flax import nnx
 
-from asva_jax.checkpoint import write_json_atomic
+from asva_jax.storage import write_json_atomic
 from asva_jax.models.imagebind_audio import (CLASS_NAME, ImageBindAudioConfig, ImageBindAudioEncoder,
                                              build_audio_encoder)
 from convert.state_dict import (DIFFUSERS_WEIGHTS, ConversionError, TorchStateDict, export_state_dict,

@@ -23,7 +23,8 @@ import numpy as np
 from flax import nnx
 
 from asva_jax.errors import AsvaError
-from asva_jax.checkpoint import describe_mismatch, umasked
+from asva_jax.component_folders import describe_mismatch
+from asva_jax.storage import umasked
 
 DIFFUSERS_WEIGHTS = ("diffusion_pytorch_model.safetensors", "diffusion_pytorch_model.bin")
 TRANSFORMERS_WEIGHTS = ("model.safetensors", "pytorch_model.bin")

@@ -64,20 +64,20 @@ def _exporters() -> dict:
 
 
 def export_one(name: str, ckpt: Path, out: Path) -> None:
-  from asva_jax import checkpoint
+  from asva_jax import component_folders
   from convert.components import write_component
   folder = ckpt / name
   if name == "tokenizer":
     write_component(out, name, lambda tmp: shutil.copytree(folder, tmp, dirs_exist_ok=True))
     return
   load, export = _exporters()[name]
-  module, config = load(folder), checkpoint.load_config(folder)
+  module, config = load(folder), component_folders.load_config(folder)
   write_component(out, name, lambda tmp: export(module, config, tmp))
 
 
 def export_workdir(workdir: Path, out: Path, names: list[str], step: int | None) -> list[str]:
   """A training run's trained UNet (and audio encoder) plus its base's other components."""
-  from asva_jax import checkpoint, workdir as workdirs
+  from asva_jax import component_folders, workdir as workdirs
   from convert.components import write_component
   trained = workdirs.load_models(workdir, step)
   base = workdirs.base_folder(workdir)
@@ -92,7 +92,7 @@ def export_workdir(workdir: Path, out: Path, names: list[str], step: int | None)
     if module is None:
       export_one(name, base, out)
       continue
-    config = checkpoint.load_config(base / name)
+    config = component_folders.load_config(base / name)
     write_component(out, name, lambda tmp, m=module, c=config, e=exporters[name][1]: e(m, c, tmp))
   return names
 
@@ -100,7 +100,7 @@ def export_workdir(workdir: Path, out: Path, names: list[str], step: int | None)
 def write_scheduler(ckpt: Path, spec, out: Path) -> None:
   """FOLDER/scheduler/scheduler_config.json from CKPT's run spec `spec`."""
   from asva_jax import run_spec
-  from asva_jax.checkpoint import write_json_atomic
+  from asva_jax.storage import write_json_atomic
   config = spec.scheduler_config()
   (out / "scheduler").mkdir(parents=True, exist_ok=True)
   write_json_atomic(out / "scheduler" / "scheduler_config.json", config)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from flax import nnx
 
-from asva_jax.checkpoint import write_json_atomic
+from asva_jax.storage import write_json_atomic
 from asva_jax.models.unet_3d import AudioUNet3D, build_unet, trainable
 from asva_jax.models.unet_config import DEFAULT_CONFIG, UNet3DConfig
 from convert import state_dict as sd

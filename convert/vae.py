@@ -9,7 +9,7 @@ from pathlib import Path
 import jax.numpy as jnp
 from flax import nnx
 
-from asva_jax.checkpoint import write_json_atomic
+from asva_jax.storage import write_json_atomic
 from asva_jax.models.vae import AutoencoderKL, VAEConfig
 from convert.state_dict import (DIFFUSERS_WEIGHTS, ConversionError, TorchStateDict, export_state_dict,
                                 find_weights_file, load_into, read_json_config, save_safetensors)

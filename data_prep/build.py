@@ -80,7 +80,7 @@ from absl import app, flags, logging
 from tqdm import tqdm
 
 from asva_jax.commands import runner
-from asva_jax.checkpoint import write_json_atomic
+from asva_jax.storage import write_json_atomic
 from asva_jax.data import features as features_lib
 from asva_jax.data.errors import DataError
 from asva_jax.storage import check_bucket, is_remote, staged

@@ -24,7 +24,7 @@ from absl import app, flags
 from tqdm import tqdm
 
 from asva_jax.commands import runner
-from asva_jax.checkpoint import write_json_atomic
+from asva_jax.storage import write_json_atomic, write_text_atomic
 from data_prep.mp4 import video_codec, write_mp4
 
 BEHAVIOURS = ("jumping", "flashing", "squashing")
@@ -190,17 +190,11 @@ def write_dataset(out: str | Path, num_classes: int, videos_per_class: int, seed
                             "behaviour": spec.behaviour, "sound": spec.sound,
                             "events": list(clip.events), "duration": clip.duration,
                             "num_frames": len(clip.frames)}
-  _write_text(out / "train.txt", train)
-  _write_text(out / "test.txt", test)
+  write_text_atomic(out / "train.txt", train)
+  write_text_atomic(out / "test.txt", test)
   write_json_atomic(out / "class_mapping.json", mapping)
   write_json_atomic(out / "events.json", truth)
   return truth
-
-
-def _write_text(path: Path, lines: list[str]) -> None:
-  tmp = path.with_name(path.name + ".tmp")
-  tmp.write_text("".join(line + "\n" for line in lines))
-  tmp.replace(path)
 
 
 def define_flags(fv: flags.FlagValues = flags.FLAGS) -> None:

@@ -83,14 +83,14 @@ def tiny_vae_checkpoint(folder: Path, config: dict = TINY_VAE, seed: int = 0):
   """A random diffusers `AutoencoderKL` saved under folder/torch and converted to folder/ckpt/vae;
   returns (the torch model, folder/torch, folder/ckpt)."""
   from diffusers import AutoencoderKL
-  from asva_jax import checkpoint
+  from asva_jax import component_folders
   from convert.vae import import_vae
   torch.manual_seed(0)
   model = AutoencoderKL(**config).eval()
   randomize(model, seed)
   model.save_pretrained(folder / "torch")
   module, diffusers_config = import_vae(folder / "torch")
-  checkpoint.save_module(folder / "ckpt" / "vae", module, diffusers_config)
+  component_folders.save_module(folder / "ckpt" / "vae", module, diffusers_config)
   return model, folder / "torch", folder / "ckpt"
 
 

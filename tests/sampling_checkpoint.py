@@ -30,7 +30,7 @@ def write_checkpoint(root: Path, seed: int = 0) -> Path:
   at SIZE), as the converters write them."""
   from flax import nnx
 
-  from asva_jax.checkpoint import save_module
+  from asva_jax.component_folders import save_module
   from asva_jax.models.random_weights import randomized
   from asva_jax.models.imagebind_audio import ImageBindAudioConfig, build_audio_encoder
   from asva_jax.models.unet_3d import build_unet

@@ -11,7 +11,7 @@ from transformers import CLIPTextConfig as TorchCLIPTextConfig
 from transformers import CLIPTextModel as TorchCLIPTextModel
 from transformers import CLIPTokenizer
 
-from asva_jax import checkpoint
+from asva_jax import component_folders
 from asva_jax.models.clip_text import CLIPTextConfig, CLIPTextModel, load_text_encoder
 from asva_jax.models.clip_tokenizer import encode_prompts, load_tokenizer, tokenize
 from asva_jax.text_encodings import load_text_encodings, null_text_encoding
@@ -114,7 +114,7 @@ def test_round_trip_bit_exact(jax_encoder, setup, tmp_path):
 
 def test_checkpoint_save_and_load(jax_encoder, setup, tmp_path):
   encoder, config = jax_encoder
-  checkpoint.save_module(tmp_path / "ckpt" / "text_encoder", encoder, config)
+  component_folders.save_module(tmp_path / "ckpt" / "text_encoder", encoder, config)
   ids = jnp.asarray(setup["ids"])
   expected = encoder(ids)
   for path in (tmp_path / "ckpt", tmp_path / "ckpt" / "text_encoder"):
@@ -182,5 +182,5 @@ def test_precomputed_text_encodings_bad_input(tmp_path):
   with pytest.raises(ConversionError, match="garbage.pt: not a tensors-only"):
     import_text_encodings([str(tmp_path / "garbage.pt")])
   save_text_encodings({"dog": np.zeros((77, 4), np.float32)}, tmp_path / "no_null")
-  with pytest.raises(checkpoint.CheckpointError, match="no null"):
+  with pytest.raises(component_folders.CheckpointError, match="no null"):
     null_text_encoding(tmp_path / "no_null")

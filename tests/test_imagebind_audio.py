@@ -9,7 +9,7 @@ import pytest
 import torch
 from safetensors.numpy import load_file
 
-from asva_jax import checkpoint, load_audio_encoder
+from asva_jax import component_folders, load_audio_encoder
 from asva_jax.models.imagebind_audio import ImageBindAudioConfig, build_audio_encoder
 from convert.imagebind import export_audio_encoder, import_audio_encoder, import_imagebind
 from convert.state_dict import ConversionError, variables
@@ -176,7 +176,7 @@ def test_not_an_audio_encoder(tmp_path):
 
 def test_save_and_load_checkpoint(from_folder, io, tmp_path):
   model, config = from_folder
-  checkpoint.save_module(tmp_path / "ckpt" / "audio_encoder", model, config)
+  component_folders.save_module(tmp_path / "ckpt" / "audio_encoder", model, config)
   for path in (tmp_path / "ckpt", tmp_path / "ckpt" / "audio_encoder"):
     loaded = load_audio_encoder(path)
     assert loaded.config == model.config

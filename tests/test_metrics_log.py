@@ -64,7 +64,7 @@ def test_gcs_text_encodings_and_json_round_trip(tmp_path):
   """(The training run writes its encodings to the bucket itself: tests/test_train_gcs.py.)"""
   import numpy as np
   from safetensors.numpy import save_file
-  from asva_jax.checkpoint import write_json_atomic
+  from asva_jax.storage import write_json_atomic
   from asva_jax.storage import upload_tree
   from asva_jax.text_encodings import load_text_encodings
   from etils import epath

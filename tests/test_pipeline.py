@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from asva_jax.pipeline import Clip, InputError, UnknownCategoryError, inputs, load_models, long_audio, sample
-from asva_jax.checkpoint import CheckpointError
+from asva_jax.component_folders import CheckpointError
 from tests.sampling_checkpoint import PROMPTS, SIZE, media, tiny_checkpoint
 
 OPTIONS = dict(num_inference_steps=2, audio_guidance=4.0)

@@ -199,7 +199,7 @@ def test_tpu_compile_lowers_the_latents_path_without_the_vae_encoder(reported):
 
 
 def test_latents_need_a_vae():
-  from asva_jax.training.models import ConfigError
+  from asva_jax.errors import ConfigError
   from asva_jax.training.program import abstract_models, batch_shapes
   config = tiny_config("")  # space_to_depth
   with pytest.raises(ConfigError, match="autoencoder=vae"):

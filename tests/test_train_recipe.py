@@ -105,7 +105,7 @@ def test_one_step_from_a_converted_checkpoint(vae_run, ckpt):
 def other_vae(ckpt, folder):
   """A copy of `ckpt` whose vae/ has the same shapes and other random weights."""
   from flax import nnx
-  from asva_jax.checkpoint import save_module
+  from asva_jax.component_folders import save_module
   from asva_jax.models.random_weights import randomized
   from asva_jax.models.vae import AutoencoderKL, VAEConfig
   from tests.sampling_checkpoint import VAE

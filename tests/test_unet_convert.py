@@ -13,7 +13,7 @@ import torch
 from flax import nnx
 from safetensors.numpy import load_file, save_file
 
-from asva_jax import checkpoint, load_unet
+from asva_jax import component_folders, load_unet
 from asva_jax.models.unet_3d import build_unet, trainable
 from asva_jax.models.unet_config import DEFAULT_CONFIG
 from convert import state_dict as sd
@@ -39,7 +39,7 @@ def test_round_trip_is_bit_exact(tmp_path):
 
 def test_checkpoint_folder_round_trip(tmp_path):
   unet, config = import_unet(UNET)
-  checkpoint.save_module(tmp_path / "unet", unet, config)
+  component_folders.save_module(tmp_path / "unet", unet, config)
   for path in (tmp_path, tmp_path / "unet"):
     restored = load_unet(path)
     for (p, a), (q, b) in zip(nnx.to_flat_state(nnx.state(unet)), nnx.to_flat_state(nnx.state(restored))):
@@ -178,9 +178,9 @@ def test_bin_file_is_loaded_without_unpickling_objects(tmp_path):
 
 def test_checkpoint_that_does_not_fit_the_config(tmp_path):
   unet, config = import_unet(UNET)
-  checkpoint.save_module(tmp_path / "unet", unet, config)
+  component_folders.save_module(tmp_path / "unet", unet, config)
   (tmp_path / "unet" / "config.json").write_text(json.dumps({**config, "cross_attention_dim": 32}))
-  with pytest.raises(checkpoint.CheckpointError, match="wrong shape"):
+  with pytest.raises(component_folders.CheckpointError, match="wrong shape"):
     load_unet(tmp_path)
 
 

@@ -11,7 +11,7 @@ from diffusers import AutoencoderKL as TorchAutoencoderKL
 from flax import nnx
 from safetensors.numpy import load_file, save_file
 
-from asva_jax import checkpoint
+from asva_jax import component_folders
 from asva_jax.models.vae import AutoencoderKL, VAEConfig, load_vae, sample_latent
 from convert.state_dict import ConversionError, torch_key_map, torch_shape, variables
 from convert.vae import export_vae, import_vae
@@ -115,7 +115,7 @@ def test_round_trip_bit_exact(jax_vae, torch_vae, tmp_path):
 
 def test_checkpoint_save_and_load(jax_vae, torch_vae, tmp_path):
   vae, config = jax_vae
-  checkpoint.save_module(tmp_path / "ckpt" / "vae", vae, config)
+  component_folders.save_module(tmp_path / "ckpt" / "vae", vae, config)
   latents = jnp.asarray(nhwc(torch_vae["latents"]))
   expected = vae.decode(latents)
   for path in (tmp_path / "ckpt", tmp_path / "ckpt" / "vae"):

@@ -19,8 +19,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-SAMPLE_RATE = 16000
-CLIP_DURATION = 2.0
+from asva_jax.constants import CLIP_SECONDS as CLIP_DURATION
+from asva_jax.constants import SAMPLE_RATE
+
 NUM_MEL_BINS = 128
 TARGET_LEN = 204
 MEL_MEAN = -4.268

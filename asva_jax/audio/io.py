@@ -17,6 +17,7 @@ import numpy as np
 
 from asva_jax.errors import AsvaError
 from asva_jax.audio.resample import resample
+from asva_jax.constants import SAMPLE_RATE
 
 # Decoded beyond a requested window on both sides so that resampling sees real
 # neighbours (the filter spans far fewer samples) and seeking lands early enough.
@@ -146,14 +147,14 @@ def _decode(path: Path, start: float | None, stop: float | None) -> tuple[np.nda
   return samples, int(rate), first_time
 
 
-def load_audio_track(path: str | os.PathLike, sample_rate: int = 16000) -> tuple[np.ndarray, float]:
+def load_audio_track(path: str | os.PathLike, sample_rate: int = SAMPLE_RATE) -> tuple[np.ndarray, float]:
   """The whole track at `sample_rate` (mono float32) and the presentation time in seconds of its
   first sample (`audio_start_time`), from one decode of the file."""
   samples, rate, first_time = _decode(Path(path), None, None)
   return resample(samples, rate, sample_rate), first_time
 
 
-def load_audio(path: str | os.PathLike, sample_rate: int = 16000, start: float | None = None,
+def load_audio(path: str | os.PathLike, sample_rate: int = SAMPLE_RATE, start: float | None = None,
                duration: float | None = None) -> np.ndarray:
   """Mono float32 samples of `path` at `sample_rate`, optionally the window [start, start + duration) s.
 

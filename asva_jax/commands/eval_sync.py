@@ -35,7 +35,7 @@ def main(argv, fv: flags.FlagValues = flags.FLAGS):
   print(f"mean over {len(results)} video(s): corr at lag 0 {m['lag0']:+.3f}, best corr {m['best']:+.3f}, "
         f"|best lag| {m['abs_best_lag_seconds']:.2f} s")
   if fv.json:
-    from asva_jax.checkpoint import write_json_atomic
+    from asva_jax.storage import write_json_atomic
     write_json_atomic(fv.json, summary)
 
 

@@ -17,9 +17,7 @@ import math
 
 import numpy as np
 
-FPS = 6
-NUM_FRAMES = 12
-CLIP_SECONDS = NUM_FRAMES / FPS
+from asva_jax.constants import CLIP_SECONDS, FPS, NUM_FRAMES, SAMPLE_RATE
 
 
 def select_frames(frame_times: np.ndarray, start: float, fps: int = FPS,
@@ -62,7 +60,7 @@ def uniform_starts(duration: float, num_clips: int = 3, clip_seconds: float = CL
   return np.linspace(0.0, duration - clip_seconds, num_clips)
 
 
-def audio_window(audio: np.ndarray, start: float, sample_rate: int = 16000,
+def audio_window(audio: np.ndarray, start: float, sample_rate: int = SAMPLE_RATE,
                  clip_seconds: float = CLIP_SECONDS, *, audio_start: float) -> np.ndarray:
   """The clip's samples of a whole mono track whose first sample lies at time `audio_start`.
 

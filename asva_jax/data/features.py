@@ -27,9 +27,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from asva_jax.constants import SAMPLE_RATE as AUDIO_SAMPLE_RATE
 from asva_jax.data.errors import DataError
 
-AUDIO_SAMPLE_RATE = 16000
 VERSION = "1.0.0"
 FILENAME_TEMPLATE = "{DATASET}-{SPLIT}.{FILEFORMAT}-{SHARD_X_OF_Y}"
 VAE_KEYS = ("vae_mean", "vae_logvar", "vae_mean_flipped", "vae_logvar_flipped")

@@ -26,12 +26,11 @@ from pathlib import Path
 
 import numpy as np
 
-from asva_jax.checkpoint import write_json_atomic
+from asva_jax.constants import FPS, SAMPLE_RATE
 from asva_jax.eval import sync
+from asva_jax.storage import write_json_atomic
 
 REPORT = "sync_report.json"
-SAMPLE_RATE = 16000
-FPS = 6
 
 
 @dataclasses.dataclass

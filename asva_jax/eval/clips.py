@@ -18,11 +18,11 @@ import numpy as np
 
 from asva_jax.audio.fbank import waveform_to_mel
 from asva_jax.audio.io import AudioDecodeError, audio_duration, load_audio_track
+from asva_jax.constants import SAMPLE_RATE
 from asva_jax.data import clips as clip_rules
 from asva_jax.errors import AsvaError
 
 GENERATED_NAME = re.compile(r"^(?P<video>.+)_clip-(?P<clip>\d+)\.mp4$")
-SAMPLE_RATE = 16000
 
 
 class ClipError(AsvaError, ValueError):

@@ -21,7 +21,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from asva_jax.checkpoint import describe_mismatch
+from asva_jax.component_folders import describe_mismatch
 from asva_jax.eval.errors import EvalModelError
 
 TORCH_SUFFIXES = (".pth", ".bin", ".pt", ".ckpt")

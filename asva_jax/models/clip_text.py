@@ -16,7 +16,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from asva_jax import checkpoint
+from asva_jax import component_folders
 from asva_jax.models.normalization import LayerNorm
 
 
@@ -147,6 +147,6 @@ class CLIPTextModel(nnx.Module):
 
 def load_text_encoder(path, *, dtype=None, param_dtype=jnp.float32) -> CLIPTextModel:
   """Loads a converted text encoder from a checkpoint root (`path/text_encoder/`) or that folder."""
-  return checkpoint.load_component(path, "text_encoder", lambda config, source: CLIPTextModel(
+  return component_folders.load_component(path, "text_encoder", lambda config, source: CLIPTextModel(
       CLIPTextConfig.from_transformers(config, source=source), dtype=dtype, param_dtype=param_dtype,
       rngs=nnx.Rngs(0)))

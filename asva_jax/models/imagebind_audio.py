@@ -23,7 +23,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from asva_jax import checkpoint
+from asva_jax import component_folders
 from asva_jax.audio.segments import segment_masks
 from asva_jax.models.imagebind_layers import (AudioPreprocessor, LogitScaling, Normalize, SelectToken,
                                               SimpleTransformer)
@@ -162,6 +162,6 @@ def build_audio_encoder(config: ImageBindAudioConfig | Mapping | None = None, *,
 def load_audio_encoder(path: str | os.PathLike, *, dtype=None, param_dtype=jnp.float32,
                        attention: str = "auto") -> ImageBindAudioEncoder:
   """Loads a converted audio encoder from a checkpoint root (`path/audio_encoder/`) or that folder."""
-  return checkpoint.load_component(path, "audio_encoder", lambda config, source: ImageBindAudioEncoder(
+  return component_folders.load_component(path, "audio_encoder", lambda config, source: ImageBindAudioEncoder(
       ImageBindAudioConfig.from_dict(config, source=source), attention=attention, dtype=dtype,
       param_dtype=param_dtype, rngs=nnx.Rngs(0)))

@@ -13,7 +13,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from asva_jax import checkpoint
+from asva_jax import component_folders
 from asva_jax.models.embeddings import TimestepEmbedding, sinusoidal_embedding
 from asva_jax.models.ff_conv import FFInflatedConv
 from asva_jax.models.normalization import GroupNorm
@@ -142,5 +142,5 @@ def load_unet(path: str | os.PathLike, **options) -> AudioUNet3D:
 
   options: dtype, param_dtype, remat, attention (see AudioUNet3D).
   """
-  return checkpoint.load_component(path, "unet", lambda config, source: AudioUNet3D(
+  return component_folders.load_component(path, "unet", lambda config, source: AudioUNet3D(
       UNet3DConfig.from_dict(config, source=source), rngs=nnx.Rngs(0), **options))

@@ -15,7 +15,8 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from asva_jax import checkpoint
+from asva_jax import component_folders
+from asva_jax.constants import SD15_SCALING_FACTOR
 from asva_jax.models.normalization import GroupNorm
 from asva_jax.models.vae_blocks import DownEncoderBlock2D, UNetMidBlock2D, UpDecoderBlock2D, conv2d
 
@@ -35,7 +36,7 @@ class VAEConfig:
   use_quant_conv: bool = True
   use_post_quant_conv: bool = True
   mid_block_add_attention: bool = True
-  scaling_factor: float = 0.18215
+  scaling_factor: float = SD15_SCALING_FACTOR
 
   @classmethod
   def from_diffusers(cls, config: Mapping, source: str = "config") -> VAEConfig:
@@ -167,6 +168,6 @@ def sample_latent(key: jax.Array, mean: jax.Array, logvar: jax.Array) -> jax.Arr
 
 def load_vae(path, *, dtype=None, param_dtype=jnp.float32) -> AutoencoderKL:
   """Loads a converted VAE from a checkpoint root (`path/vae/`) or the `vae/` folder itself."""
-  return checkpoint.load_component(path, "vae", lambda config, source: AutoencoderKL(
+  return component_folders.load_component(path, "vae", lambda config, source: AutoencoderKL(
       VAEConfig.from_diffusers(config, source=source), dtype=dtype, param_dtype=param_dtype,
       rngs=nnx.Rngs(0)))

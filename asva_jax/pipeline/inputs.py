@@ -15,11 +15,9 @@ from pathlib import Path
 
 import numpy as np
 
+from asva_jax.constants import CLIP_SECONDS, FPS, SAMPLE_RATE
 from asva_jax.errors import AsvaError
 
-SAMPLE_RATE = 16000
-FPS = 6
-CLIP_SECONDS = 2.0
 # Decoded AAC/MP3 tracks run a few ms short or long of their nominal length.
 SHORT_AUDIO_SLACK_S = 0.05
 

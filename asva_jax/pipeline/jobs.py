@@ -15,6 +15,7 @@ from pathlib import Path
 import jax.numpy as jnp
 import numpy as np
 
+from asva_jax.constants import SAMPLE_RATE
 from asva_jax.errors import AsvaError
 
 SCHEDULERS = ("pndm", "plms", "pndm-eps", "plms-eps", "ddim", "ddpm", "dpm++2m")
@@ -139,7 +140,7 @@ def write(path: Path, frames: np.ndarray, audio: np.ndarray, fps: int, gif: bool
   write_video(path, frames, audio, fps=fps)
   if gif:
     write_gif(path.with_suffix(".gif"), frames, fps=fps)
-  print(f"wrote {path} ({len(frames)} frames, {len(audio) / 16000:.2f} s audio)")
+  print(f"wrote {path} ({len(frames)} frames, {len(audio) / SAMPLE_RATE:.2f} s audio)")
 
 
 def run_jobs(o: SampleOptions) -> None:

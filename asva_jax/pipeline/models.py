@@ -23,11 +23,10 @@ import jax.numpy as jnp
 import numpy as np
 
 from asva_jax import run_spec
-from asva_jax.checkpoint import CheckpointError
+from asva_jax.component_folders import CheckpointError
+from asva_jax.constants import NULL_PROMPT
 from asva_jax.errors import AsvaError
 from asva_jax.storage import as_path
-
-NULL_PROMPT = ""
 
 
 class UnknownCategoryError(AsvaError, KeyError):

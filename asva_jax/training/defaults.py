@@ -8,7 +8,7 @@ from __future__ import annotations
 import ml_collections
 
 # AVSyncD trains 12 frames per clip; the audio masks assume it (docs/reference.md §10.8).
-NUM_FRAMES = 12
+from asva_jax.constants import NUM_FRAMES, SD15_SCALING_FACTOR
 
 
 def base_config() -> ml_collections.ConfigDict:
@@ -39,7 +39,7 @@ def base_config() -> ml_collections.ConfigDict:
   c.diffusion.num_train_timesteps = 1000
   c.diffusion.beta_start = 0.00085
   c.diffusion.beta_end = 0.012
-  c.diffusion.scaling_factor = 0.18215
+  c.diffusion.scaling_factor = SD15_SCALING_FACTOR
   c.diffusion.audio_drop_prob = 0.2
   c.diffusion.prediction_type = "epsilon"  # or "v_prediction" (asva_jax.schedulers.noise_schedule)
 

@@ -21,14 +21,14 @@ from absl import logging
 from etils import epath
 
 from asva_jax import storage
-from asva_jax.errors import AsvaError
+from asva_jax.errors import AsvaError, ConfigError
 from asva_jax.schedulers.noise_schedule import PREDICTION_TYPES
 from asva_jax.storage import as_path
 from asva_jax.training import checkpoints, resume_check, sharding
 from asva_jax.training.data import host_batch, make_loader
 from asva_jax.training.flops import SOURCE as FLOPS_SOURCE, peak_flops, step_flops
 from asva_jax.training.metrics_log import MetricsLog
-from asva_jax.training.models import ConfigError, build_models
+from asva_jax.training.models import build_models
 from asva_jax.training.program import build_program
 from asva_jax.training.state import count_params
 from asva_jax.training.text import TextEncodings

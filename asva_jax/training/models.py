@@ -13,11 +13,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from asva_jax.errors import AsvaError
-
-
-class ConfigError(AsvaError, ValueError):
-  """A training config field has a value the trainer cannot use."""
+from asva_jax.errors import AsvaError, ConfigError
 
 
 class Trainee(nnx.Module):

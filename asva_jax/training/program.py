@@ -22,9 +22,10 @@ import optax
 from flax import nnx
 from jax.sharding import Mesh
 
+from asva_jax.constants import NUM_FRAMES
+from asva_jax.errors import ConfigError
 from asva_jax.training import sharding
-from asva_jax.training.defaults import NUM_FRAMES
-from asva_jax.training.models import ConfigError, Trainee, build_models
+from asva_jax.training.models import Trainee, build_models
 from asva_jax.training.state import frozen_cast, make_optimizer
 from asva_jax.training.step import jit_train_step, make_train_step
 

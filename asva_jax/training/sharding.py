@@ -13,7 +13,7 @@ import jax
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
-from asva_jax.training.models import ConfigError
+from asva_jax.errors import ConfigError
 
 DATA, FSDP = "data", "fsdp"
 BATCH_AXES = (DATA, FSDP)

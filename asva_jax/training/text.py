@@ -13,10 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
+from asva_jax.constants import NULL_PROMPT, TEXT_LENGTH
 from asva_jax.errors import AsvaError
-from asva_jax.text_encodings import NULL_PROMPT
-
-TEXT_LENGTH = 77
 
 
 def stand_in(seed: int, prompt: str, dim: int) -> np.ndarray:

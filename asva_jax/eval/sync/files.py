@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
+from asva_jax.constants import SAMPLE_RATE
 from asva_jax.errors import AsvaError
 from asva_jax.eval import sync
 
@@ -50,10 +51,10 @@ def measure(path: str | os.PathLike, max_lag_seconds: float = 1.0) -> sync.Align
   """Onset alignment of one video file with its own audio track."""
   from asva_jax.audio.io import load_audio_track
   frames, times = read_frames(path)
-  audio, audio_start = load_audio_track(path, sample_rate=16000)
+  audio, audio_start = load_audio_track(path, sample_rate=SAMPLE_RATE)
   if len(audio) < 2048:
     raise VideoReadError(f"{path}: the audio track is too short ({len(audio)} samples at 16 kHz)")
-  return sync.video_alignment(frames, times, audio, 16000, audio_start, max_lag_seconds)
+  return sync.video_alignment(frames, times, audio, SAMPLE_RATE, audio_start, max_lag_seconds)
 
 
 def summarise(results: dict[str, sync.Alignment]) -> dict:

@@ -19,23 +19,18 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from asva_jax.errors import AsvaError
-from asva_jax.storage import as_path, umasked, write_bytes_atomic  # noqa: F401 (umasked: for convert/)
+from asva_jax.storage import as_path, write_json_atomic
 
 if TYPE_CHECKING:
   from etils import epath
   from flax import nnx
 
 # jax and flax are imported inside the functions that use them: the command-line tools
-# import this module for `write_json_atomic` and should fail fast on bad input.
+# import this module and should fail fast on bad input.
 
 
 class CheckpointError(AsvaError, ValueError):
   """A checkpoint folder is missing, incomplete or does not match the model."""
-
-
-def write_json_atomic(path: str | os.PathLike, obj: Any) -> None:
-  """Local or `gs://` (see `asva_jax.storage`)."""
-  write_bytes_atomic(path, (json.dumps(obj, indent=2, sort_keys=True) + "\n").encode())
 
 
 def load_config(component_dir: str | os.PathLike) -> dict:
