@@ -191,7 +191,7 @@ def load_models(path, step: int | None = None, *, dtype=jnp.float32):
   from asva_jax.pipeline.models import Models
   from asva_jax.text_encodings import load_text_encodings
   from asva_jax.training import checkpoints
-  from asva_jax.training.models import Trainee
+  from asva_jax.training.build import Trainee
   from asva_jax.training.state import split_model
 
   spec = read_spec(path)

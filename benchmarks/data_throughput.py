@@ -4,9 +4,9 @@
 
 Makes synthetic videos at a typical source resolution, builds JPEG shards at the
 training size, then times one loader process (record read + 12 JPEG decodes +
-log-mel + flip, i.e. everything a grain worker does per clip) and the grain
-DataLoader end to end. Prints the figures and how many cores one host needs to
-feed a training step.
+log-mel + flip, i.e. everything a grain worker does per clip) and the trainer's
+stream (`asva_jax.data.train_stream`, grain in-process) end to end. Prints the figures and
+how many cores one host needs to feed a training step.
 """
 
 from __future__ import annotations
@@ -42,7 +42,7 @@ def _pair(text: str, flag: str) -> tuple[int, int]:
 
 def run(work: Path, videos: int, source: tuple[int, int], size: tuple[int, int], num_workers: int,
         num_clips: int) -> dict:
-  from asva_jax.data import open_split, train_loader
+  from asva_jax.data import open_split, train_stream
   from asva_jax.data.clips import random_start
   from asva_jax.data.transforms import make_clip
   from data_prep import build as build_lib
@@ -73,8 +73,8 @@ def run(work: Path, videos: int, source: tuple[int, int], size: tuple[int, int],
     make_clip(record, random_start(rng, float(record["duration"])), bool(i % 2))
   clip_s = (time.perf_counter() - t0) / num_clips
 
-  batch = 8
-  it = iter(train_loader(work / "shards", batch, seed=0, process_index=0, process_count=1,
+  batch = min(8, len(src))  # the stream refuses a split smaller than one global batch
+  it = iter(train_stream(src, seed=0, global_batch=batch, process_index=0, process_count=1,
                          read_threads=1))
   next(it)
   t0 = time.perf_counter()
@@ -106,7 +106,7 @@ def main(argv, fv: flags.FlagValues = flags.FLAGS):
         f"videos/s ({r['source_seconds'] / r['build_s']:.1f} source s/s); "
         f"{r['record_mb']:.2f} MB per record")
   print(f"loader, one core: record read {r['read_ms']:.1f} ms + clip (12 JPEG decodes, log-mel, "
-        f"flip) {r['clip_ms']:.1f} ms = {per_core:.0f} clips/s per core; grain DataLoader "
+        f"flip) {r['clip_ms']:.1f} ms = {per_core:.0f} clips/s per core; training stream "
         f"in-process: {r['loader_ms']:.1f} ms per clip ({1e3 / r['loader_ms']:.0f} clips/s)")
   # An AVSyncD step at 256 x 256, 12 frames, global batch 64 (fwd + bwd of the 1.4-B-parameter
   # UNet on 64 x 12 latents of 32 x 32, plus the frozen VAE encoder and ImageBind) is

@@ -71,7 +71,7 @@ def size_config(size: str):
 
 
 def bench(config, frame_size, batch: int, remat: str, fv):
-  from asva_jax.training.models import build_models
+  from asva_jax.training.build import build_models
   from asva_jax.training.program import batch_shapes, build_program
   from asva_jax.training.state import count_params
   config.remat = remat

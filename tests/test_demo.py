@@ -19,7 +19,7 @@ from PIL import Image
 
 from asva_jax.demo import report as demo_report
 from configs import demo as demo_config
-from tests.test_train_common import ROOT, subprocess_env
+from tests.training_fixtures import ROOT, subprocess_env
 
 NUM_STEPS = 6
 
@@ -227,7 +227,7 @@ def test_train_with_the_demo_config_only_trains_and_names_the_demo_command(tmp_p
   then the report) is `python -m asva_jax.demo`, whose --config defaults to configs/demo.py."""
   from asva_jax.commands import demo as demo_command, train as train_command
   from asva_jax.demo import job
-  from asva_jax.training import loop
+  from asva_jax.training import trainer as loop
   calls = []
   monkeypatch.setattr(loop, "train", lambda config, workdir: calls.append(("train", config.seed, workdir)))
   monkeypatch.setattr(job, "run_demo", lambda config, workdir: calls.append(("demo", config.seed, workdir)))

@@ -3,6 +3,7 @@ pipeline drives them (channels-first latents, the scheduler stepping the view `l
 and the result written back into that view in place), for every guidance case."""
 
 import contextlib
+import importlib
 
 import jax
 import jax.numpy as jnp
@@ -13,8 +14,10 @@ from diffusers import DDIMScheduler, DDPMScheduler, PNDMScheduler
 from flax import nnx
 
 from asva_jax.pipeline import denoise
-from asva_jax.pipeline import loop as denoise_module
 from tests.reference_models import SD15_SCHEDULER
+
+# The module, not the function of the same name that `asva_jax.pipeline` exports.
+denoise_module = importlib.import_module("asva_jax.pipeline.denoise")
 
 B, F, H, W, C = 2, 3, 8, 8, 4
 L, D_TEXT, T, D_AUDIO = 5, 24, 7, 16

@@ -1,4 +1,5 @@
-"""The grain loader: clip contents, 6-fps rule, determinism, exact resume, per-host shards."""
+"""The training stream and the evaluation loader: clip contents, 6-fps rule, determinism, exact resume,
+per-host parts."""
 
 import json
 from pathlib import Path
@@ -7,7 +8,7 @@ import numpy as np
 import pytest
 
 from asva_jax.audio.fbank import waveform_to_mel
-from asva_jax.data import clips, eval_loader, open_split, train_loader
+from asva_jax.data import clips, eval_loader, open_split, train_stream
 from asva_jax.data.features import frame_times
 from asva_jax.data.transforms import decode_image, make_clip
 from data_prep import synthetic
@@ -22,6 +23,12 @@ def shards(tmp_path_factory):
 @pytest.fixture(scope="module")
 def truth(tmp_path_factory):
   return json.loads((fx.synthetic_root(tmp_path_factory) / "events.json").read_text())
+
+
+def stream(shards, global_batch, seed, *, hosts=1, host=0, **kwargs):
+  """The trainer's stream over the train split of `shards`, as host `host` of `hosts` runs it."""
+  return train_stream(open_split(shards, "train"), seed=seed, global_batch=global_batch, process_index=host,
+                      process_count=hosts, **kwargs)
 
 
 def assert_batches_equal(expected, actual):
@@ -75,7 +82,7 @@ def test_uniform_starts():
 
 def test_example_layout_and_contents(shards, truth):
   """Frames = the rendered frames chosen by the 6-fps rule; mel = the aligned 2 s of audio."""
-  batch = next(iter(train_loader(shards, 4, seed=0, process_index=0, process_count=1)))
+  batch = next(iter(stream(shards, 4, seed=0)))
   assert batch["video"].shape == (4, 12) + fx.BUILD_SIZE + (3,) and batch["video"].dtype == np.uint8
   assert batch["mel"].shape == (4, 128, 204) and batch["mel"].dtype == np.float32
   source = open_split(shards, "train")
@@ -129,7 +136,7 @@ def test_audio_events_line_up_with_the_window(shards, truth):
 
 def test_deterministic_per_seed_and_flip_shared_by_frames(shards):
   def batches(seed):
-    it = iter(train_loader(shards, 3, seed=seed, process_index=0, process_count=1))
+    it = iter(stream(shards, 3, seed))
     return [next(it) for _ in range(4)]
   a, b, c = batches(1), batches(1), batches(2)
   assert_batches_equal(a, b)
@@ -139,55 +146,67 @@ def test_deterministic_per_seed_and_flip_shared_by_frames(shards):
 
 
 def test_epochs_reshuffle_and_cover_the_split(shards):
-  it = iter(train_loader(shards, 1, seed=3, process_index=0, process_count=1, num_epochs=2,
-                         drop_remainder=False))
+  it = iter(stream(shards, 1, seed=3))
   keys = [next(it)["key"][0] for _ in range(12)]
   assert sorted(keys[:6]) == sorted(keys[6:]) and len(set(keys[:6])) == 6
   assert keys[:6] != keys[6:]
 
 
+def test_drop_last_per_epoch(shards):
+  """6 records, global batch 4: one full batch per epoch, each of 4 different records, and the 2
+  left over are dropped (not carried into the next epoch's batch)."""
+  it = iter(stream(shards, 4, seed=3))
+  epochs = [list(next(it)["key"]) for _ in range(6)]
+  assert all(len(set(keys)) == 4 for keys in epochs)
+  assert len({tuple(sorted(keys)) for keys in epochs}) > 1  # each epoch its own order
+
+
 def test_resume_continues_with_the_same_batches(shards):
-  it = iter(train_loader(shards, 2, seed=5, process_index=0, process_count=1))
+  it = iter(stream(shards, 2, seed=5))
   for _ in range(4):  # past one epoch (6 records / 2 per batch)
     next(it)
   state = it.get_state()
   expected = [next(it) for _ in range(3)]
-  resumed = iter(train_loader(shards, 2, seed=5, process_index=0, process_count=1))
+  resumed = iter(stream(shards, 2, seed=5))
   resumed.set_state(state)
   assert_batches_equal(expected, [next(resumed) for _ in expected])
 
 
 def test_multiprocess_workers_give_the_same_examples_and_resume(shards):
   """With W workers grain batches within each worker (record i goes to worker i % W), so
-  the batch order differs from in-process loading, but the examples are the same."""
+  the batch order may differ from in-process loading, but the examples are the same."""
   def examples(batches):
     return sorted((bytes(k), float(s), bool(f)) for b in batches
                   for k, s, f in zip(b["key"], b["start"], b["flip"]))
-  it0 = iter(train_loader(shards, 2, seed=4, process_index=0, process_count=1))
-  it2 = iter(train_loader(shards, 2, seed=4, process_index=0, process_count=1, worker_count=2))
+  it0 = iter(stream(shards, 2, seed=4))
+  it2 = iter(stream(shards, 2, seed=4, worker_count=2))
   assert examples([next(it0) for _ in range(6)]) == examples([next(it2) for _ in range(6)])
   state = it2.get_state()
   after = [next(it2) for _ in range(2)]
-  resumed = iter(train_loader(shards, 2, seed=4, process_index=0, process_count=1, worker_count=2))
+  resumed = iter(stream(shards, 2, seed=4, worker_count=2))
   resumed.set_state(state)
   assert_batches_equal(after, [next(resumed) for _ in after])
 
 
 def test_per_host_parts_are_disjoint_and_complete(shards):
+  """Each global batch split over 2 or 3 hosts: disjoint host parts that together are the one-host
+  batch, row for row (same clips, starts and flips); a global batch of all 6 records covers the split."""
   source = open_split(shards, "train")
   all_keys = sorted(source[i]["key"] for i in range(len(source)))
-  for hosts in (2, 3, 4):
-    parts = []
-    for host in range(hosts):
-      loader = train_loader(shards, 1, seed=0, num_epochs=1, process_index=host, process_count=hosts,
-                            drop_remainder=True)
-      parts.append([b["key"][0] for b in loader])
-    flat = [k for p in parts for k in p]
-    assert len(flat) == len(set(flat))                 # disjoint
-    assert len({len(p) for p in parts}) == 1           # equal parts, remainder unused
-    assert len(flat) == len(all_keys) // hosts * hosts
-    if len(all_keys) % hosts == 0:
-      assert sorted(flat) == all_keys                  # complete
+  steps = 3
+  single = iter(stream(shards, 6, seed=0))
+  expected = [next(single) for _ in range(steps)]
+  for batch in expected:
+    assert sorted(batch["key"]) == all_keys            # complete
+  for hosts in (2, 3):
+    parts = [iter(stream(shards, 6, seed=0, hosts=hosts, host=h)) for h in range(hosts)]
+    for step in range(steps):
+      got = [next(p) for p in parts]
+      assert all(len(g["key"]) == 6 // hosts for g in got)
+      flat = [k for g in got for k in g["key"]]
+      assert len(flat) == len(set(flat))               # disjoint
+      joined = {k: np.concatenate([g[k] for g in got]) for k in got[0]}
+      assert_batches_equal([expected[step]], [joined])
 
 
 def test_eval_three_uniform_clips_per_video(shards):

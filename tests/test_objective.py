@@ -15,7 +15,7 @@ import torch
 from diffusers import DDPMScheduler
 
 from asva_jax.models.vae import load_vae
-from asva_jax.objective import diffusion_loss, draw_keys
+from asva_jax.training.objective import diffusion_loss, draw_keys
 from data_prep.latents import VaeMoments
 from tests.reference_models import tiny_vae_checkpoint
 

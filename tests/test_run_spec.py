@@ -78,8 +78,8 @@ def test_converted_folder_spec_is_the_recipe(tmp_path):
 @pytest.fixture(scope="module")
 def tgh_run(tmp_path_factory):
   """One training step on 8 x 16 shards, v-prediction, a 500-step schedule (tiny one-level model)."""
-  from asva_jax.training.loop import prepare_synthetic, train
-  from tests.test_train_common import tiny_config, use_cache
+  from asva_jax.training.trainer import prepare_synthetic, train
+  from tests.training_fixtures import tiny_config, use_cache
   use_cache(tmp_path_factory)
   base = tmp_path_factory.mktemp("tgh")
   config = tiny_config("", **{"data.synthetic.num_classes": 2, "data.synthetic.videos_per_class": 2,

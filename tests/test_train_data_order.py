@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import pytest
 
-from asva_jax.training.data import GlobalOrder
+from asva_jax.data.stream import GlobalOrder
 
 RECORDS, BATCH, SEED, EPOCHS = 37, 8, 5, 3
 PER_EPOCH = RECORDS // BATCH  # 4 batches; 5 records a epoch are dropped

@@ -17,7 +17,7 @@ from etils import epath
 
 from asva_jax.commands import runner
 from tests.gcs_emulator import gcs_emulator
-from tests.test_train_common import (NUM_STEPS, losses, metrics, subprocess_env, tiny_config, train_cli,
+from tests.training_fixtures import (NUM_STEPS, losses, metrics, subprocess_env, tiny_config, train_cli,
                                      use_cache)
 from tests.test_train_loop import reference, shards  # noqa: F401 (the fixtures: the local reference run)
 
@@ -41,7 +41,7 @@ def run_cli(module: str, argv: list[str], capsys) -> tuple[int, str]:
 def test_a_killed_gcs_run_resumes_samples_and_exports(reference, shards, tmp_path, tmp_path_factory,
                                                        capsys):
   from asva_jax.storage import upload_tree
-  from asva_jax.training.loop import train
+  from asva_jax.training.trainer import train
   from asva_jax.workdir import steps
   with gcs_emulator(BUCKET) as env:
     upload_tree(shards, DATA)
@@ -95,7 +95,7 @@ def test_synthetic_data_and_data_prep_build_upload_to_gcs(shards, tmp_path_facto
   """ArrayRecordWriter cannot write to gs://: both build locally and upload; the shards are then
   read from the bucket directly."""
   from asva_jax.data import open_split
-  from asva_jax.training.loop import prepare_synthetic
+  from asva_jax.training.trainer import prepare_synthetic
   local = open_split(shards, "train")
   config = tiny_config("")
   config.data.synthetic.size = (16, 16)

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from tests.test_train_common import (NUM_STEPS, baseline, build_shards, losses, metrics, tiny_config,
+from tests.training_fixtures import (NUM_STEPS, baseline, build_shards, losses, metrics, tiny_config,
                                      train_cli, trained_params, use_cache)
 
 
@@ -50,7 +50,7 @@ def test_loss_falls_when_overfitting(reference):
 
 
 def test_corrupt_latest_checkpoint_falls_back(reference, shards, tmp_path, tmp_path_factory, capsys):
-  from asva_jax.training.loop import train
+  from asva_jax.training.trainer import train
   workdir = tmp_path / "run"
   shutil.copytree(reference, workdir)
   latest = workdir / "checkpoints" / str(NUM_STEPS)
@@ -67,7 +67,7 @@ def test_corrupt_latest_checkpoint_falls_back(reference, shards, tmp_path, tmp_p
 
 def test_sigterm_saves_exits_0_and_the_rerun_equals_an_uninterrupted_run(shards, tmp_path,
                                                                          tmp_path_factory, reference):
-  from asva_jax.training.loop import train
+  from asva_jax.training.trainer import train
   workdir = tmp_path / "run"
   proc = train_cli(workdir, shards, tmp_path_factory)
   deadline = time.time() + 300

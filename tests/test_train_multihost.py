@@ -1,5 +1,5 @@
 """Preemption and resume across host counts: 2 processes -> 1 -> 2, with the same losses as one
-uninterrupted process (tests/test_train_common.py's 8-step baseline).
+uninterrupted process (tests/training_fixtures.py's 8-step baseline).
 
 One run of three launches (each launch costs a compile; the scenarios share them):
   A. 2 processes (gloo), checkpoints every step; SIGTERM to process 1 only: both stop at the
@@ -23,8 +23,8 @@ import time
 
 import numpy as np
 
-from tests.test_train_common import reference, shards  # noqa: F401 - fixtures
-from tests.test_train_common import NUM_STEPS, ROOT, config_flags, metrics, subprocess_env, train_cli
+from tests.training_fixtures import reference, shards  # noqa: F401 - fixtures
+from tests.training_fixtures import NUM_STEPS, ROOT, config_flags, metrics, subprocess_env, train_cli
 from tests.test_train_sharding import assert_params_close, free_port
 
 RTOL = 1e-4

@@ -19,7 +19,7 @@ import sys
 
 import pytest
 
-from tests.test_train_common import ROOT, subprocess_env, tiny_config
+from tests.training_fixtures import ROOT, subprocess_env, tiny_config
 
 DATA, FSDP = 4, 2
 MIN_SIZE = 512          # the tiny model has tensors on both sides of it
@@ -56,7 +56,7 @@ def report() -> None:
   from benchmarks import tpu_compile
   from asva_jax.training import sharding
   from asva_jax.training.flops import step_flops
-  from asva_jax.training.models import build_models
+  from asva_jax.training.build import build_models
   from asva_jax.training.program import batch_shapes, build_program
   out = {"mesh": None, "runs": {}, "tpu_compile": {}}
   for shard_frozen in (False, True):

@@ -20,7 +20,7 @@ import shutil
 import numpy as np
 import pytest
 
-from tests.test_train_common import build_shards, load_config_file, trained_params, use_cache
+from tests.training_fixtures import build_shards, load_config_file, trained_params, use_cache
 
 SIZE = (16, 16)  # the shared synthetic shards' frames; the tiny VAE's factor 4 -> 4 x 4 latents
 OVERRIDES = {"train.num_steps": 1, "train.batch_size": 2, "train.log_every": 1, "train.checkpoint_every": 1,
@@ -78,7 +78,7 @@ def recipe_config(ckpt, data_dir):
 
 @pytest.fixture(scope="module")
 def vae_run(tmp_path_factory, ckpt, frame_shards):
-  from asva_jax.training.loop import train
+  from asva_jax.training.trainer import train
   use_cache(tmp_path_factory)
   workdir = tmp_path_factory.mktemp("recipe_vae") / "run"
   return workdir, train(recipe_config(ckpt, frame_shards), workdir)
@@ -120,7 +120,7 @@ def other_vae(ckpt, folder):
 def test_one_step_from_cached_vae_moments_equals_the_vae_step(vae_run, ckpt, moment_shards, tmp_path,
                                                             tmp_path_factory):
   from asva_jax.data import open_split
-  from asva_jax.training.loop import train
+  from asva_jax.training.trainer import train
   assert "vae_mean" in open_split(str(moment_shards), "train", "synthetic")[0]
   use_cache(tmp_path_factory)
   records = train(recipe_config(other_vae(ckpt, tmp_path / "ckpt"), moment_shards), tmp_path / "run")

@@ -11,7 +11,7 @@ from flax import nnx
 from asva_jax.models.resnet import ResnetBlock3D
 from asva_jax.models.unet_3d_blocks import apply
 from asva_jax.errors import ConfigError
-from asva_jax.training.models import remat_option
+from asva_jax.training.build import remat_option
 
 
 @pytest.mark.parametrize("remat", ["full", "dots_with_no_batch_dims_saveable"])

@@ -1,6 +1,6 @@
 """A rerun in an existing workdir resumes it or refuses; it never restarts it or trains another model there.
 
-The reference is the uninterrupted 8-step baseline (tests/test_train_common.py).
+The reference is the uninterrupted 8-step baseline (tests/training_fixtures.py).
 """
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ import shutil
 import numpy as np
 import pytest
 
-from tests.test_train_common import reference, shards  # noqa: F401 - fixtures
-from tests.test_train_common import NUM_STEPS, losses, metrics, tiny_config, train_cli, use_cache
+from tests.training_fixtures import reference, shards  # noqa: F401 - fixtures
+from tests.training_fixtures import NUM_STEPS, losses, metrics, tiny_config, train_cli, use_cache
 
 
 def contents(folder) -> dict[str, str]:
@@ -42,7 +42,7 @@ def test_rerun_with_another_model_refuses_and_touches_nothing(reference, shards,
 
 def test_checkpoint_with_other_trees_refuses_before_writing(reference, shards, tmp_path):
   """config.json agrees (edited here), the checkpoint's parameter tree does not: refused, not skipped."""
-  from asva_jax.training.loop import train
+  from asva_jax.training.trainer import train
   from asva_jax.training.resume_check import IncompatibleRun
   workdir = copy(reference, tmp_path)
   recorded = json.loads((workdir / "config.json").read_text())
@@ -57,7 +57,7 @@ def test_checkpoint_with_other_trees_refuses_before_writing(reference, shards, t
 
 def test_cadence_change_resumes_says_so_and_keeps_what_retention_says(reference, shards, tmp_path,
                                                                       tmp_path_factory, capsys):
-  from asva_jax.training.loop import train
+  from asva_jax.training.trainer import train
   workdir = copy(reference, tmp_path)
   for step in (6, 8):  # the run as it was at step 4
     shutil.rmtree(workdir / "checkpoints" / str(step))
@@ -78,7 +78,7 @@ def test_cadence_change_resumes_says_so_and_keeps_what_retention_says(reference,
 
 def test_only_damaged_steps_are_skipped_and_all_damaged_refuses(reference, shards, tmp_path, capsys):
   from asva_jax.training.checkpoints import DamagedCheckpoints
-  from asva_jax.training.loop import train
+  from asva_jax.training.trainer import train
   workdir = copy(reference, tmp_path)
   steps = sorted(int(p.name) for p in (workdir / "checkpoints").iterdir() if p.name.isdigit())
   newest = workdir / "checkpoints" / str(steps[-1])
@@ -103,7 +103,7 @@ def test_sampling_and_export_of_a_workdir_with_a_damaged_newest_step(reference, 
   import sys
   from asva_jax.training.checkpoints import DamagedCheckpoints
   from asva_jax.workdir import load_models
-  from tests.test_train_common import ROOT, subprocess_env, trained_params
+  from tests.training_fixtures import ROOT, subprocess_env, trained_params
   workdir = copy(reference, tmp_path)
   for f in (workdir / "checkpoints" / str(NUM_STEPS) / "params" / "d").rglob("*"):
     if f.is_file():

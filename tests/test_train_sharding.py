@@ -16,7 +16,7 @@ import socket
 import numpy as np
 import pytest
 
-from tests.test_train_common import (baseline, build_shards, losses, metrics, subprocess_env, tiny_config,
+from tests.training_fixtures import (baseline, build_shards, losses, metrics, subprocess_env, tiny_config,
                                      train_cli, trained_params, use_cache)
 
 STEPS = 2
@@ -42,7 +42,7 @@ def assert_params_close(workdir, reference, step, steps_taken):
 
 
 def test_eight_devices_equal_one_then_resume_on_one(reference, shards, tmp_path, tmp_path_factory):
-  from asva_jax.training.loop import train
+  from asva_jax.training.trainer import train
   workdir = tmp_path / "run"
   env = subprocess_env(tmp_path_factory, XLA_FLAGS="--xla_force_host_platform_device_count=8")
   proc = train_cli(workdir, shards, tmp_path_factory, env=env,

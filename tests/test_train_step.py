@@ -10,12 +10,12 @@ import pytest
 import torch
 from flax import nnx
 
-from asva_jax.objective import diffusion_loss
 from asva_jax.schedulers.noise_schedule import scaled_linear_alphas_cumprod
-from asva_jax.training.models import build_models
+from asva_jax.training.build import build_models
+from asva_jax.training.objective import diffusion_loss
 from asva_jax.training.state import make_optimizer, split_model
 from asva_jax.training.step import make_train_step
-from tests.test_train_common import tiny_config
+from tests.training_fixtures import tiny_config
 
 B, ACCUM, STEPS = 4, 2, 2
 LR, WEIGHT_DECAY = 1e-2, 0.5

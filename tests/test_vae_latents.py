@@ -12,7 +12,7 @@ import pytest
 import torch
 from flax import nnx
 
-from asva_jax.data import eval_loader, open_split, select_frames, train_loader
+from asva_jax.data import eval_loader, open_split, select_frames, train_stream
 from asva_jax.data.features import VAE_KEYS, frame_times
 from asva_jax.data.transforms import decode_image
 from asva_jax.models.vae import load_vae
@@ -128,10 +128,10 @@ def test_jax_moments_match_diffusers_on_the_originals_input(shards, torch_vae):
     np.testing.assert_allclose(record[name][[0, 7, 30]].astype(np.float32), expected, rtol=RTOL, atol=1e-4)
 
 
-def test_train_loader_delivers_the_clips_moments(shards, reference):
+def test_train_stream_delivers_the_clips_moments(shards, reference):
   source = open_split(shards, SPLIT)
   by_key = {source[i]["key"]: source[i] for i in range(len(source))}
-  it = iter(train_loader(shards, 3, split=SPLIT, seed=0, process_index=0, process_count=1))
+  it = iter(train_stream(source, seed=0, global_batch=3, process_index=0, process_count=1))
   flips = []
   for _ in range(3):
     batch = next(it)

@@ -51,7 +51,7 @@ def main(argv, fv: flags.FlagValues = flags.FLAGS) -> None:
   if fv.config is None:
     raise app.UsageError("--config is required (e.g. --config configs/tiny.py)")
   start_processes(fv)
-  from asva_jax.training.loop import train
+  from asva_jax.training.trainer import train
   train(fv.config, fv.workdir)
   if "demo" in fv.config:  # configs/demo.py: its report is the demo command's job
     print(f"trained the demo model in {fv.workdir}; its synchronisation report: "

@@ -8,7 +8,7 @@ import importlib
 
 _WHERE = {
     "audio_window": "clips", "random_start": "clips", "select_frames": "clips", "uniform_starts": "clips",
-    "eval_loader": "loader", "train_loader": "loader",
+    "eval_loader": "loader", "GlobalOrder": "stream", "train_stream": "stream",
     "DataError": "source", "open_split": "source",
     "make_clip": "transforms", "to_unit_interval": "transforms",
 }

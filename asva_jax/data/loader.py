@@ -1,15 +1,8 @@
-"""grain loaders over the shards: per-host sharded, deterministic, checkpointable.
+"""The evaluation loader over the shards (grain), and the read options both loaders share.
 
-Training: every host reads its own contiguous part of the records (grain's
-`ShardOptions` from `jax.process_index()` / `jax.process_count()`, or given
-explicitly), shuffled per seed and epoch; each record becomes a random 2-s clip
-(`RandomClip`), whose randomness comes from grain's per-record generator, so an
-example depends only on (seed, position in the sampler's order). Batches are of
-the per-host batch size.
-
-The iterator is checkpointable: `it.get_state()` -> bytes; a new loader's
-iterator after `it.set_state(state)` yields exactly the batches that would have
-come next (also through `grain.PyGrainCheckpointHandler` with Orbax).
+Evaluation: `num_clips` uniform clips per video, in order, once; every host reads its own
+contiguous part (from `jax.process_index()` / `jax.process_count()`, or given explicitly).
+Training clips come from `asva_jax.data.stream.train_stream`, the stream the trainer runs.
 
 grain's worker processes (`worker_count > 0`) read absl's FLAGS: a program that never parses
 flags (a notebook, a script) calls `absl.flags.FLAGS.mark_as_parsed()` first; the commands
@@ -24,7 +17,7 @@ import grain.python as grain
 import numpy as np
 
 from asva_jax.data.source import open_split
-from asva_jax.data.transforms import FixedClip, RandomClip, UniformClips
+from asva_jax.data.transforms import FixedClip, UniformClips
 
 
 def shard_options(process_index: int | None, process_count: int | None,
@@ -43,28 +36,6 @@ def read_options(batch_size: int, read_threads: int) -> grain.ReadOptions:
   """A small read-ahead: a record holds every frame of a video (megabytes), and grain's
   default of 500 records per worker would hold gigabytes."""
   return grain.ReadOptions(num_threads=read_threads, prefetch_buffer_size=max(8, 2 * batch_size))
-
-
-def train_loader(data_dir: str | os.PathLike, batch_size: int, *, split: str = "train",
-                 name: str | None = None, seed: int = 0, num_epochs: int | None = None,
-                 worker_count: int = 0, worker_buffer_size: int = 2, read_threads: int = 4,
-                 process_index: int | None = None, process_count: int | None = None,
-                 drop_remainder: bool = True, source=None) -> grain.DataLoader:
-  """Random clips of `split`, shuffled, in batches of `batch_size` (per host).
-
-  `num_epochs=None` repeats forever. `drop_remainder` (default) also gives every
-  host an equally long part (records beyond a multiple of the host count are
-  unused); without it grain's sampler may leave records out when parts differ.
-  """
-  source = open_split(data_dir, split, name) if source is None else source
-  sampler = grain.IndexSampler(
-      num_records=len(source), shard_options=shard_options(process_index, process_count, drop_remainder),
-      shuffle=True, num_epochs=num_epochs, seed=seed)
-  return grain.DataLoader(
-      data_source=source, sampler=sampler,
-      operations=[RandomClip(), grain.Batch(batch_size, drop_remainder=drop_remainder)],
-      worker_count=worker_count, worker_buffer_size=worker_buffer_size,
-      read_options=read_options(batch_size, read_threads))
 
 
 def eval_loader(data_dir: str | os.PathLike, batch_size: int, *, split: str = "test",

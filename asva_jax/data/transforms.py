@@ -56,15 +56,6 @@ def make_clip(record: dict, start: float, flip: bool) -> dict:
   return example
 
 
-class RandomClip(grain.RandomMapTransform):
-  """Training: start ~ U[0, duration - 2], then a fair coin for the flip (docs/reference.md §6.6)."""
-
-  def random_map(self, record: dict, rng: np.random.Generator) -> dict:
-    start = clips.random_start(rng, float(record["duration"]))
-    flip = bool(rng.random() < 0.5)
-    return make_clip(record, start, flip)
-
-
 class UniformClips(grain.RandomAccessDataSource):
   """Evaluation: each video of `source` as `num_clips` records, at the starts of docs/reference.md §7.6.
 

@@ -18,7 +18,7 @@ def run_demo(config, workdir) -> dict:
   from asva_jax.demo.report import REPORT, write_demo_outputs
   from asva_jax.errors import AsvaError
   from asva_jax.storage import is_remote
-  from asva_jax.training.loop import train
+  from asva_jax.training.trainer import train
   from asva_jax.workdir import steps
   if is_remote(workdir):
     raise AsvaError(f"--workdir {workdir}: the demo writes its report (GIF, plot) on a local disk; "

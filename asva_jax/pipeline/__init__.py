@@ -7,7 +7,7 @@
 """
 
 from asva_jax.pipeline.inputs import Clip, InputError
-from asva_jax.pipeline.loop import denoise, step_noise
+from asva_jax.pipeline.denoise import denoise, step_noise
 from asva_jax.pipeline.models import Models, UnknownCategoryError, load_models
 from asva_jax.pipeline.pipeline import sample, sample_batched
 

@@ -22,8 +22,8 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from asva_jax.pipeline.denoise import denoise
 from asva_jax.pipeline.inputs import Clip, InputError
-from asva_jax.pipeline.loop import denoise
 from asva_jax.pipeline.models import NULL_PROMPT, text_encoding
 from asva_jax.schedulers import Plan, make_plan
 

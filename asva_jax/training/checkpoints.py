@@ -14,7 +14,7 @@ latest step first and falls back to an older one only when a step is damaged
 the run's (another model or optimizer) is refused, never skipped
 (`resume_check`). Arrays are restored onto the current mesh, whatever mesh wrote
 them. The data stream is not restored from `data`: it is a function of the step
-(`training.data.GlobalOrder`), so a resumed run restarts it at the restored step
+(`data.stream.GlobalOrder`), so a resumed run restarts it at the restored step
 on any number of hosts.
 """
 
@@ -83,7 +83,7 @@ def check_resumable(workdir, config, model) -> None:
   """Before anything is written: refuses when the newest readable step holds other trees than
   the ones `model` and the config's optimizer give."""
   from flax import nnx
-  from asva_jax.training.models import trainable_filter
+  from asva_jax.training.build import trainable_filter
   from asva_jax.training.state import make_optimizer
   directory = checkpoint_dir(workdir)
   if not directory.is_dir():

@@ -3,7 +3,7 @@
     program, state, frozen = build_program(model, config, mesh)
     state, metrics = program.step(state, frozen, batch)
 
-The trainer (`asva_jax.training.loop`), `benchmarks.train_step` and
+The trainer (`asva_jax.training.trainer`), `benchmarks.train_step` and
 `benchmarks.tpu_compile` all call `build_program`, so the step they time or
 compile is the step that trains. A concrete model gives arrays placed on the mesh;
 an abstract one (`abstract_models`, shapes only) gives ShapeDtypeStructs carrying
@@ -25,7 +25,7 @@ from jax.sharding import Mesh
 from asva_jax.constants import NUM_FRAMES
 from asva_jax.errors import ConfigError
 from asva_jax.training import sharding
-from asva_jax.training.models import Trainee, build_models
+from asva_jax.training.build import Trainee, build_models
 from asva_jax.training.state import frozen_cast, make_optimizer
 from asva_jax.training.step import jit_train_step, make_train_step
 
@@ -66,7 +66,7 @@ def build_program(model: Trainee, config, mesh: Mesh) -> tuple[TrainProgram, dic
   on device 0).
   """
   from asva_jax.schedulers.noise_schedule import scaled_linear_alphas_cumprod
-  from asva_jax.training.models import trainable_filter
+  from asva_jax.training.build import trainable_filter
   graphdef, params, frozen = nnx.split(model, trainable_filter(config.model), ...)
   abstract = is_abstract(params)
   cast = frozen_cast(config)

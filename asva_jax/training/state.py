@@ -12,7 +12,7 @@ import jax.numpy as jnp
 import optax
 from flax import nnx
 
-from asva_jax.training.models import trainable_filter
+from asva_jax.training.build import trainable_filter
 
 
 def frozen_cast(config):

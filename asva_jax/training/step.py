@@ -15,7 +15,7 @@ import jax.numpy as jnp
 import optax
 from flax import nnx
 
-from asva_jax.objective import diffusion_loss
+from asva_jax.training.objective import diffusion_loss
 
 
 def step_key(seed: int, step: jax.Array) -> jax.Array:

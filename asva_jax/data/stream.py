@@ -1,4 +1,5 @@
-"""The training clip stream: one global order of batches, whatever the number of hosts.
+"""The training clip stream (the one the trainer runs): one global order of batches, whatever the
+number of hosts.
 
 Global batch j of the run is fixed by (seed, j) alone: epoch e's shuffled order of
 the records (`drop_last` per epoch, docs/reference.md §6.5), and each clip's random start and
@@ -6,6 +7,10 @@ flip from (seed, j, row). Host h of P reads only rows [h·G/P, (h+1)·G/P) of ea
 global batch, so one process and N processes train on the same batches, and a
 run can resume on a different number of hosts: it restarts the stream at its step
 (`start_step`). grain decodes the clips (worker processes optional).
+
+The iterator is checkpointable: `it.get_state()` -> bytes; a new stream's iterator after
+`it.set_state(state)` yields exactly the batches that would have come next (also through
+`grain.PyGrainCheckpointHandler` with Orbax).
 """
 
 from __future__ import annotations
@@ -19,7 +24,6 @@ from asva_jax.data.loader import read_options
 from asva_jax.data.transforms import make_clip
 from asva_jax.errors import AsvaError
 
-VAE_MOMENTS = ("vae_mean", "vae_logvar")
 STREAM_STEPS = 2 ** 31  # the stream is longer than any run; the loop stops at train.num_steps
 
 
@@ -60,37 +64,28 @@ class GlobalOrder(grain.RandomAccessDataSource):
     return step, row, int(self.order(epoch)[batch * self.global_batch + row])
 
   def __getitem__(self, index: int) -> dict:
+    """The example of `transforms.make_clip`: start ~ U[0, duration - 2], then a fair coin for the
+    flip (docs/reference.md §6.6), both drawn from (seed, global step, row) alone."""
     step, row, record_index = self.locate(index)
     record = self.source[record_index]
     rng = np.random.default_rng([self.seed, step, row, 1])
     start = clips.random_start(rng, float(record["duration"]))
     flip = bool(rng.random() < 0.5)
-    example = make_clip(record, start, flip)
-    return {k: v for k, v in example.items() if k in ("video", "mel", "prompt") + VAE_MOMENTS}
+    return make_clip(record, start, flip)
 
   def __repr__(self) -> str:
     return (f"GlobalOrder({self.source!r}, seed={self.seed}, global_batch={self.global_batch}, "
             f"rows {self.offset}..{self.offset + self.local})")
 
 
-def make_loader(source, config, *, process_index: int, process_count: int, start_step: int = 0):
-  t = config.train
-  order = GlobalOrder(source, seed=int(config.seed), global_batch=int(t.batch_size),
-                      process_index=process_index, process_count=process_count, start_step=start_step)
+def train_stream(source, *, seed: int, global_batch: int, process_index: int, process_count: int,
+                 start_step: int = 0, worker_count: int = 0, read_threads: int = 4) -> grain.DataLoader:
+  """This host's rows of global batches `start_step`, `start_step` + 1, ... of `source` (an open
+  split), in batches of `global_batch // process_count` clips; endless (the caller stops)."""
+  order = GlobalOrder(source, seed=seed, global_batch=global_batch, process_index=process_index,
+                      process_count=process_count, start_step=start_step)
   sampler = grain.IndexSampler(num_records=len(order), shard_options=grain.NoSharding(), shuffle=False,
                                num_epochs=1, seed=0)
   return grain.DataLoader(data_source=order, sampler=sampler,
                           operations=[grain.Batch(order.local, drop_remainder=True)],
-                          worker_count=int(config.data.worker_count),
-                          read_options=read_options(order.local, 4))
-
-
-def host_batch(example_batch: dict, text_encodings, use_vae_moments: bool) -> dict:
-  """A loader batch -> the numpy arrays the step takes (text encodings looked up per prompt)."""
-  out = {"mel": np.asarray(example_batch["mel"], np.float32),
-         "text": text_encodings.batch(example_batch["prompt"])}
-  if use_vae_moments:
-    out.update({k: np.asarray(example_batch[k]) for k in VAE_MOMENTS})
-  else:
-    out["video"] = np.asarray(example_batch["video"])
-  return out
+                          worker_count=int(worker_count), read_options=read_options(order.local, read_threads))

@@ -72,7 +72,7 @@ def subprocess_env(tmp_path_factory, **extra) -> dict:
 
 def build_shards(tmp_path_factory) -> Path:
   """Synthetic videos and shards, built once per session (reused when present)."""
-  from asva_jax.training.loop import prepare_synthetic
+  from asva_jax.training.trainer import prepare_synthetic
   base = tmp_path_factory.getbasetemp() / "train_data"
   config = tiny_config("")
   config.data.synthetic.size = (16, 16)  # 4 x 4 latents: a quarter of the tiny config's compute
@@ -102,7 +102,7 @@ def trained_params(workdir, step=None) -> dict:
   from asva_jax.training.state import split_model
   from asva_jax.workdir import load_models
   loaded = load_models(workdir, step)
-  from asva_jax.training.models import Trainee
+  from asva_jax.training.build import Trainee
   model = Trainee(loaded.unet, loaded.autoencoder, loaded.audio_encoder)
   config = loaded.config
   config.precision.frozen = "float32"
@@ -113,7 +113,7 @@ def trained_params(workdir, step=None) -> dict:
 
 def baseline(tmp_path_factory):
   """The reference run: 1 device, 1 process, NUM_STEPS steps, checkpoints every 2 (made once)."""
-  from asva_jax.training.loop import train
+  from asva_jax.training.trainer import train
   workdir = tmp_path_factory.getbasetemp() / "baseline"
   done = workdir / "checkpoints" / str(NUM_STEPS) / "commit_success.txt"
   if not done.is_file():
@@ -122,7 +122,7 @@ def baseline(tmp_path_factory):
   return workdir
 
 
-# Module fixtures for the training tests: `from tests.test_train_common import reference, shards`.
+# Module fixtures for the training tests: `from tests.training_fixtures import reference, shards`.
 @pytest.fixture(scope="module")
 def shards(tmp_path_factory):
   return build_shards(tmp_path_factory)
