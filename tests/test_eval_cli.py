@@ -12,7 +12,6 @@ from asva_jax.eval import evaluate as eval_run
 from asva_jax.eval.clip_reader import MetricClip, ReferenceVideo
 from asva_jax.eval.evaluate import METRICS, clips_path, evaluate, load_detectors
 from asva_jax.media.mp4 import write_mp4
-from tests.cli_modules import cli_module
 from tests.eval_fixtures import DATA, models_dir
 
 VIDEOS = {"dog_barking/vid_000.mp4": 220.0, "playing_violin__fiddle/vid_001.mp4": 660.0}
@@ -40,13 +39,12 @@ def case(tmp_path_factory):
 
 
 def run_cli(capsys, *args) -> tuple[int, str]:
-  """`python -m asva_jax.eval ARGS` in this process (through `command.run`, as the module's entry
-  point): (exit status, stderr)."""
-  from asva_jax import command
+  """`python -m asva_jax.eval ARGS` in this process (its entry point, `commands.eval.run`):
+  (exit status, stderr)."""
+  from asva_jax.commands import eval as eval_command
   capsys.readouterr()
   try:
-    with cli_module("asva_jax.eval.__main__") as cli:
-      command.run(cli.main, ["python -m asva_jax.eval", *args])
+    eval_command.run(["python -m asva_jax.eval", *args])
     code = 0
   except SystemExit as e:
     code = 0 if e.code is None else e.code  # absl's app.run exits with None on success

@@ -12,12 +12,11 @@ import torch
 from flax import nnx
 from safetensors.numpy import load_file, save_file
 
-from asva_jax import command
+from asva_jax.commands import verify_i3d
 from asva_jax.eval.errors import EvalModelError
 from asva_jax.eval.i3d import (InceptionI3d, _torchscript_eps, features_and_logits, load_i3d, same_pads,
                                torchscript_names)
 from asva_jax.torch_weights import export_state_dict, torch_shapes
-from tests.cli_modules import cli_module
 
 DATA = Path(__file__).parent / "data" / "eval" / "i3d"
 WEIGHTS = DATA / "i3d.safetensors"
@@ -174,8 +173,7 @@ def test_torchscript_detector_loads_and_agrees(model, torchscript_file, io):
   assert set(theirs) == set(ours)
   for key, value in theirs.items():
     np.testing.assert_array_equal(value, ours[key], err_msg=key)
-  with cli_module("asva_jax.eval.verify_i3d") as verify_i3d:
-    jax_logits, detector_logits = verify_i3d.detector_outputs(torchscript_file, fixture_input(io))
+  jax_logits, detector_logits = verify_i3d.detector_outputs(torchscript_file, fixture_input(io))
   assert rel_err(detector_logits, io["logits"]) < RTOL
   assert rel_err(jax_logits, detector_logits) < RTOL
 
@@ -194,8 +192,8 @@ def test_torchscript_of_another_structure_is_refused(torchscript_file):
 
 
 def test_verify_command_needs_a_detector(capsys):
-  with pytest.raises(SystemExit) as e, cli_module("asva_jax.eval.verify_i3d") as verify_i3d:
-    command.run(verify_i3d.main, ["verify_i3d"])
+  with pytest.raises(SystemExit) as e:
+    verify_i3d.run(["verify_i3d"])
   assert e.value.code == 2
   assert "--detector" in capsys.readouterr().err
 
