@@ -17,7 +17,7 @@ setup: $(VENV)/.installed
 DEMO_WORKDIR ?= outputs/demo
 
 demo: setup
-	$(PY) -m asva_jax.train --config configs/demo.py --workdir $(DEMO_WORKDIR)
+	$(PY) -m asva_jax.demo --workdir $(DEMO_WORKDIR)
 
 # The import rules first (.importlinter, about a second), then two workers, each test file whole on
 # one of them (module fixtures are built once).

@@ -3,7 +3,7 @@
 An `AsvaError` is a problem with the user's input (a file, a folder, a flag): its
 message names the offending path or flag, says what is wrong and, where it can,
 what to do. Commands turn it into one line on stderr and a non-zero exit
-(`asva_jax.command.run`); anything else is a bug and keeps its traceback.
+(`asva_jax.commands.runner.run`); anything else is a bug and keeps its traceback.
 """
 
 

@@ -17,15 +17,17 @@ from absl import app, flags
 from flax import nnx
 from tqdm import tqdm
 
-from asva_jax import command
+from asva_jax.commands import runner
 from asva_jax.audio.fbank import waveform_to_mel, waveform_to_mel_jax
 from asva_jax.models.imagebind_audio import ImageBindAudioConfig, build_audio_encoder
 
-FLAGS = flags.FLAGS
-flags.DEFINE_integer("batch", 8, "clips per encoder / JAX-frontend call")
-flags.DEFINE_integer("repeats", 3, "timed calls per measurement (after one warm-up call)")
-flags.DEFINE_list("sizes", ["tiny", "huge"], "encoder sizes: tiny (64 wide, 2 blocks) and/or huge")
-flags.DEFINE_enum("dtype", "float32", ["float32", "bfloat16"], "encoder compute dtype")
+def define_flags(fv: flags.FlagValues = flags.FLAGS) -> None:
+  flags.DEFINE_integer("batch", 8, "clips per encoder / JAX-frontend call", flag_values=fv)
+  flags.DEFINE_integer("repeats", 3, "timed calls per measurement (after one warm-up call)", flag_values=fv)
+  flags.DEFINE_list("sizes", ["tiny", "huge"], "encoder sizes: tiny (64 wide, 2 blocks) and/or huge",
+                    flag_values=fv)
+  flags.DEFINE_enum("dtype", "float32", ["float32", "bfloat16"], "encoder compute dtype", flag_values=fv)
+
 
 SIZES = {
     "tiny": ImageBindAudioConfig(embed_dim=64, num_blocks=2, num_heads=4, out_embed_dim=48),
@@ -41,22 +43,22 @@ def clips_per_second(fn, clips: int, repeats: int) -> float:
   return clips * repeats / (time.perf_counter() - start)
 
 
-def main(argv):
+def main(argv, fv: flags.FlagValues = flags.FLAGS):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
-  unknown = [s for s in FLAGS.sizes if s not in SIZES]
-  if unknown or not FLAGS.sizes:
-    raise app.UsageError(f"--sizes {','.join(FLAGS.sizes)}: expected one or more of {', '.join(SIZES)}")
+  unknown = [s for s in fv.sizes if s not in SIZES]
+  if unknown or not fv.sizes:
+    raise app.UsageError(f"--sizes {','.join(fv.sizes)}: expected one or more of {', '.join(SIZES)}")
   for flag in ("batch", "repeats"):
-    if FLAGS[flag].value < 1:
-      raise app.UsageError(f"--{flag} {FLAGS[flag].value}: must be at least 1")
-  batch, repeats = FLAGS.batch, FLAGS.repeats
+    if fv[flag].value < 1:
+      raise app.UsageError(f"--{flag} {fv[flag].value}: must be at least 1")
+  batch, repeats = fv.batch, fv.repeats
   rng = np.random.default_rng(0)
   waves = (0.1 * rng.standard_normal((batch, 32000))).astype(np.float32)
   print(f"backend: {jax.default_backend()} ({jax.devices()[0].device_kind}), batch {batch}, "
-        f"{repeats} timed calls, encoder dtype {FLAGS.dtype}")
+        f"{repeats} timed calls, encoder dtype {fv.dtype}")
   results = {}
-  tasks = ["frontend numpy", "frontend jax"] + [f"encoder {s}" for s in FLAGS.sizes]
+  tasks = ["frontend numpy", "frontend jax"] + [f"encoder {s}" for s in fv.sizes]
   for task in tqdm(tasks, desc="benchmarks"):
     if task == "frontend numpy":
       results[task] = clips_per_second(lambda: [waveform_to_mel(w) for w in waves], batch, repeats)
@@ -66,7 +68,7 @@ def main(argv):
       results[task] = clips_per_second(lambda: frontend(device_waves), batch, repeats)
     else:
       size = task.split()[-1]
-      model = build_audio_encoder(SIZES[size], dtype=jnp.dtype(FLAGS.dtype))
+      model = build_audio_encoder(SIZES[size], dtype=jnp.dtype(fv.dtype))
       graph, state = nnx.split(model)
       encode = jax.jit(lambda s, m: nnx.merge(graph, s)(m))
       mel = jnp.asarray(rng.standard_normal((batch, 128, 204)), jnp.float32)
@@ -76,4 +78,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  command.run(main)
+  runner.run(main, define_flags=define_flags)

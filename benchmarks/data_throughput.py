@@ -18,18 +18,16 @@ from pathlib import Path
 import numpy as np
 from absl import app, flags
 
-from asva_jax import command
-
-FLAGS = flags.FLAGS
+from asva_jax.commands import runner
 
 
-def define_flags() -> None:
-  flags.DEFINE_integer("videos", 6, "Synthetic videos to build (3-6 s each).")
-  flags.DEFINE_string("source", "360,640", "Source frame size H,W.")
-  flags.DEFINE_string("size", "256,256", "Stored frame size H,W.")
-  flags.DEFINE_integer("num_workers", 2, "Build processes.")
-  flags.DEFINE_integer("clips", 200, "Clips to time in the loader.")
-  flags.DEFINE_string("work_dir", None, "Scratch folder (default: a temporary one).")
+def define_flags(fv: flags.FlagValues = flags.FLAGS) -> None:
+  flags.DEFINE_integer("videos", 6, "Synthetic videos to build (3-6 s each).", flag_values=fv)
+  flags.DEFINE_string("source", "360,640", "Source frame size H,W.", flag_values=fv)
+  flags.DEFINE_string("size", "256,256", "Stored frame size H,W.", flag_values=fv)
+  flags.DEFINE_integer("num_workers", 2, "Build processes.", flag_values=fv)
+  flags.DEFINE_integer("clips", 200, "Clips to time in the loader.", flag_values=fv)
+  flags.DEFINE_string("work_dir", None, "Scratch folder (default: a temporary one).", flag_values=fv)
 
 
 def _pair(text: str, flag: str) -> tuple[int, int]:
@@ -89,21 +87,21 @@ def run(work: Path, videos: int, source: tuple[int, int], size: tuple[int, int],
           "read_ms": 1e3 * read_s, "clip_ms": 1e3 * clip_s, "loader_ms": 1e3 * loader_s}
 
 
-def main(argv):
+def main(argv, fv: flags.FlagValues = flags.FLAGS):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
   for flag in ("videos", "clips"):
-    if FLAGS[flag].value < 1:
-      raise app.UsageError(f"--{flag} {FLAGS[flag].value}: must be at least 1")
-  if FLAGS.num_workers < 0:
-    raise app.UsageError(f"--num_workers {FLAGS.num_workers}: must be 0 or more")
-  if FLAGS.work_dir and not Path(FLAGS.work_dir).is_dir():
-    raise app.UsageError(f"--work_dir {FLAGS.work_dir}: no such folder")
-  source, size = _pair(FLAGS.source, "source"), _pair(FLAGS.size, "size")
-  with tempfile.TemporaryDirectory(dir=FLAGS.work_dir) as tmp:
-    r = run(Path(tmp), FLAGS.videos, source, size, FLAGS.num_workers, FLAGS.clips)
+    if fv[flag].value < 1:
+      raise app.UsageError(f"--{flag} {fv[flag].value}: must be at least 1")
+  if fv.num_workers < 0:
+    raise app.UsageError(f"--num_workers {fv.num_workers}: must be 0 or more")
+  if fv.work_dir and not Path(fv.work_dir).is_dir():
+    raise app.UsageError(f"--work_dir {fv.work_dir}: no such folder")
+  source, size = _pair(fv.source, "source"), _pair(fv.size, "size")
+  with tempfile.TemporaryDirectory(dir=fv.work_dir) as tmp:
+    r = run(Path(tmp), fv.videos, source, size, fv.num_workers, fv.clips)
   per_core = 1e3 / (r["read_ms"] + r["clip_ms"])
-  print(f"build: {r['videos']} videos ({r['source_seconds']:.0f} s of {FLAGS.source} video) in "
+  print(f"build: {r['videos']} videos ({r['source_seconds']:.0f} s of {fv.source} video) in "
         f"{r['build_s']:.1f} s with {r['build_workers']} processes = {r['videos'] / r['build_s']:.2f} "
         f"videos/s ({r['source_seconds'] / r['build_s']:.1f} source s/s); "
         f"{r['record_mb']:.2f} MB per record")
@@ -120,5 +118,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  define_flags()
-  command.run(main)
+  runner.run(main, define_flags=define_flags)

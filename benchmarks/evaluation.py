@@ -28,19 +28,21 @@ from absl import app, flags
 from flax import nnx
 from tqdm import tqdm
 
-from asva_jax import command
+from asva_jax.commands import runner
 from asva_jax.eval import detectors as D
 
-FLAGS = flags.FLAGS
-flags.DEFINE_integer("batch", 2, "items per call for the batched measurement")
-flags.DEFINE_integer("repeats", 1, "timed calls per measurement (after one warm-up call)")
-flags.DEFINE_list("networks", ["inception", "i3d", "avsync", "imagebind_vision", "imagebind_audio",
-                               "imagebind_text"], "networks to time")
-flags.DEFINE_integer("videos", 150, "protocol: test videos (AVSync15: 150)")
-flags.DEFINE_integer("clips", 3, "protocol: clips per video")
-flags.DEFINE_integer("classes", 15, "protocol: IT prompts (AVSync15: 15 classes)")
-flags.DEFINE_integer("vision_blocks", 4, "blocks of the ImageBind vision tower actually built (its 32 "
-                     "full-width blocks would need ~9 GB here); the time is scaled to 32 blocks")
+def define_flags(fv: flags.FlagValues = flags.FLAGS) -> None:
+  flags.DEFINE_integer("batch", 2, "items per call for the batched measurement", flag_values=fv)
+  flags.DEFINE_integer("repeats", 1, "timed calls per measurement (after one warm-up call)", flag_values=fv)
+  flags.DEFINE_list("networks", ["inception", "i3d", "avsync", "imagebind_vision", "imagebind_audio",
+                                 "imagebind_text"], "networks to time", flag_values=fv)
+  flags.DEFINE_integer("videos", 150, "protocol: test videos (AVSync15: 150)", flag_values=fv)
+  flags.DEFINE_integer("clips", 3, "protocol: clips per video", flag_values=fv)
+  flags.DEFINE_integer("classes", 15, "protocol: IT prompts (AVSync15: 15 classes)", flag_values=fv)
+  flags.DEFINE_integer("vision_blocks", 4, "blocks of the ImageBind vision tower actually built (its 32 "
+                       "full-width blocks would need ~9 GB here); the time is scaled to 32 blocks",
+                       flag_values=fv)
+
 
 FRAMES = 12
 TINY_TOWER = dict(embed_dim=64, num_blocks=1, num_heads=1)
@@ -63,7 +65,7 @@ def imagebind(tower: str, blocks: int | None = None):
   return zeros_like_abstract(lambda: ImageBind(ImageBindConfig(**small), rngs=nnx.Rngs(0)))
 
 
-def build(name: str):
+def build(name: str, fv):
   """(module, call(module, n) -> output, unit) for one network at full size."""
   video = lambda n: jnp.full((n, FRAMES, 256, 256, 3), 0.5, jnp.float32)
   mel = lambda n: jnp.zeros((n, 128, 204), jnp.float32)
@@ -77,7 +79,7 @@ def build(name: str):
     from asva_jax.eval.avsync_classifier import AVSyncClassifier
     return zeros_like_abstract(AVSyncClassifier), lambda m, n: D.avsync_scores(m, video(n), mel(n)), "clip"
   if name == "imagebind_vision":
-    return (imagebind("vision", FLAGS.vision_blocks), lambda m, n: D.image_embeddings(m, video(n)[:, :1]),
+    return (imagebind("vision", fv.vision_blocks), lambda m, n: D.image_embeddings(m, video(n)[:, :1]),
             "frame")
   if name == "imagebind_audio":
     return imagebind("audio"), lambda m, n: D.audio_embeddings(m, mel(n)), "clip"
@@ -101,29 +103,29 @@ def protocol_seconds(per_item: dict[str, float], clips: int, classes: int) -> di
   return {name: per_item[name] * uses[name] for name in per_item}
 
 
-def main(argv):
+def main(argv, fv: flags.FlagValues = flags.FLAGS):
   del argv
-  batch, repeats = FLAGS.batch, FLAGS.repeats
+  batch, repeats = fv.batch, fv.repeats
   device = jax.devices()[0]
   print(f"backend: {jax.default_backend()} ({device.device_kind}), {repeats} timed call(s) after a warm-up; "
         f"full-size networks, zero weights")
   per_item = {1: {}, batch: {}}
   print(f"\n{'network':18s} {'unit':7s} {'items/s b=1':>12s} {f'items/s b={batch}':>12s}", flush=True)
-  for name in tqdm(FLAGS.networks, desc="networks"):
-    module, call, unit = build(name)
+  for name in tqdm(fv.networks, desc="networks"):
+    module, call, unit = build(name, fv)
     # A ViT block costs the same at every depth: time a shallower vision tower and scale.
-    scale = 32 / FLAGS.vision_blocks if name == "imagebind_vision" and FLAGS.vision_blocks else 1.0
+    scale = 32 / fv.vision_blocks if name == "imagebind_vision" and fv.vision_blocks else 1.0
     for n in sorted(per_item):
       per_item[n][name] = scale * seconds_per_item(module, call, n, repeats)
     del module
     gc.collect()
-    note = f"  ({FLAGS.vision_blocks} of 32 blocks timed, scaled)" if scale != 1.0 else ""
+    note = f"  ({fv.vision_blocks} of 32 blocks timed, scaled)" if scale != 1.0 else ""
     tqdm.write(f"{name:18s} {unit:7s} {1 / per_item[1][name]:12.3f} {1 / per_item[batch][name]:12.3f}{note}")
-  clips = FLAGS.videos * FLAGS.clips
-  print(f"\nAVSync15 protocol: {FLAGS.videos} videos x {FLAGS.clips} clips = {clips} generated clips "
+  clips = fv.videos * fv.clips
+  print(f"\nAVSync15 protocol: {fv.videos} videos x {fv.clips} clips = {clips} generated clips "
         f"(+ as many reference clips), all metrics")
   for n in sorted(per_item):
-    seconds = protocol_seconds(per_item[n], clips, FLAGS.classes)
+    seconds = protocol_seconds(per_item[n], clips, fv.classes)
     total = sum(seconds.values())
     per_clip = total / clips
     parts = ", ".join(f"{k} {v / 60:.1f} min" for k, v in seconds.items())
@@ -132,4 +134,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  command.run(main)
+  runner.run(main, define_flags=define_flags)

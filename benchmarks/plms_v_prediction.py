@@ -14,12 +14,10 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 import numpy as np
-from absl import app, flags
+from absl import flags
 
 from asva_jax.schedulers import make_plan
 from asva_jax.schedulers.scheduler import default_alphas_cumprod, tables_at
-
-FLAGS = flags.FLAGS
 
 
 def final_error(name: str, n: int, mu: np.ndarray, s: np.ndarray, x_start: np.ndarray) -> float:
@@ -46,17 +44,21 @@ def final_error(name: str, n: int, mu: np.ndarray, s: np.ndarray, x_start: np.nd
   return float(np.linalg.norm(np.asarray(x, np.float64) - exact) / np.linalg.norm(exact))
 
 
-def main(argv):
+def main(argv, fv: flags.FlagValues = flags.FLAGS):
   del argv
   rng = np.random.default_rng(0)
-  mu, s = rng.uniform(-1, 1, FLAGS.dims), rng.uniform(0.05, 1.0, FLAGS.dims)
-  x_start = rng.standard_normal(FLAGS.dims)
+  mu, s = rng.uniform(-1, 1, fv.dims), rng.uniform(0.05, 1.0, fv.dims)
+  x_start = rng.standard_normal(fv.dims)
   for name in ("pndm", "pndm-eps", "plms", "plms-eps"):
-    errors = [final_error(name, int(n), mu, s, x_start) for n in FLAGS.steps]
-    print(f"{name:9s} " + "  ".join(f"{n} steps: {e:.2e}" for n, e in zip(FLAGS.steps, errors)), flush=True)
+    errors = [final_error(name, int(n), mu, s, x_start) for n in fv.steps]
+    print(f"{name:9s} " + "  ".join(f"{n} steps: {e:.2e}" for n, e in zip(fv.steps, errors)), flush=True)
 
 
-if __name__ == "__main__":  # flags only then: tests import `final_error` next to commands with a --steps flag
-  flags.DEFINE_list("steps", ["10", "20", "50"], "sampler steps")
-  flags.DEFINE_integer("dims", 20000, "dimensions of the Gaussian data")
-  app.run(main)
+def define_flags(fv: flags.FlagValues = flags.FLAGS) -> None:
+  flags.DEFINE_list("steps", ["10", "20", "50"], "sampler steps", flag_values=fv)
+  flags.DEFINE_integer("dims", 20000, "dimensions of the Gaussian data", flag_values=fv)
+
+
+if __name__ == "__main__":
+  from asva_jax.commands import runner
+  runner.run(main, define_flags=define_flags)

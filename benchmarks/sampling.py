@@ -27,21 +27,23 @@ import numpy as np
 from absl import flags
 from flax import nnx
 
-from asva_jax import command
+from asva_jax.commands import runner
 from asva_jax.models.random_weights import randomized
 
-FLAGS = flags.FLAGS
-flags.DEFINE_list("config", ["tiny"], "tiny, medium, full")
-flags.DEFINE_list("batch", ["1", "8"], "clips per call")
-flags.DEFINE_integer("steps", 50, "PNDM steps")
-flags.DEFINE_integer("runs", 2, "timed repeats after the first call")
-flags.DEFINE_string("dtype", "float32", "compute dtype of the UNet and the VAE")
-flags.DEFINE_bool("bf16_drift", False, "compare float32 and bfloat16 sampling")
-flags.DEFINE_bool("long_audio", False, "measure the two long-audio chaining modes")
-flags.DEFINE_float("seconds", 20.0, "audio length for --long_audio")
-flags.DEFINE_integer("seed", 0, "seed of weights and inputs")
-flags.DEFINE_string("ckpt", None, "--long_audio: a checkpoint folder or training workdir instead of random "
-                    "weights; inputs are then a synthetic video's first frame and its class's audio events")
+def define_flags(fv: flags.FlagValues = flags.FLAGS) -> None:
+  flags.DEFINE_list("config", ["tiny"], "tiny, medium, full", flag_values=fv)
+  flags.DEFINE_list("batch", ["1", "8"], "clips per call", flag_values=fv)
+  flags.DEFINE_integer("steps", 50, "PNDM steps", flag_values=fv)
+  flags.DEFINE_integer("runs", 2, "timed repeats after the first call", flag_values=fv)
+  flags.DEFINE_string("dtype", "float32", "compute dtype of the UNet and the VAE", flag_values=fv)
+  flags.DEFINE_bool("bf16_drift", False, "compare float32 and bfloat16 sampling", flag_values=fv)
+  flags.DEFINE_bool("long_audio", False, "measure the two long-audio chaining modes", flag_values=fv)
+  flags.DEFINE_float("seconds", 20.0, "audio length for --long_audio", flag_values=fv)
+  flags.DEFINE_integer("seed", 0, "seed of weights and inputs", flag_values=fv)
+  flags.DEFINE_string("ckpt", None, "--long_audio: a checkpoint folder or training workdir instead of random "
+                      "weights; inputs are then a synthetic video's first frame and its class's audio events",
+                      flag_values=fv)
+
 
 DOWN, RES_DOWN = "FFSpatioAudioTempCrossAttnDownBlock3D", "FFSpatioTempResDownBlock3D"
 UP, RES_UP = "FFSpatioAudioTempCrossAttnUpBlock3D", "FFSpatioTempResUpBlock3D"
@@ -56,7 +58,6 @@ CONFIGS = {
                              attention_head_dim=[2, 4, 4, 4])),
     "full": dict(size=256, text_dim=768, audio={}, vae={}, unet={}),
 }
-
 
 
 def build(name: str, dtype, seed: int = 0):
@@ -91,40 +92,40 @@ def clips(name: str, batch: int, seed: int = 0):
           for k in range(batch)]
 
 
-def speed(name: str, batch: int) -> None:
+def speed(name: str, batch: int, fv) -> None:
   from asva_jax.pipeline import sample
-  models = build(name, jnp.dtype(FLAGS.dtype), FLAGS.seed)
+  models = build(name, jnp.dtype(fv.dtype), fv.seed)
   cs = clips(name, batch)
-  run = lambda: sample(models, cs, num_inference_steps=FLAGS.steps, audio_guidance=4.0)  # noqa: E731
+  run = lambda: sample(models, cs, num_inference_steps=fv.steps, audio_guidance=4.0)  # noqa: E731
   start = time.perf_counter()
   run()
   first = time.perf_counter() - start
   times = []
-  for _ in range(FLAGS.runs):
+  for _ in range(fv.runs):
     start = time.perf_counter()
     run()
     times.append(time.perf_counter() - start)
   t = statistics.median(times)
-  print(f"{name:7s} batch {batch:2d} {FLAGS.dtype}: compile ~{first - t:6.1f} s, {t:7.2f} s per call, "
+  print(f"{name:7s} batch {batch:2d} {fv.dtype}: compile ~{first - t:6.1f} s, {t:7.2f} s per call, "
         f"{t / batch:6.2f} s per clip, {batch / t:6.2f} clips/s  [{jax.devices()[0].device_kind}]", flush=True)
 
 
-def bf16_drift(name: str) -> None:
+def bf16_drift(name: str, fv) -> None:
   from asva_jax.pipeline import sample
   cs = clips(name, 1)
   out = {}
   for dtype in ("float32", "bfloat16"):
-    models = build(name, jnp.dtype(dtype), FLAGS.seed)
-    out[dtype] = sample(models, cs, num_inference_steps=FLAGS.steps, audio_guidance=4.0, return_latents=True)
+    models = build(name, jnp.dtype(dtype), fv.seed)
+    out[dtype] = sample(models, cs, num_inference_steps=fv.steps, audio_guidance=4.0, return_latents=True)
   (f32, z32), (b16, z16) = out["float32"], out["bfloat16"]
   z32, z16 = np.asarray(z32, np.float64), np.asarray(z16, np.float64)
   rel = np.linalg.norm((z16 - z32)[:, 1:]) / np.linalg.norm(z32[:, 1:])
   diff = np.abs(f32.astype(np.int16) - b16.astype(np.int16))
-  print(f"{name}: bfloat16 vs float32 after {FLAGS.steps} PNDM steps: relative L2 of the latents {rel:.4f}, "
+  print(f"{name}: bfloat16 vs float32 after {fv.steps} PNDM steps: relative L2 of the latents {rel:.4f}, "
         f"frames mean |Δ| {diff.mean():.2f} / 255, max {diff.max()}")
 
 
-def synthetic_inputs(models, seconds: float):
+def synthetic_inputs(models, seconds: float, fv):
   """A synthetic video's first frame at the model's size, its class's audio events for `seconds`,
   and the class prompt (data_prep.synthetic, the data the tiny training config uses)."""
   from asva_jax.pipeline import inputs
@@ -133,33 +134,33 @@ def synthetic_inputs(models, seconds: float):
   size = frame_size(models)
   parts, k = [], 0
   while sum(len(p) for p in parts) < seconds * 16000:
-    clip = make_clip(FLAGS.seed, 0, 100 + k, height=48, width=64, fps=6, sample_rate=16000)
+    clip = make_clip(fv.seed, 0, 100 + k, height=48, width=64, fps=6, sample_rate=16000)
     parts.append(clip.audio.mean(axis=0))
     k += 1
-  first = make_clip(FLAGS.seed, 0, 100, height=48, width=64, fps=6, sample_rate=16000).frames[0]
+  first = make_clip(fv.seed, 0, 100, height=48, width=64, fps=6, sample_rate=16000).frames[0]
   audio = np.concatenate(parts)[:int(seconds * 16000)].astype(np.float32)
   prompt = class_spec(0).prompt
   return inputs.prepare_image(first, size), audio, prompt
 
 
-def long_audio_figures(name: str) -> None:
+def long_audio_figures(name: str, fv) -> None:
   from asva_jax.pipeline import long_audio
-  if FLAGS.ckpt:
+  if fv.ckpt:
     from asva_jax.pipeline import load_models
-    models = load_models(FLAGS.ckpt, dtype=jnp.dtype(FLAGS.dtype))
-    image, audio, prompt = synthetic_inputs(models, FLAGS.seconds)
-    name = f"{FLAGS.ckpt} (step {getattr(models, 'step', None)})"
+    models = load_models(fv.ckpt, dtype=jnp.dtype(fv.dtype))
+    image, audio, prompt = synthetic_inputs(models, fv.seconds, fv)
+    name = f"{fv.ckpt} (step {getattr(models, 'step', None)})"
   else:
-    models = build(name, jnp.dtype(FLAGS.dtype), FLAGS.seed)
-    rng = np.random.default_rng(FLAGS.seed)
-    t = np.arange(int(FLAGS.seconds * 16000)) / 16000
+    models = build(name, jnp.dtype(fv.dtype), fv.seed)
+    rng = np.random.default_rng(fv.seed)
+    t = np.arange(int(fv.seconds * 16000)) / 16000
     audio = (0.3 * np.sin(2 * np.pi * 330 * t) * (1 + np.sin(2 * np.pi * 0.7 * t))
              + 0.05 * rng.standard_normal(len(t))).astype(np.float32)
     image, prompt = clips(name, 1)[0].image, "lions roaring"
   for mode in long_audio.MODES:
     start = time.perf_counter()
     video, starts = long_audio.animate(models, image, audio, prompt, mode=mode, batch_size=4,
-                                       num_inference_steps=FLAGS.steps, audio_guidance=4.0, progress=False)
+                                       num_inference_steps=fv.steps, audio_guidance=4.0, progress=False)
     seams = long_audio.seam_indices(starts, 12, len(video))
     s = long_audio.seam_smoothness(video, seams)
     d = long_audio.drift(video, image, seams)
@@ -168,17 +169,17 @@ def long_audio_figures(name: str) -> None:
           f"first {d[0]:.3f}, last {d[-1]:.3f}, max {max(d):.3f}: {' '.join(f'{x:.3f}' for x in d)}", flush=True)
 
 
-def main(argv):
+def main(argv, fv: flags.FlagValues = flags.FLAGS):
   del argv
-  for name in FLAGS.config:
-    if FLAGS.long_audio:
-      long_audio_figures(name)
-    elif FLAGS.bf16_drift:
-      bf16_drift(name)
+  for name in fv.config:
+    if fv.long_audio:
+      long_audio_figures(name, fv)
+    elif fv.bf16_drift:
+      bf16_drift(name, fv)
     else:
-      for b in FLAGS.batch:
-        speed(name, int(b))
+      for b in fv.batch:
+        speed(name, int(b), fv)
 
 
 if __name__ == "__main__":
-  command.run(main)
+  runner.run(main, define_flags=define_flags)

@@ -25,20 +25,21 @@ from pathlib import Path
 
 from absl import app, flags, logging
 
-from asva_jax import command
+from asva_jax.commands import runner
 from asva_jax.errors import AsvaError
 
 REPO = Path(__file__).resolve().parent.parent
-_CONFIG = command.define_config_file("config", str(REPO / "configs" / "avsyncd.py"), "Training config.")
-flags.DEFINE_string("topology", "v5e:2x4", "TPU topology, e.g. v5e:2x4, v5p:2x2x1, v6e:2x4")
-flags.DEFINE_integer("batch_per_chip", 4, "clips per chip per micro-batch")
-flags.DEFINE_string("remat", None, "override config.remat")
-flags.DEFINE_integer("fsdp", None, "override config.mesh.fsdp (default: all chips)")
-flags.DEFINE_string("frozen", None, "override config.precision.frozen")
-flags.DEFINE_integer("frame_size", 256, "frame height = width")
-flags.DEFINE_bool("latents", False, "cached VAE moments as input (data_prep.build --vae-latents, "
-                  "data.use_vae_latents) instead of frames through the VAE encoder")
-FLAGS = flags.FLAGS
+def define_flags(fv: flags.FlagValues = flags.FLAGS) -> None:
+  runner.define_config_file("config", str(REPO / "configs" / "avsyncd.py"), "Training config.", flag_values=fv)
+  flags.DEFINE_string("topology", "v5e:2x4", "TPU topology, e.g. v5e:2x4, v5p:2x2x1, v6e:2x4", flag_values=fv)
+  flags.DEFINE_integer("batch_per_chip", 4, "clips per chip per micro-batch", flag_values=fv)
+  flags.DEFINE_string("remat", None, "override config.remat", flag_values=fv)
+  flags.DEFINE_integer("fsdp", None, "override config.mesh.fsdp (default: all chips)", flag_values=fv)
+  flags.DEFINE_string("frozen", None, "override config.precision.frozen", flag_values=fv)
+  flags.DEFINE_integer("frame_size", 256, "frame height = width", flag_values=fv)
+  flags.DEFINE_bool("latents", False, "cached VAE moments as input (data_prep.build --vae-latents, "
+                    "data.use_vae_latents) instead of frames through the VAE encoder", flag_values=fv)
+
 
 HBM_GIB = {"v5e": 15.75, "v5 lite": 15.75, "v5p": 95.74, "v6e": 31.25, "v6 lite": 31.25, "v4": 32.0}
 
@@ -64,34 +65,34 @@ def lower(config, devices, *, fsdp: int, batch_per_chip: int, frame_size: int, l
   return program.step.lower(state, frozen, batch), about
 
 
-def main(argv):
+def main(argv, fv: flags.FlagValues = flags.FLAGS):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
   logging.set_verbosity(logging.WARNING)
-  generation = FLAGS.topology.split(":")[0]
+  generation = fv.topology.split(":")[0]
   os.environ.setdefault("TPU_ACCELERATOR_TYPE", f"{generation}-8")
   os.environ.setdefault("TPU_WORKER_HOSTNAMES", "localhost")
   import jax
   from jax.experimental import topologies
   from asva_jax.training.flops import step_flops
 
-  config = _CONFIG.value
-  if FLAGS.remat:
-    config.remat = FLAGS.remat
-  if FLAGS.frozen:
-    config.precision.frozen = FLAGS.frozen
+  config = fv.config
+  if fv.remat:
+    config.remat = fv.remat
+  if fv.frozen:
+    config.precision.frozen = fv.frozen
   try:
-    topology = topologies.get_topology_desc(topology_name=FLAGS.topology, platform="tpu")
+    topology = topologies.get_topology_desc(topology_name=fv.topology, platform="tpu")
   except (RuntimeError, ValueError) as e:  # no libtpu, or a topology it does not know
-    raise AsvaError(f"--topology {FLAGS.topology}: {str(e).splitlines()[0]} (the TPU compiler comes "
+    raise AsvaError(f"--topology {fv.topology}: {str(e).splitlines()[0]} (the TPU compiler comes "
                     f"with pip install -e '.[tpu]')") from None
   devices = topology.devices
   t = time.perf_counter()
-  lowered, about = lower(config, devices, fsdp=FLAGS.fsdp or len(devices),
-                         batch_per_chip=FLAGS.batch_per_chip, frame_size=FLAGS.frame_size,
-                         latents=FLAGS.latents)
-  print(f"{FLAGS.topology}: {about}", flush=True)
-  b = FLAGS.batch_per_chip * len(devices) * int(config.train.grad_accum)
+  lowered, about = lower(config, devices, fsdp=fv.fsdp or len(devices),
+                         batch_per_chip=fv.batch_per_chip, frame_size=fv.frame_size,
+                         latents=fv.latents)
+  print(f"{fv.topology}: {about}", flush=True)
+  b = fv.batch_per_chip * len(devices) * int(config.train.grad_accum)
   flops = step_flops(lowered, int(config.train.grad_accum))
   try:
     compiled = lowered.compile()
@@ -120,4 +121,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  command.run(main)
+  runner.run(main, define_flags=define_flags)

@@ -27,21 +27,25 @@ import jax
 import numpy as np
 from absl import app, flags, logging
 
-from asva_jax import command
+from asva_jax.commands import runner
 from asva_jax.training import sharding
 from asva_jax.training.flops import SOURCE, peak_flops, step_flops
 
-FLAGS = flags.FLAGS
 REPO = Path(__file__).resolve().parent.parent
-flags.DEFINE_enum("size", "tiny", ["tiny", "medium", "full"], "model size")
-flags.DEFINE_list("batch", ["2"], "global clips per step")
-flags.DEFINE_list("remat", ["none"], "remat settings: none, full or a jax.checkpoint_policies name")
-flags.DEFINE_string("compute", None, "compute dtype (default: float32 on CPU, bfloat16 elsewhere)")
-flags.DEFINE_string("frozen", None, "frozen-weight dtype (default: as compute)")
-flags.DEFINE_integer("steps", 5, "timed steps per row")
-flags.DEFINE_integer("fsdp", 1, "fsdp axis size of the mesh")
-flags.DEFINE_bool("flops_only", False, "lower and compile only: FLOPs and memory, no execution")
-flags.DEFINE_bool("latents", False, "cached VAE moments as input (data.use_vae_latents) instead of frames")
+def define_flags(fv: flags.FlagValues = flags.FLAGS) -> None:
+  flags.DEFINE_enum("size", "tiny", ["tiny", "medium", "full"], "model size", flag_values=fv)
+  flags.DEFINE_list("batch", ["2"], "global clips per step", flag_values=fv)
+  flags.DEFINE_list("remat", ["none"], "remat settings: none, full or a jax.checkpoint_policies name",
+                    flag_values=fv)
+  flags.DEFINE_string("compute", None, "compute dtype (default: float32 on CPU, bfloat16 elsewhere)",
+                      flag_values=fv)
+  flags.DEFINE_string("frozen", None, "frozen-weight dtype (default: as compute)", flag_values=fv)
+  flags.DEFINE_integer("steps", 5, "timed steps per row", flag_values=fv)
+  flags.DEFINE_integer("fsdp", 1, "fsdp axis size of the mesh", flag_values=fv)
+  flags.DEFINE_bool("flops_only", False, "lower and compile only: FLOPs and memory, no execution",
+                    flag_values=fv)
+  flags.DEFINE_bool("latents", False, "cached VAE moments as input (data.use_vae_latents) instead of frames",
+                    flag_values=fv)
 
 
 def size_config(size: str):
@@ -66,14 +70,14 @@ def size_config(size: str):
   return c, (256, 256)
 
 
-def bench(config, frame_size, batch: int, remat: str):
+def bench(config, frame_size, batch: int, remat: str, fv):
   from asva_jax.training.build import build_models
   from asva_jax.training.program import batch_shapes, build_program
   from asva_jax.training.state import count_params
   config.remat = remat
   config.train.batch_size = batch
   model = build_models(config).model
-  shapes = batch_shapes(model, batch, frame_size, latents=FLAGS.latents)
+  shapes = batch_shapes(model, batch, frame_size, latents=fv.latents)
   program, state, frozen = build_program(model, config, sharding.make_mesh(config.mesh))
   del model
   rng = np.random.default_rng(0)
@@ -93,12 +97,12 @@ def bench(config, frame_size, batch: int, remat: str):
   if mem is not None:
     row.update(args_gib=mem.argument_size_in_bytes / 2**30, temp_gib=mem.temp_size_in_bytes / 2**30,
                out_gib=mem.output_size_in_bytes / 2**30)
-  if FLAGS.flops_only:
+  if fv.flops_only:
     return row
   state, m = compiled(state, frozen, gb)
   jax.block_until_ready(m)
   times = []
-  for _ in range(FLAGS.steps):
+  for _ in range(fv.steps):
     t = time.perf_counter()
     state, m = compiled(state, frozen, gb)
     jax.block_until_ready(m)
@@ -116,24 +120,24 @@ def bench(config, frame_size, batch: int, remat: str):
   return row
 
 
-def main(argv):
+def main(argv, fv: flags.FlagValues = flags.FLAGS):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
   logging.set_verbosity(logging.WARNING)
   platform = jax.devices()[0].platform
-  compute = FLAGS.compute or ("float32" if platform == "cpu" else "bfloat16")
-  print(f"devices: {jax.device_count()} x {jax.devices()[0].device_kind}; size {FLAGS.size}; "
+  compute = fv.compute or ("float32" if platform == "cpu" else "bfloat16")
+  print(f"devices: {jax.device_count()} x {jax.devices()[0].device_kind}; size {fv.size}; "
         f"compute {compute}; FLOPs: {SOURCE}")
-  for batch in (int(b) for b in FLAGS.batch):
-    for remat in FLAGS.remat:
-      config, frame_size = size_config(FLAGS.size)
+  for batch in (int(b) for b in fv.batch):
+    for remat in fv.remat:
+      config, frame_size = size_config(fv.size)
       config.precision.compute = compute
-      config.precision.frozen = FLAGS.frozen or compute
-      config.mesh.fsdp = FLAGS.fsdp
-      row = bench(config, frame_size, batch, remat)
+      config.precision.frozen = fv.frozen or compute
+      config.mesh.fsdp = fv.fsdp
+      row = bench(config, frame_size, batch, remat, fv)
       print("  ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()),
             flush=True)
 
 
 if __name__ == "__main__":
-  command.run(main)
+  runner.run(main, define_flags=define_flags)

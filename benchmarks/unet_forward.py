@@ -29,27 +29,35 @@ import numpy as np
 from absl import app, flags, logging
 from flax import nnx
 
-from asva_jax import command
+from asva_jax.commands import runner
 from asva_jax.audio import segment_masks
 from asva_jax.models.unet_3d import build_unet, trainable
 from asva_jax.models.unet_config import CROSS_ATTN_DOWN, CROSS_ATTN_UP, DEFAULT_CONFIG, MID, RES_DOWN, RES_UP
 
-FLAGS = flags.FLAGS
-flags.DEFINE_enum("size", None, ["small", "full"],
-                  "UNet size; default: small on CPU, full (AVSyncD/SD1.5, 1.17 B parameters) elsewhere")
-flags.DEFINE_list("batch", ["1"], "batch sizes (videos per call)")
-flags.DEFINE_list("dtype", ["float32"], "compute dtypes: float32 and/or bfloat16")
-flags.DEFINE_enum("param_dtype", "float32", ["float32", "bfloat16"], "parameter storage dtype")
-flags.DEFINE_list("attention", ["auto"], "attention implementations: auto, xla, cudnn, reference")
-flags.DEFINE_integer("latent", 32, "latent height = width (32 = 256x256 video)")
-flags.DEFINE_integer("frames", 12, "frames per clip")
-flags.DEFINE_integer("runs", 5, "timed calls per row (after one warm-up call)")
-flags.DEFINE_bool("backward", False, "time value_and_grad over the trainable parameters, not the forward")
-flags.DEFINE_enum("remat", "both", ["both", "off", "on"], "rematerialisation in --backward rows")
-flags.DEFINE_bool("flops_only", False, "abstract model, lower only: FLOPs without weights or execution")
-flags.DEFINE_alias("flops-only", "flops_only")
-flags.DEFINE_bool("compile", False, "with --flops_only: compile too (compile time, memory estimate)")
-flags.DEFINE_integer("seed", 0, "seed of weights and inputs")
+def define_flags(fv: flags.FlagValues = flags.FLAGS) -> None:
+  flags.DEFINE_enum("size", None, ["small", "full"],
+                    "UNet size; default: small on CPU, full (AVSyncD/SD1.5, 1.17 B parameters) elsewhere",
+                    flag_values=fv)
+  flags.DEFINE_list("batch", ["1"], "batch sizes (videos per call)", flag_values=fv)
+  flags.DEFINE_list("dtype", ["float32"], "compute dtypes: float32 and/or bfloat16", flag_values=fv)
+  flags.DEFINE_enum("param_dtype", "float32", ["float32", "bfloat16"], "parameter storage dtype",
+                    flag_values=fv)
+  flags.DEFINE_list("attention", ["auto"], "attention implementations: auto, xla, cudnn, reference",
+                    flag_values=fv)
+  flags.DEFINE_integer("latent", 32, "latent height = width (32 = 256x256 video)", flag_values=fv)
+  flags.DEFINE_integer("frames", 12, "frames per clip", flag_values=fv)
+  flags.DEFINE_integer("runs", 5, "timed calls per row (after one warm-up call)", flag_values=fv)
+  flags.DEFINE_bool("backward", False, "time value_and_grad over the trainable parameters, not the forward",
+                    flag_values=fv)
+  flags.DEFINE_enum("remat", "both", ["both", "off", "on"], "rematerialisation in --backward rows",
+                    flag_values=fv)
+  flags.DEFINE_bool("flops_only", False, "abstract model, lower only: FLOPs without weights or execution",
+                    flag_values=fv)
+  flags.DEFINE_alias("flops-only", "flops_only", flag_values=fv)
+  flags.DEFINE_bool("compile", False, "with --flops_only: compile too (compile time, memory estimate)",
+                    flag_values=fv)
+  flags.DEFINE_integer("seed", 0, "seed of weights and inputs", flag_values=fv)
+
 
 TEXT_TOKENS, AUDIO_TOKENS, CONTEXT_DIM = 77, 229, 768
 # Four levels with every block type of the full model (audio/text/temporal cross-attention
@@ -140,17 +148,17 @@ def time_calls(fn: Callable, args: tuple, runs: int) -> float:
 
 
 def bench_row(config: dict, weights: nnx.State, *, batch: int, dtype: str, attention: str, remat: bool,
-              backward: bool, flops_only: bool, compile_abstract: bool) -> dict:
+              backward: bool, flops_only: bool, compile_abstract: bool, fv) -> dict:
   """One table row. The options add no variables, so every row reuses the same `weights`
   (concrete, or abstract with `flops_only`) under its own abstract graph: one slow eager init."""
-  model = build_unet(config, abstract=True, seed=FLAGS.seed, dtype=jnp.dtype(dtype),
-                     param_dtype=jnp.dtype(FLAGS.param_dtype), attention=attention, remat=remat)
+  model = build_unet(config, abstract=True, seed=fv.seed, dtype=jnp.dtype(dtype),
+                     param_dtype=jnp.dtype(fv.param_dtype), attention=attention, remat=remat)
   graph, own = nnx.split(model)
   if jax.tree.structure(own) != jax.tree.structure(weights):
     raise ValueError(f"UNet variables differ with dtype={dtype}, attention={attention}, remat={remat}")
   state = weights
   params, train_params = param_counts(state)
-  inputs = make_inputs(batch, FLAGS.frames, FLAGS.latent, jnp.dtype(dtype), flops_only, FLAGS.seed + 1)
+  inputs = make_inputs(batch, fv.frames, fv.latent, jnp.dtype(dtype), flops_only, fv.seed + 1)
   fn = jax.jit(train_grad_fn(graph) if backward else forward_fn(graph))
   row = dict(batch=batch, dtype=dtype, attention=attention, remat=remat if backward else None,
              params=params, trainable=train_params, seconds=float("nan"), compile=float("nan"),
@@ -165,7 +173,7 @@ def bench_row(config: dict, weights: nnx.State, *, batch: int, dtype: str, atten
   row.update(compile=time.perf_counter() - start, flops=xla_flops(compiled), flops_from="compiled",
              temp=temp_bytes(compiled))
   if not flops_only:
-    row["seconds"] = time_calls(compiled, (state,) + inputs, FLAGS.runs)
+    row["seconds"] = time_calls(compiled, (state,) + inputs, fv.runs)
   return row
 
 
@@ -195,49 +203,49 @@ def parse_list(values: list[str], allowed: tuple[str, ...], name: str) -> list[s
   return values
 
 
-def main(argv):
+def main(argv, fv: flags.FlagValues = flags.FLAGS):
   backend = jax.default_backend()
-  size = FLAGS.size or ("small" if backend == "cpu" else "full")
+  size = fv.size or ("small" if backend == "cpu" else "full")
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
   try:
-    batches = [int(b) for b in FLAGS.batch]
+    batches = [int(b) for b in fv.batch]
   except ValueError:
-    raise app.UsageError(f"--batch {','.join(FLAGS.batch)}: expected positive integers") from None
+    raise app.UsageError(f"--batch {','.join(fv.batch)}: expected positive integers") from None
   if not batches or min(batches) < 1:
-    raise app.UsageError(f"--batch {','.join(FLAGS.batch)}: expected positive integers")
+    raise app.UsageError(f"--batch {','.join(fv.batch)}: expected positive integers")
   for flag, low in (("latent", 8), ("frames", 1), ("runs", 1)):
-    if FLAGS[flag].value < low:
-      raise app.UsageError(f"--{flag} {FLAGS[flag].value}: must be at least {low}")
-  if FLAGS.latent % 8:
-    raise app.UsageError(f"--latent {FLAGS.latent}: must be a multiple of 8 (the UNet halves it 3 times)")
-  dtypes = parse_list(FLAGS.dtype, ("float32", "bfloat16"), "dtype")
-  attentions = parse_list(FLAGS.attention, ("auto", "xla", "cudnn", "reference"), "attention")
-  remats = {"both": [False, True], "off": [False], "on": [True]}[FLAGS.remat] if FLAGS.backward else [False]
-  if size == "full" and backend == "cpu" and not FLAGS.flops_only:
+    if fv[flag].value < low:
+      raise app.UsageError(f"--{flag} {fv[flag].value}: must be at least {low}")
+  if fv.latent % 8:
+    raise app.UsageError(f"--latent {fv.latent}: must be a multiple of 8 (the UNet halves it 3 times)")
+  dtypes = parse_list(fv.dtype, ("float32", "bfloat16"), "dtype")
+  attentions = parse_list(fv.attention, ("auto", "xla", "cudnn", "reference"), "attention")
+  remats = {"both": [False, True], "off": [False], "on": [True]}[fv.remat] if fv.backward else [False]
+  if size == "full" and backend == "cpu" and not fv.flops_only:
     logging.warning("full-size UNet on CPU: 1.17 B parameters (%.1f GB in %s) and minutes per call; "
-                    "consider --flops-only", 1.17 * jnp.dtype(FLAGS.param_dtype).itemsize, FLAGS.param_dtype)
+                    "consider --flops-only", 1.17 * jnp.dtype(fv.param_dtype).itemsize, fv.param_dtype)
   print(f"backend: {backend} ({jax.devices()[0].device_kind}); UNet {size}; "
-        f"{'value_and_grad over trainable params' if FLAGS.backward else 'forward'}; "
-        f"latent {FLAGS.latent}x{FLAGS.latent} ({8 * FLAGS.latent}px), {FLAGS.frames} frames; "
-        f"param dtype {FLAGS.param_dtype}; " + ("abstract, no execution" if FLAGS.flops_only
-                                                 else f"median of {FLAGS.runs} runs"), flush=True)
+        f"{'value_and_grad over trainable params' if fv.backward else 'forward'}; "
+        f"latent {fv.latent}x{fv.latent} ({8 * fv.latent}px), {fv.frames} frames; "
+        f"param dtype {fv.param_dtype}; " + ("abstract, no execution" if fv.flops_only
+                                                 else f"median of {fv.runs} runs"), flush=True)
   start = time.perf_counter()
-  weights = nnx.split(build_unet(CONFIGS[size], abstract=FLAGS.flops_only, seed=FLAGS.seed,
-                                 param_dtype=jnp.dtype(FLAGS.param_dtype)))[1]
-  print(f"  built {'abstract ' if FLAGS.flops_only else ''}weights in {time.perf_counter() - start:.1f} s",
+  weights = nnx.split(build_unet(CONFIGS[size], abstract=fv.flops_only, seed=fv.seed,
+                                 param_dtype=jnp.dtype(fv.param_dtype)))[1]
+  print(f"  built {'abstract ' if fv.flops_only else ''}weights in {time.perf_counter() - start:.1f} s",
         flush=True)
   rows = []
   for batch, dtype, attention, remat in itertools.product(batches, dtypes, attentions, remats):
     rows.append(bench_row(CONFIGS[size], weights, batch=batch, dtype=dtype, attention=attention, remat=remat,
-                          backward=FLAGS.backward, flops_only=FLAGS.flops_only,
-                          compile_abstract=FLAGS.compile))
-    print(f"  done: batch {batch} {dtype} {attention}" + (f" remat={remat}" if FLAGS.backward else ""),
+                          backward=fv.backward, flops_only=fv.flops_only,
+                          compile_abstract=fv.compile, fv=fv))
+    print(f"  done: batch {batch} {dtype} {attention}" + (f" remat={remat}" if fv.backward else ""),
           flush=True)
   print(f"parameters: {rows[0]['params'] / 1e6:.2f} M, trainable (_temp/_audio): "
         f"{rows[0]['trainable'] / 1e6:.2f} M")
-  print_table(rows, FLAGS.frames)
+  print_table(rows, fv.frames)
 
 
 if __name__ == "__main__":
-  command.run(main)
+  runner.run(main, define_flags=define_flags)

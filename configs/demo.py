@@ -1,6 +1,6 @@
 r"""The built-in demo: learn audio-synchronised motion from nothing on a plain CPU, and prove it.
 
-    python -m asva_jax.train --config configs/demo.py --workdir outputs/demo     (or: make demo)
+    python -m asva_jax.demo --workdir outputs/demo     (or: make demo; --config defaults to this file)
 
 Writes a synthetic audio-visual dataset (each class its own motion and sound, events at
 random times) with train and test shards, trains a small AVSyncD from scratch (the real

@@ -16,8 +16,9 @@ from asva_jax.storage import write_json_atomic
 from asva_jax.models.clip_text import CLIPTextConfig, CLIPTextModel
 from asva_jax.models.clip_tokenizer import TOKENIZER_FILES
 from asva_jax.text_encodings import ENCODINGS_FILE, NULL_PROMPT
-from convert.state_dict import (TRANSFORMERS_WEIGHTS, ConversionError, TorchStateDict, export_state_dict,
-                                find_weights_file, load_into, read_json_config, save_safetensors)
+from asva_jax.torch_weights import (TRANSFORMERS_WEIGHTS, export_state_dict, find_weights_file, load_into,
+                                    open_state_dict, read_json_config, save_safetensors)
+from convert.errors import ConversionError
 
 WEIGHTS_NAME = TRANSFORMERS_WEIGHTS[0]
 # transformers < 5 nested the tower under `text_model.`; SD1.5's files still do.
@@ -38,18 +39,18 @@ def import_text_encoder(folder: str | os.PathLike, *, dtype=None,
   Accepts both key namings (with and without `text_model.`) and skips the
   `position_ids` buffer older transformers saved.
   """
-  config = read_json_config(folder)
+  config = read_json_config(folder, error=ConversionError)
   source = str(Path(folder) / "config.json")
   try:
     cfg = CLIPTextConfig.from_transformers(config, source=source)
   except (TypeError, ValueError) as e:
     raise ConversionError(str(e) if source in str(e) else f"{source}: {e}") from e
-  weights = find_weights_file(folder, TRANSFORMERS_WEIGHTS)
-  state_dict = TorchStateDict(weights)
+  weights = find_weights_file(folder, TRANSFORMERS_WEIGHTS, error=ConversionError)
+  state_dict = open_state_dict(weights, error=ConversionError)
   prefix = LEGACY_PREFIX if any(k.startswith(LEGACY_PREFIX) for k in state_dict) else ""
   module = nnx.eval_shape(lambda: CLIPTextModel(cfg, dtype=dtype, param_dtype=param_dtype, rngs=nnx.Rngs(0)))
   load_into(module, state_dict, str(weights), rename=lambda k: prefix + _torch_name(k),
-            ignore=lambda k: k.endswith("position_ids"))
+            ignore=lambda k: k.endswith("position_ids"), error=ConversionError)
   return module, config
 
 

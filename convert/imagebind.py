@@ -32,8 +32,9 @@ from flax import nnx
 from asva_jax.storage import write_json_atomic
 from asva_jax.models.imagebind_audio import (CLASS_NAME, ImageBindAudioConfig, ImageBindAudioEncoder,
                                              build_audio_encoder)
-from convert.state_dict import (DIFFUSERS_WEIGHTS, ConversionError, TorchStateDict, export_state_dict,
-                                find_weights_file, load_into, save_safetensors)
+from asva_jax.torch_weights import (DIFFUSERS_WEIGHTS, StateDictFile, export_state_dict, find_weights_file,
+                                    load_into, open_state_dict, save_safetensors)
+from convert.errors import ConversionError
 
 # AVSyncD's config.json fields (what `save_pretrained` of the original writes).
 AVSYNCD_CONFIG = {"_class_name": CLASS_NAME, "_diffusers_version": "0.29.2", "n_segment": 12,
@@ -66,7 +67,7 @@ def imagebind_name(key: str) -> str:
 class _WithFinalNorm(Mapping):
   """The audio tensors of an ImageBind checkpoint plus a fresh final LayerNorm (1, 0)."""
 
-  def __init__(self, base: TorchStateDict, embed_dim: int):
+  def __init__(self, base: StateDictFile, embed_dim: int):
     self.base = base
     self.keys_ = [k for k in base if k.startswith(tuple(IMAGEBIND_PREFIXES.values()))]
     self.extra = {FINAL_NORM[0]: np.ones((embed_dim,), np.float32),
@@ -85,7 +86,7 @@ class _WithFinalNorm(Mapping):
     return len(self.keys_) + len(self.extra)
 
 
-def _infer_dimensions(sd: TorchStateDict, name, source: str) -> dict:
+def _infer_dimensions(sd: StateDictFile, name, source: str) -> dict:
   """Dimensions readable from tensor shapes (`name` maps a wrapper key to the file's key)."""
   def shape(key):
     if name(key) not in sd:
@@ -123,13 +124,13 @@ def _config(inferred: dict, *overrides: Mapping | None, source: str) -> ImageBin
 
 def _load(sd: Mapping, config: ImageBindAudioConfig, source: str, rename) -> ImageBindAudioEncoder:
   module = build_audio_encoder(config, abstract=True)
-  return load_into(module, sd, source, rename=rename, kind=nnx.Variable)
+  return load_into(module, sd, source, rename=rename, kind=nnx.Variable, error=ConversionError)
 
 
 def import_imagebind(pth_path: str | os.PathLike, audio_config: dict | None = None
                      ) -> tuple[ImageBindAudioEncoder, dict]:
   """From ImageBind's own checkpoint (e.g. `imagebind_huge.pth`): the audio branch only."""
-  sd = TorchStateDict(pth_path)
+  sd = open_state_dict(pth_path, error=ConversionError)
   source = str(pth_path)
   config = _config(_infer_dimensions(sd, imagebind_name, source), audio_config, source=source)
   module = _load(_WithFinalNorm(sd, config.embed_dim), config, source, imagebind_name)
@@ -140,14 +141,14 @@ def import_audio_encoder(folder: str | os.PathLike, audio_config: dict | None = 
                          ) -> tuple[ImageBindAudioEncoder, dict]:
   """From AVSyncD's `audio_encoder/` folder (config.json + diffusers-named weights file)."""
   folder = Path(folder)
-  path = find_weights_file(folder, DIFFUSERS_WEIGHTS)
+  path = find_weights_file(folder, DIFFUSERS_WEIGHTS, error=ConversionError)
   folder_config = {}
   if (folder / "config.json").is_file():
     try:
       folder_config = json.loads((folder / "config.json").read_text())
     except json.JSONDecodeError as e:
       raise ConversionError(f"{folder / 'config.json'}: not valid JSON ({e})") from e
-  sd = TorchStateDict(path)
+  sd = open_state_dict(path, error=ConversionError)
   config = _config(_infer_dimensions(sd, lambda k: k, str(path)), folder_config, audio_config,
                    source=str(path))
   return _load(sd, config, str(path), wrapper_name), config.to_dict()

@@ -17,20 +17,34 @@ scheduler from SD1.5 unless pointed at this one.
 
 from __future__ import annotations
 
+import dataclasses
 import shutil
 from pathlib import Path
 
 from absl import app, flags, logging
 from tqdm import tqdm
 
-from asva_jax import command
+from asva_jax.commands import runner
 
-FLAGS = flags.FLAGS
-flags.DEFINE_string("ckpt", None, "asva-jax checkpoint folder (from convert.from_pytorch or training).",
-                    required=True)
-flags.DEFINE_string("out", None, "Output folder.", required=True)
-flags.DEFINE_list("components", [], "Only these components (default: every one present, and scheduler).")
-flags.DEFINE_integer("step", None, "With a training workdir as --ckpt: the checkpoint step (default latest).")
+
+@dataclasses.dataclass(frozen=True)
+class ToPytorchOptions:
+  """What to export (the flags of the same names)."""
+  ckpt: str
+  out: str
+  components: tuple[str, ...] = ()
+  step: int | None = None
+
+
+def define_flags(fv: flags.FlagValues = flags.FLAGS) -> None:
+  flags.DEFINE_string("ckpt", None, "asva-jax checkpoint folder (from convert.from_pytorch or training).",
+                      required=True, flag_values=fv)
+  flags.DEFINE_string("out", None, "Output folder.", required=True, flag_values=fv)
+  flags.DEFINE_list("components", [], "Only these components (default: every one present, and scheduler).",
+                    flag_values=fv)
+  flags.DEFINE_integer("step", None, "With a training workdir as --ckpt: the checkpoint step (default latest).",
+                       flag_values=fv)
+
 
 EXPORTABLE = ("unet", "audio_encoder", "vae", "text_encoder", "tokenizer")
 
@@ -96,30 +110,35 @@ def write_scheduler(ckpt: Path, spec, out: Path) -> None:
                     "exported UNet with %s", ckpt, spec.prediction_type, out / "scheduler" / "scheduler_config.json")
 
 
-def main(argv):
+def main(argv, fv: flags.FlagValues = flags.FLAGS) -> None:
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
-  if not FLAGS["verbosity"].present:
+  if not fv["verbosity"].present:
     logging.set_verbosity(logging.WARNING)  # Orbax logs every file it writes at INFO
+  export(ToPytorchOptions(fv.ckpt, fv.out, tuple(fv.components or ()), fv.step))
+
+
+def export(o: ToPytorchOptions) -> None:
+  """Writes the PyTorch folders of `o.ckpt` into `o.out` (see the module docstring)."""
   from etils import epath
-  ckpt, out = epath.Path(FLAGS.ckpt), Path(FLAGS.out)  # --ckpt: local or gs://
+  ckpt, out = epath.Path(o.ckpt), Path(o.out)  # --ckpt: local or gs://
   if not ckpt.is_dir():
     raise app.UsageError(f"--ckpt {ckpt}: {'is a file, not' if ckpt.exists() else 'no such'} folder")
   if out.exists() and not out.is_dir():
     raise app.UsageError(f"--out {out}: exists and is not a folder; choose a folder path")
-  from asva_jax import run_spec
   from asva_jax.run_folder import is_workdir
-  scheduler = not FLAGS.components or "scheduler" in FLAGS.components
-  components = [c for c in FLAGS.components if c != "scheduler"]
-  only_scheduler = bool(FLAGS.components) and not components
+  from asva_jax import run_spec
+  scheduler = not o.components or "scheduler" in o.components
+  components = [c for c in o.components if c != "scheduler"]
+  only_scheduler = bool(o.components) and not components
   spec = run_spec.read(ckpt)  # a bad spec fails before anything is written
   if is_workdir(ckpt):
-    names = [] if only_scheduler else export_workdir(ckpt, out, components, FLAGS.step)
+    names = [] if only_scheduler else export_workdir(ckpt, out, components, o.step)
     if scheduler:
       write_scheduler(ckpt, spec, out)
     print(f"wrote {', '.join(names + ['scheduler'] * scheduler)} to {out}")
     return
-  if FLAGS.step is not None:
+  if o.step is not None:
     raise app.UsageError(f"--step: {ckpt} is a checkpoint folder, not a training workdir")
   present = [n for n in EXPORTABLE if (ckpt / n).is_dir()]
   if (ckpt / "config.json").is_file() and not present:
@@ -146,9 +165,9 @@ def main(argv):
   print(f"wrote {', '.join(names + ['scheduler'] * scheduler)} to {out}")
 
 
-def run() -> None:
+def run(argv: list[str] | None = None) -> None:
   """Console-script entry point (see [project.scripts] in pyproject.toml)."""
-  command.run(main)
+  runner.run(main, argv, define_flags=define_flags)
 
 
 if __name__ == "__main__":

@@ -10,7 +10,9 @@ from flax import nnx
 from asva_jax.storage import write_json_atomic
 from asva_jax.models.unet_3d import AudioUNet3D, build_unet, trainable
 from asva_jax.models.unet_config import DEFAULT_CONFIG, UNet3DConfig
-from convert import state_dict as sd
+from asva_jax.torch_weights import (DIFFUSERS_WEIGHTS, export_state_dict, find_weights_file, load_into,
+                                    open_state_dict, read_json_config, save_safetensors)
+from convert.errors import ConversionError
 
 CLASS_NAME = "AudioUNet3DConditionModel"
 
@@ -19,15 +21,15 @@ def _parse(config: dict, source: str) -> UNet3DConfig:
   try:
     return UNet3DConfig.from_dict(config, source=source)
   except ValueError as e:
-    raise sd.ConversionError(str(e)) from e
+    raise ConversionError(str(e)) from e
 
 
 def import_unet(folder: str | os.PathLike, **options) -> tuple[AudioUNet3D, dict]:
   """An original AVSyncD `unet/` folder (config.json + safetensors or .bin) -> (module, config)."""
-  config = sd.read_json_config(folder)
+  config = read_json_config(folder, error=ConversionError)
   module = build_unet(_parse(config, str(Path(folder) / "config.json")), abstract=True, **options)
-  weights = sd.find_weights_file(folder)
-  sd.load_into(module, sd.TorchStateDict(weights), str(weights))
+  weights = find_weights_file(folder, error=ConversionError)
+  load_into(module, open_state_dict(weights, error=ConversionError), str(weights), error=ConversionError)
   return module, config
 
 
@@ -55,11 +57,12 @@ def inflate_sd15(folder: str | os.PathLike, *, seed: int = 0, audio_cross_attent
   PyTorch's default init otherwise). Stricter than the original: a 2-D tensor
   that finds no place, or a 2-D place without its tensor, is an error.
   """
-  config = inflated_config(sd.read_json_config(folder), audio_cross_attention_dim)
+  config = inflated_config(read_json_config(folder, error=ConversionError), audio_cross_attention_dim)
   module = build_unet(_parse(config, str(Path(folder) / "config.json")), seed=seed, **options)
-  weights = sd.find_weights_file(folder)
+  weights = find_weights_file(folder, error=ConversionError)
   sd15_part = nnx.All(nnx.Param, nnx.Not(trainable))
-  sd.load_into(module, sd.TorchStateDict(weights), str(weights), kind=sd15_part)
+  load_into(module, open_state_dict(weights, error=ConversionError), str(weights), kind=sd15_part,
+            error=ConversionError)
   return module, config
 
 
@@ -67,6 +70,6 @@ def export_unet(module: nnx.Module, config: dict, out_folder: str | os.PathLike)
   """Writes `config.json` and `diffusion_pytorch_model.safetensors` that the original loads."""
   out_folder = Path(out_folder)
   out_folder.mkdir(parents=True, exist_ok=True)
-  sd.save_safetensors(sd.export_state_dict(module), out_folder / sd.DIFFUSERS_WEIGHTS[0])
+  save_safetensors(export_state_dict(module), out_folder / DIFFUSERS_WEIGHTS[0])
   write_json_atomic(out_folder / "config.json", {**config, "_class_name": CLASS_NAME})
   return out_folder

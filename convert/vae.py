@@ -11,8 +11,9 @@ from flax import nnx
 
 from asva_jax.storage import write_json_atomic
 from asva_jax.models.vae import AutoencoderKL, VAEConfig
-from convert.state_dict import (DIFFUSERS_WEIGHTS, ConversionError, TorchStateDict, export_state_dict,
-                                find_weights_file, load_into, read_json_config, save_safetensors)
+from asva_jax.torch_weights import (DIFFUSERS_WEIGHTS, export_state_dict, find_weights_file, load_into,
+                                    open_state_dict, read_json_config, save_safetensors)
+from convert.errors import ConversionError
 
 WEIGHTS_NAME = DIFFUSERS_WEIGHTS[0]
 
@@ -42,14 +43,14 @@ def import_vae(folder: str | os.PathLike, *, dtype=None,
   The module is built abstractly and filled tensor by tensor, so peak memory is
   about one copy of the weights.
   """
-  config = read_json_config(folder)
+  config = read_json_config(folder, error=ConversionError)
   cfg = vae_config(config, str(Path(folder) / "config.json"))
-  weights = find_weights_file(folder, DIFFUSERS_WEIGHTS)
-  state_dict = TorchStateDict(weights)
+  weights = find_weights_file(folder, DIFFUSERS_WEIGHTS, error=ConversionError)
+  state_dict = open_state_dict(weights, error=ConversionError)
   module = nnx.eval_shape(lambda: AutoencoderKL(cfg, dtype=dtype, param_dtype=param_dtype,
                                                 rngs=nnx.Rngs(0)))
   legacy = any(_LEGACY_KEY.search(k) for k in state_dict)
-  load_into(module, state_dict, str(weights), rename=_legacy_name if legacy else None)
+  load_into(module, state_dict, str(weights), rename=_legacy_name if legacy else None, error=ConversionError)
   return module, config
 
 

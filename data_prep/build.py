@@ -18,32 +18,35 @@ from pathlib import Path
 
 from absl import app, flags, logging
 
-from asva_jax import command
+from asva_jax.commands import runner
 from asva_jax.data.errors import DataError
 from asva_jax.prep import sources
 from asva_jax.prep.build import BuildConfig, build, is_shard, summary_path
 from asva_jax.storage import check_bucket, is_remote, staged
 
-FLAGS = flags.FLAGS
 
-
-def define_flags() -> None:
+def define_flags(fv: flags.FlagValues = flags.FLAGS) -> None:
   """Command-line flags (defined only when run as a program, so importing never clashes)."""
-  flags.DEFINE_enum("dataset", None, list(sources.DATASETS), "Source layout (docs/reference.md §8.1).")
-  flags.DEFINE_string("root", None, "Dataset root folder.")
-  flags.DEFINE_enum("split", "train", ["train", "test"], "Which list to build.")
-  flags.DEFINE_string("out", None, "Output data_dir (TFDS layout: OUT/<name>/1.0.0/).")
-  flags.DEFINE_string("name", None, "TFDS dataset name (default: the --dataset value).")
-  flags.DEFINE_string("size", None, "Frame size H,W (default: 256,256; 128,256 for thegreatesthits).")
-  flags.DEFINE_enum("image_format", "jpeg", ["jpeg", "png"], "Frame encoding.")
-  flags.DEFINE_integer("jpeg_quality", 95, "JPEG quality.")
-  flags.DEFINE_integer("videos_per_shard", 64, "Videos per shard.")
-  flags.DEFINE_integer("num_workers", os.cpu_count() or 1, "Decoding processes (0: in this process).")
-  flags.DEFINE_integer("shuffle_seed", 0, "Seed of the fixed shuffle of training lists (-1: keep list order).")
-  flags.DEFINE_string("vae_latents", None, "Converted checkpoint: also store VAE posterior moments per frame.")
+  flags.DEFINE_enum("dataset", None, list(sources.DATASETS), "Source layout (docs/reference.md §8.1).",
+                    flag_values=fv)
+  flags.DEFINE_string("root", None, "Dataset root folder.", flag_values=fv)
+  flags.DEFINE_enum("split", "train", ["train", "test"], "Which list to build.", flag_values=fv)
+  flags.DEFINE_string("out", None, "Output data_dir (TFDS layout: OUT/<name>/1.0.0/).", flag_values=fv)
+  flags.DEFINE_string("name", None, "TFDS dataset name (default: the --dataset value).", flag_values=fv)
+  flags.DEFINE_string("size", None, "Frame size H,W (default: 256,256; 128,256 for thegreatesthits).",
+                      flag_values=fv)
+  flags.DEFINE_enum("image_format", "jpeg", ["jpeg", "png"], "Frame encoding.", flag_values=fv)
+  flags.DEFINE_integer("jpeg_quality", 95, "JPEG quality.", flag_values=fv)
+  flags.DEFINE_integer("videos_per_shard", 64, "Videos per shard.", flag_values=fv)
+  flags.DEFINE_integer("num_workers", os.cpu_count() or 1, "Decoding processes (0: in this process).",
+                       flag_values=fv)
+  flags.DEFINE_integer("shuffle_seed", 0, "Seed of the fixed shuffle of training lists (-1: keep list order).",
+                       flag_values=fv)
+  flags.DEFINE_string("vae_latents", None, "Converted checkpoint: also store VAE posterior moments per frame.",
+                      flag_values=fv)
   for name in ("image_format", "jpeg_quality", "videos_per_shard", "num_workers", "shuffle_seed",
                "vae_latents"):
-    flags.DEFINE_alias(name.replace("_", "-"), name)
+    flags.DEFINE_alias(name.replace("_", "-"), name, flag_values=fv)
 
 
 def parse_size(text: str) -> tuple[int, int]:
@@ -56,33 +59,33 @@ def parse_size(text: str) -> tuple[int, int]:
   return h, w
 
 
-def main(argv):
+def main(argv, fv: flags.FlagValues = flags.FLAGS) -> None:
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
   for flag in ("dataset", "root", "out"):
-    if not FLAGS[flag].value:
+    if not fv[flag].value:
       raise app.UsageError(f"--{flag} is required (--dataset, --root and --out are)")
-  if not FLAGS["verbosity"].present:
+  if not fv["verbosity"].present:
     logging.set_verbosity(logging.WARNING)  # progress is the bar; warnings still show
-  if is_remote(FLAGS.out):
-    check_bucket(FLAGS.out, "--out")
-  elif Path(FLAGS.out).exists() and not Path(FLAGS.out).is_dir():
-    raise app.UsageError(f"--out {FLAGS.out}: exists and is not a folder; choose a folder path")
-  if FLAGS.videos_per_shard < 1:
-    raise app.UsageError(f"--videos-per-shard {FLAGS.videos_per_shard}: must be at least 1")
-  if not 1 <= FLAGS.jpeg_quality <= 100:
-    raise app.UsageError(f"--jpeg-quality {FLAGS.jpeg_quality}: must be in 1..100")
-  size = parse_size(FLAGS.size) if FLAGS.size else sources.DEFAULT_SIZES[FLAGS.dataset]
-  config = BuildConfig(dataset=FLAGS.dataset, root=FLAGS.root, split=FLAGS.split, out=FLAGS.out,
-                       size=size, name=FLAGS.name or FLAGS.dataset, image_format=FLAGS.image_format,
-                       jpeg_quality=FLAGS.jpeg_quality, videos_per_shard=FLAGS.videos_per_shard,
-                       shuffle_seed=None if FLAGS.shuffle_seed < 0 else FLAGS.shuffle_seed,
-                       vae_latents=FLAGS.vae_latents)
-  if is_remote(FLAGS.out):  # ArrayRecordWriter needs a disk: build in a local copy, then upload
-    with staged(FLAGS.out, fetch=lambda name: not is_shard(name)) as local:
-      summary = build(dataclasses.replace(config, out=str(local)), num_workers=FLAGS.num_workers)
+  if is_remote(fv.out):
+    check_bucket(fv.out, "--out")
+  elif Path(fv.out).exists() and not Path(fv.out).is_dir():
+    raise app.UsageError(f"--out {fv.out}: exists and is not a folder; choose a folder path")
+  if fv.videos_per_shard < 1:
+    raise app.UsageError(f"--videos-per-shard {fv.videos_per_shard}: must be at least 1")
+  if not 1 <= fv.jpeg_quality <= 100:
+    raise app.UsageError(f"--jpeg-quality {fv.jpeg_quality}: must be in 1..100")
+  size = parse_size(fv.size) if fv.size else sources.DEFAULT_SIZES[fv.dataset]
+  config = BuildConfig(dataset=fv.dataset, root=fv.root, split=fv.split, out=fv.out,
+                       size=size, name=fv.name or fv.dataset, image_format=fv.image_format,
+                       jpeg_quality=fv.jpeg_quality, videos_per_shard=fv.videos_per_shard,
+                       shuffle_seed=None if fv.shuffle_seed < 0 else fv.shuffle_seed,
+                       vae_latents=fv.vae_latents)
+  if is_remote(fv.out):  # ArrayRecordWriter needs a disk: build in a local copy, then upload
+    with staged(fv.out, fetch=lambda name: not is_shard(name)) as local:
+      summary = build(dataclasses.replace(config, out=str(local)), num_workers=fv.num_workers)
   else:
-    summary = build(config, num_workers=FLAGS.num_workers)  # prints each skipped video as it goes
+    summary = build(config, num_workers=fv.num_workers)  # prints each skipped video as it goes
   line = (f"{summary['name']}/{summary['split']}: {summary['num_written']} written, "
           f"{summary['num_skipped']} skipped (see {summary_path(config)})")
   if summary["num_written"] == 0:
@@ -94,10 +97,9 @@ def main(argv):
   print(line)
 
 
-def run() -> None:
+def run(argv: list[str] | None = None) -> None:
   """Console-script entry point (see [project.scripts] in pyproject.toml)."""
-  define_flags()
-  command.run(main)
+  runner.run(main, argv, define_flags=define_flags)
 
 
 if __name__ == "__main__":

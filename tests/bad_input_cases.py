@@ -4,7 +4,7 @@ tests/test_bad_inputs.py runs each `Case` below in its own subprocess, with a fr
 temporary folder as the working directory (so commands prove they run from anywhere),
 and asserts the project's contract for bad input:
 
-  * the exit status is non-zero (`exit_code`, 2 = `asva_jax.command`'s bad-input status);
+  * the exit status is non-zero (`exit_code`, 2 = `asva_jax.commands.runner`'s bad-input status);
   * stderr holds no "Traceback";
   * stderr names the problem: every string of `expect` appears in it (the offending path
     or flag, usually);
@@ -191,7 +191,7 @@ TO = ["-m", "convert.to_pytorch"]
 BUILD = ["-m", "data_prep.build", "--num-workers", "0"]
 SYNTH = ["-m", "data_prep.synthetic"]
 TRAIN = ["-m", "asva_jax.train"]
-DEMO = TRAIN + ["--config", "{repo}/configs/demo.py", "--workdir", "w"]
+DEMO = ["-m", "asva_jax.demo", "--workdir", "w"]   # --config: configs/demo.py by default
 RECIPE = TRAIN + ["--config", "{repo}/configs/avsyncd.py", "--workdir", "w"]
 TINY = TRAIN + ["--config", "{repo}/configs/tiny.py", "--workdir", "w"]
 SAMPLE = ["-m", "asva_jax.sample", "--category", "dog barking", "--out", "o.mp4"]
@@ -218,7 +218,13 @@ CASES: list[Case] = [
          setup=_mkdir("dir")),
     Case("imagebind-missing", FROM + ["--imagebind", "nope.pth", "--out", "out"], ["--imagebind nope.pth"]),
     Case("audio-config-bad-json", FROM + ["--imagebind", str(IMAGEBIND_PTH), "--audio-config", "{heads",
-                                          "--out", "out"], ["--audio-config"]),
+                                          "--out", "out"], ["--audio_config {heads"]),
+    Case("audio-config-bad-json-new-spelling", FROM + ["--imagebind", str(IMAGEBIND_PTH), "--audio_config",
+                                                       "{heads", "--out", "out"], ["--audio_config {heads"]),
+    Case("text-encodings-missing", FROM + ["--text-encodings", "nope.pt", "--out", "out"],
+         ["--text_encodings", "nope.pt"]),
+    Case("text-encodings-missing-new-spelling", FROM + ["--text_encodings", "nope.pt", "--out", "out"],
+         ["--text_encodings", "nope.pt"]),
     Case("out-is-a-file", FROM + ["--imagebind", str(IMAGEBIND_PTH), "--out", "taken"] + TINY_HEADS,
          ["--out taken"], setup=_file("taken")),
     Case("out-unwritable", FROM + ["--imagebind", str(IMAGEBIND_PTH), "--out", "taken/out"] + TINY_HEADS,
@@ -298,7 +304,7 @@ CASES: list[Case] = [
          ["--size"], setup=_mkdir("root")),
     Case("build-unknown-dataset", BUILD + ["--dataset", "avsync16", "--root", "root", "--out", "out"],
          ["--dataset", "avsync16"]),
-    # asva_jax.train (the demo is its configs/demo.py)
+    # asva_jax.train and asva_jax.demo (which trains configs/demo.py, then writes its report)
     Case("train-no-config", TRAIN + ["--workdir", "w"], ["--config"]),
     Case("demo-misspelt-config-field", DEMO + ["--config.train.batchsize=3"],
          ["--config.train.batchsize", "batch_size"]),
@@ -324,7 +330,7 @@ CASES: list[Case] = [
     Case("train-gs-bucket-missing", TRAIN + ["--config", "{repo}/configs/tiny.py", "--workdir",
                                              "gs://no-such-bucket/run"],
          ["--workdir gs://no-such-bucket/run", "bucket gs://no-such-bucket does not exist"]),
-    Case("demo-gs-workdir", TRAIN + ["--config", "{repo}/configs/demo.py", "--workdir", "gs://bucket/demo"],
+    Case("demo-gs-workdir", ["-m", "asva_jax.demo", "--workdir", "gs://bucket/demo"],
          ["--workdir gs://bucket/demo", "local folder"]),
     Case("train-gs-data-bucket-missing", RECIPE + ["--config.data.dir=gs://no-such-bucket/data"],
          ["--config.data.dir gs://no-such-bucket/data", "does not exist"]),
@@ -347,6 +353,13 @@ CASES: list[Case] = [
          setup=_both(_mkdir("ck"), lambda tmp: zero_byte(tmp / "x.png"))),
     Case("sample-video-is-folder", SAMPLE + ["--ckpt", "ck", "--video", "v.mp4"], ["v.mp4"],
          setup=_mkdir("ck", "v.mp4")),
+    Case("sample-bad-long-audio-mode", SAMPLE + ["--ckpt", "ck", "--long-audio", "sideways"],
+         ["long", "sideways"]),
+    Case("sample-bad-long-audio-mode-new-spelling", SAMPLE + ["--ckpt", "ck", "--long_audio", "sideways"],
+         ["long_audio", "sideways"]),
+    Case("sample-bad-num-clips", SAMPLE + ["--ckpt", "ck", "--num-clips", "two"], ["num", "two"]),
+    Case("sample-bad-num-clips-new-spelling", SAMPLE + ["--ckpt", "ck", "--num_clips", "two"],
+         ["num_clips", "two"]),
     Case("sample-workdir-spec-underivable", SAMPLE + ["--ckpt", "w", "--image", "x.png", "--audio", "a.wav"],
          ["w/run.json", "frame size", "nodata"], setup=workdir_without_spec_or_shards),
     # asva_jax.eval

@@ -17,7 +17,8 @@ from asva_jax.models.clip_tokenizer import encode_prompts, load_tokenizer, token
 from asva_jax.text_encodings import load_text_encodings, null_text_encoding
 from convert.clip_text import (copy_tokenizer, export_text_encoder, import_text_encoder,
                                import_text_encodings, save_text_encodings)
-from convert.state_dict import ConversionError, torch_key_map, torch_shape, variables
+from asva_jax.torch_weights import torch_key_map, torch_shape, variables
+from convert.errors import ConversionError
 from tests.reference_models import randomize, rel_err, tiny_clip_text_config, write_tiny_tokenizer
 
 PROMPTS = ["a dog", "cat dog", ""]

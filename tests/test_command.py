@@ -1,11 +1,11 @@
-"""asva_jax.command: expected failures are one line and exit 2; bugs keep their traceback."""
+"""asva_jax.commands.runner: expected failures are one line and exit 2; bugs keep their traceback."""
 
 import errno
 
 import pytest
 from absl import app
 
-from asva_jax import command
+from asva_jax.commands import runner
 from asva_jax.errors import AsvaError
 
 
@@ -17,7 +17,7 @@ def quiet(monkeypatch):
 
 def _run(main, *args):
   with pytest.raises(SystemExit) as exit_info:
-    command.run(main, argv=["prog", *args])
+    runner.run(main, argv=["prog", *args])
   return exit_info.value.code
 
 
@@ -36,28 +36,76 @@ def _raise(error):
      "error: taken/out: Not a directory (a part of the path is a file, not a folder)\n"),
 ])
 def test_expected_failures_are_one_line(capsys, error, line):
-  assert _run(_raise(error)) == command.EXIT_BAD_INPUT
+  assert _run(_raise(error)) == runner.EXIT_BAD_INPUT
   err = capsys.readouterr().err
   assert err == line and "Traceback" not in err
 
 
 def test_verbose_adds_the_traceback(capsys, monkeypatch):
-  assert _run(_raise(AsvaError("bad")), "--verbose") == command.EXIT_BAD_INPUT
+  assert _run(_raise(AsvaError("bad")), "--verbose") == runner.EXIT_BAD_INPUT
   err = capsys.readouterr().err
   assert "Traceback" in err and err.endswith("error: bad\n")
   monkeypatch.setenv("ASVA_VERBOSE", "1")
-  assert _run(_raise(AsvaError("bad"))) == command.EXIT_BAD_INPUT
+  assert _run(_raise(AsvaError("bad"))) == runner.EXIT_BAD_INPUT
   assert "Traceback" in capsys.readouterr().err
 
 
 def test_bugs_keep_their_traceback():
   with pytest.raises(ZeroDivisionError):
-    command.run(_raise(ZeroDivisionError("a bug")), argv=["prog"])
+    runner.run(_raise(ZeroDivisionError("a bug")), argv=["prog"])
   with pytest.raises(OSError):  # an OSError on no path of the user's is a bug too
-    command.run(_raise(OSError(errno.EIO, "I/O error")), argv=["prog"])
+    runner.run(_raise(OSError(errno.EIO, "I/O error")), argv=["prog"])
 
 
 def test_unknown_flag_is_named(capsys):
-  assert _run(lambda argv: None, "--no-such-flag=1") == command.EXIT_BAD_INPUT
+  assert _run(lambda argv: None, "--no-such-flag=1") == runner.EXIT_BAD_INPUT
   err = capsys.readouterr().err
   assert err.startswith("error: ") and "no-such-flag" in err and "Traceback" not in err
+
+
+def _out_command(seen: list):
+  """A command with an `--out` flag, defined only when it runs."""
+  from absl import flags
+
+  def define_flags(fv):
+    flags.DEFINE_string("out", None, "Output.", flag_values=fv)
+
+  def main(argv, fv):
+    seen.append((argv[1:], fv.out, flags.FLAGS.is_parsed()))
+  return main, define_flags
+
+
+def test_two_commands_with_the_same_flag_run_in_one_process():
+  seen = []
+  for out in ("a.mp4", "b.json"):
+    main, define_flags = _out_command(seen)
+    with pytest.raises(SystemExit) as e:
+      runner.run(main, ["prog", f"--out={out}"], define_flags=define_flags)
+    assert not e.value.code
+  assert seen == [([], "a.mp4", True), ([], "b.json", True)]
+  from absl import flags
+  assert "out" not in flags.FLAGS  # nothing leaks into the global flags
+
+
+def test_config_overrides_come_from_the_given_command_line(tmp_path, capsys):
+  (tmp_path / "c.py").write_text("import ml_collections\n\ndef get_config():\n"
+                                 "  return ml_collections.ConfigDict({'steps': 1})\n")
+  seen = []
+
+  def define_flags(fv):
+    runner.define_config_file("config", str(tmp_path / "c.py"), "Config.", flag_values=fv)
+
+  def main(argv, fv):
+    seen.append(fv.config.steps)
+  with pytest.raises(SystemExit):
+    runner.run(main, ["prog", "--config.steps=7"], define_flags=define_flags)
+  assert seen == [7]
+  assert _run_defined(main, define_flags, "--config.stepz=7") == runner.EXIT_BAD_INPUT
+  err = capsys.readouterr().err
+  assert err.startswith("error: --config.stepz=7: the config has no field 'stepz'") and "Traceback" not in err
+
+
+def _run_defined(main, define_flags, *args):
+  with pytest.raises(SystemExit) as exit_info:
+    runner.run(main, ["prog", *args], define_flags=define_flags)
+  return exit_info.value.code

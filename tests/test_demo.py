@@ -47,14 +47,14 @@ def tiny_demo_config(num_steps: int):
 
 
 def run_demo(config, workdir):
-  from asva_jax.demo.run import run
+  from asva_jax.demo.job import run_demo as run
   return run(config, workdir)
 
 
 def killed_during_training(workdir, tmp_path_factory) -> None:
   """The demo job in a subprocess, SIGKILLed as soon as its first checkpoint is committed."""
-  code = (f"from tests.test_demo import tiny_demo_config; from asva_jax.demo.run import run; "
-          f"run(tiny_demo_config({NUM_STEPS}), {str(workdir)!r})")
+  code = (f"from tests.test_demo import tiny_demo_config; from asva_jax.demo.job import run_demo; "
+          f"run_demo(tiny_demo_config({NUM_STEPS}), {str(workdir)!r})")
   proc = subprocess.Popen([sys.executable, "-c", code], cwd=ROOT, env=subprocess_env(tmp_path_factory),
                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
   first = workdir / "checkpoints" / "1" / "commit_success.txt"
@@ -126,15 +126,10 @@ def test_rerun_resumes_from_the_checkpoint_and_rewrites_report(demo_run, capsys)
 def test_export_of_a_v_prediction_workdir_names_its_scheduler(demo_run, tmp_path):
   """The exported UNet predicts v: the folder carries a scheduler config that says so."""
   from diffusers import DDIMScheduler
-  from tests.cli_modules import cli_module
+  from convert import to_pytorch
   workdir, _, _ = demo_run
-  from absl import flags
-
-  from asva_jax import command
-  with cli_module("convert.to_pytorch") as to_pytorch:  # its flags would clash with other commands'
-    flags.FLAGS.unparse_flags()
-    with pytest.raises(SystemExit) as e:
-      command.run(to_pytorch.main, argv=["to_pytorch", f"--ckpt={workdir}", f"--out={tmp_path}"])
+  with pytest.raises(SystemExit) as e:
+    to_pytorch.run(["to_pytorch", f"--ckpt={workdir}", f"--out={tmp_path}"])
   assert not e.value.code
   assert (tmp_path / "unet" / "diffusion_pytorch_model.safetensors").is_file()
   scheduler = DDIMScheduler.from_pretrained(tmp_path, subfolder="scheduler")
@@ -225,3 +220,20 @@ def test_report_scores_each_sample_against_the_right_events(tmp_path, monkeypatc
       track, start = load_audio_track(tmp_path / r["videos"][kind], 16000)
       onset = start + np.argmax(np.abs(track) > 0.1) / 16000
       assert onset == pytest.approx(event / 6, abs=0.03), (r["clip"], kind)
+
+
+def test_train_with_the_demo_config_only_trains_and_names_the_demo_command(tmp_path, monkeypatch, capsys):
+  """`python -m asva_jax.train --config configs/demo.py` is the training run alone; the demo (training,
+  then the report) is `python -m asva_jax.demo`, whose --config defaults to configs/demo.py."""
+  from asva_jax.commands import demo as demo_command, train as train_command
+  from asva_jax.demo import job
+  from asva_jax.training import trainer as loop
+  calls = []
+  monkeypatch.setattr(loop, "train", lambda config, workdir: calls.append(("train", config.seed, workdir)))
+  monkeypatch.setattr(job, "run_demo", lambda config, workdir: calls.append(("demo", config.seed, workdir)))
+  for command, argv in ((train_command, ["--config", str(ROOT / "configs" / "demo.py")]), (demo_command, [])):
+    with pytest.raises(SystemExit) as e:
+      command.run(["prog", *argv, f"--workdir={tmp_path}", "--config.seed=5"])
+    assert not e.value.code, capsys.readouterr().err
+  assert calls == [("train", 5, str(tmp_path)), ("demo", 5, str(tmp_path))]
+  assert f"python -m asva_jax.demo --workdir {tmp_path}" in capsys.readouterr().out

@@ -8,11 +8,10 @@ import pytest
 
 from asva_jax.errors import AsvaError
 from asva_jax.eval import metrics
-from asva_jax.eval import run as eval_run
-from asva_jax.eval.clips import Clip, ReferenceVideo
-from asva_jax.eval.run import METRICS, clips_path, evaluate, load_detectors
+from asva_jax.eval import evaluate as eval_run
+from asva_jax.eval.clip_reader import MetricClip, ReferenceVideo
+from asva_jax.eval.evaluate import METRICS, clips_path, evaluate, load_detectors
 from asva_jax.media.mp4 import write_mp4
-from tests.cli_modules import cli_module
 from tests.eval_fixtures import DATA, models_dir
 
 VIDEOS = {"dog_barking/vid_000.mp4": 220.0, "playing_violin__fiddle/vid_001.mp4": 660.0}
@@ -40,13 +39,12 @@ def case(tmp_path_factory):
 
 
 def run_cli(capsys, *args) -> tuple[int, str]:
-  """`python -m asva_jax.eval ARGS` in this process (through `command.run`, as the module's entry
-  point): (exit status, stderr)."""
-  from asva_jax import command
+  """`python -m asva_jax.eval ARGS` in this process (its entry point, `commands.eval.run`):
+  (exit status, stderr)."""
+  from asva_jax.commands import eval as eval_command
   capsys.readouterr()
   try:
-    with cli_module("asva_jax.eval.__main__") as cli:
-      command.run(cli.main, ["python -m asva_jax.eval", *args])
+    eval_command.run(["python -m asva_jax.eval", *args])
     code = 0
   except SystemExit as e:
     code = 0 if e.code is None else e.code  # absl's app.run exits with None on success
@@ -122,7 +120,7 @@ def test_pairing_errors(case, tmp_path):
 def test_shard_reference(tmp_path_factory, tmp_path):
   """--reference as shards from data_prep.build (the session's synthetic dataset, 3 test videos):
   the same 3 uniform clips per video as the evaluation loader, resized to the generated size."""
-  from asva_jax.eval.clips import open_references
+  from asva_jax.eval.clip_reader import open_references
   from tests.data_pipeline_fixtures import built_shards
   shards = built_shards(tmp_path_factory)
   refs = open_references(shards)
@@ -168,11 +166,11 @@ def original_clips(monkeypatch, tmp_path):
   io = np.load(ORIGINAL / "io.npz")
   frames = lambda v: np.round(np.transpose(v, (0, 1, 3, 4, 2)) * 255).astype(np.uint8)  # noqa: E731
   names = [str(n) for n in io["gen_clip_names"]]
-  generated = {n: Clip(frames(io["gen_video"])[i], io["gen_mel"][i, 0]) for i, n in enumerate(names)}
+  generated = {n: MetricClip(frames(io["gen_video"])[i], io["gen_mel"][i, 0]) for i, n in enumerate(names)}
   videos = [str(v) for v in io["gt_names_sorted"]]
   per_video = len(names) // len(videos)
   gt = frames(io["gt_video"])
-  reference = {v: [Clip(gt[j * per_video + k], io["gt_mel"][j * per_video + k, 0]) for k in range(per_video)]
+  reference = {v: [MetricClip(gt[j * per_video + k], io["gt_mel"][j * per_video + k, 0]) for k in range(per_video)]
                for j, v in enumerate(videos)}
 
   listed = {v: ReferenceVideo(v, str(c), j) for j, (v, c) in enumerate(zip(videos, io["categories_as_zipped"]))}

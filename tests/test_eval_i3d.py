@@ -12,12 +12,11 @@ import torch
 from flax import nnx
 from safetensors.numpy import load_file, save_file
 
-from asva_jax import command
+from asva_jax.commands import verify_i3d
 from asva_jax.eval.errors import EvalModelError
 from asva_jax.eval.i3d import (InceptionI3d, _torchscript_eps, features_and_logits, load_i3d, same_pads,
                                torchscript_names)
-from asva_jax.eval.weights import export_state_dict, torch_shapes
-from tests.cli_modules import cli_module
+from asva_jax.torch_weights import export_state_dict, torch_shapes
 
 DATA = Path(__file__).parent / "data" / "eval" / "i3d"
 WEIGHTS = DATA / "i3d.safetensors"
@@ -62,7 +61,7 @@ def test_full_size_keys():
   full = {k: tuple(v) for k, v in json.loads((DATA / "full_size_keys.json").read_text()).items()}
   counters = {k for k in full if k.endswith("num_batches_tracked")}
   model = nnx.eval_shape(lambda: InceptionI3d())
-  assert torch_shapes(model) == {k: s for k, s in full.items() if k not in counters}
+  assert torch_shapes(model, kind=nnx.Variable) == {k: s for k, s in full.items() if k not in counters}
   assert model.feature_dim == 1024
   clips = jax.ShapeDtypeStruct((2, 12, 224, 224, 3), jnp.float32)
   assert nnx.eval_shape(lambda m, x: m.features(x), model, clips).shape == (2, 1, 1, 1, 1024)
@@ -71,13 +70,13 @@ def test_full_size_keys():
 
 def test_round_trip_and_prefixed_pth(model, tmp_path):
   original = load_file(str(WEIGHTS))
-  exported = export_state_dict(model)
+  exported = export_state_dict(model, kind=nnx.Variable)
   assert set(exported) == {k for k in original if not k.endswith("num_batches_tracked")}
   for key, value in exported.items():
     np.testing.assert_array_equal(value, original[key], err_msg=key)
   torch.save({"state_dict": {f"module.{k}": torch.from_numpy(v) for k, v in original.items()}},
              tmp_path / "i3d.pth")
-  again = export_state_dict(load_i3d(tmp_path / "i3d.pth"))
+  again = export_state_dict(load_i3d(tmp_path / "i3d.pth"), kind=nnx.Variable)
   for key, value in exported.items():
     np.testing.assert_array_equal(again[key], value, err_msg=key)
 
@@ -170,12 +169,11 @@ def test_torchscript_detector_loads_and_agrees(model, torchscript_file, io):
   """Names matched by structure (logits last in this file); the stand-in detector reproduces the
   original's logits, and ours, loaded from it, reproduce the detector's."""
   loaded = load_i3d(torchscript_file)
-  ours, theirs = export_state_dict(model), export_state_dict(loaded)
+  ours, theirs = export_state_dict(model, kind=nnx.Variable), export_state_dict(loaded, kind=nnx.Variable)
   assert set(theirs) == set(ours)
   for key, value in theirs.items():
     np.testing.assert_array_equal(value, ours[key], err_msg=key)
-  with cli_module("asva_jax.eval.verify_i3d") as verify_i3d:
-    jax_logits, detector_logits = verify_i3d.detector_outputs(torchscript_file, fixture_input(io))
+  jax_logits, detector_logits = verify_i3d.detector_outputs(torchscript_file, fixture_input(io))
   assert rel_err(detector_logits, io["logits"]) < RTOL
   assert rel_err(jax_logits, detector_logits) < RTOL
 
@@ -194,8 +192,8 @@ def test_torchscript_of_another_structure_is_refused(torchscript_file):
 
 
 def test_verify_command_needs_a_detector(capsys):
-  with pytest.raises(SystemExit) as e, cli_module("asva_jax.eval.verify_i3d") as verify_i3d:
-    command.run(verify_i3d.main, ["verify_i3d"])
+  with pytest.raises(SystemExit) as e:
+    verify_i3d.run(["verify_i3d"])
   assert e.value.code == 2
   assert "--detector" in capsys.readouterr().err
 

@@ -13,7 +13,7 @@ from safetensors.numpy import load_file, save_file
 
 from asva_jax.eval.errors import EvalModelError
 from asva_jax.eval.inception import FIDInceptionV3, load_inception
-from asva_jax.eval.weights import export_state_dict, torch_shapes
+from asva_jax.torch_weights import export_state_dict, torch_shapes
 
 DATA = Path(__file__).parent / "data" / "eval" / "inception_fid"
 WEIGHTS = DATA / "pt_inception_format.safetensors"
@@ -54,7 +54,7 @@ def test_widths_read_from_file(model, io):
 def test_round_trip_to_pytorch_names(model):
   """Our variables, exported, are the file's tensors (num_batches_tracked aside)."""
   original = {k: v for k, v in load_file(str(WEIGHTS)).items() if not k.endswith("num_batches_tracked")}
-  exported = export_state_dict(model)
+  exported = export_state_dict(model, kind=nnx.Variable)
   assert set(exported) == set(original)
   for key, value in original.items():
     np.testing.assert_array_equal(exported[key], value, err_msg=key)
@@ -62,8 +62,8 @@ def test_round_trip_to_pytorch_names(model):
 
 def test_pth_file_gives_the_same_network(model, tmp_path):
   torch.save({k: torch.from_numpy(v) for k, v in load_file(str(WEIGHTS)).items()}, tmp_path / "pt_inception.pth")
-  other = export_state_dict(load_inception(tmp_path / "pt_inception.pth"))
-  for key, value in export_state_dict(model).items():
+  other = export_state_dict(load_inception(tmp_path / "pt_inception.pth"), kind=nnx.Variable)
+  for key, value in export_state_dict(model, kind=nnx.Variable).items():
     np.testing.assert_array_equal(other[key], value, err_msg=key)
 
 
@@ -73,7 +73,7 @@ def test_full_size_keys():
   counters = {k for k in full if k.endswith("num_batches_tracked")}
   assert all(full[k] == () for k in counters)
   model = nnx.eval_shape(lambda: FIDInceptionV3())
-  assert torch_shapes(model) == {k: s for k, s in full.items() if k not in counters}
+  assert torch_shapes(model, kind=nnx.Variable) == {k: s for k, s in full.items() if k not in counters}
   assert model.feature_dim == 2048
   blocks = nnx.eval_shape(lambda m, x: m.blocks(x), model, jax.ShapeDtypeStruct((2, 229, 229, 3), jnp.float32))
   # 229-px input: 55 after the first max pool, 26 after the second, 12 after Mixed_6e (5 at Mixed_7c).

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from asva_jax.eval import frechet, metrics
-from asva_jax.eval.run import METRICS, load_detectors
+from asva_jax.eval.evaluate import METRICS, load_detectors
 from tests.eval_fixtures import DATA, models_dir
 
 FIXTURE = DATA / "metrics"

@@ -12,7 +12,8 @@ from safetensors.numpy import load_file
 from asva_jax import component_folders, load_audio_encoder
 from asva_jax.models.imagebind_audio import ImageBindAudioConfig, build_audio_encoder
 from convert.imagebind import export_audio_encoder, import_audio_encoder, import_imagebind
-from convert.state_dict import ConversionError, variables
+from asva_jax.torch_weights import variables
+from convert.errors import ConversionError
 
 FIXTURE = Path(__file__).parent / "data" / "imagebind_audio_tiny_a"
 RTOL = 1e-5
@@ -141,7 +142,7 @@ def test_huge_key_count_and_parameters():
   """ImageBind-Huge (abstract): 179 wrapper tensors, 86,235,648 audio-branch parameters + final norm."""
   from flax import nnx
   from convert.imagebind import wrapper_name
-  from convert.state_dict import torch_key_map
+  from asva_jax.torch_weights import torch_key_map
   model = build_audio_encoder(abstract=True)
   keys = torch_key_map(model, wrapper_name, kind=nnx.Variable)
   assert len(keys) == 179
@@ -161,7 +162,7 @@ def test_missing_key_names_file(tmp_path):
 
 
 def test_missing_key_in_folder_names_file(folder_weights, tmp_path):
-  from convert.state_dict import save_safetensors
+  from asva_jax.torch_weights import save_safetensors
   weights = {k: v for k, v in folder_weights.items() if k != "head.2.weight"}
   save_safetensors(weights, tmp_path / "diffusion_pytorch_model.safetensors")
   with pytest.raises(ConversionError, match=r"diffusion_pytorch_model\.safetensors.*head\.2\.weight"):

@@ -7,10 +7,8 @@ import shutil
 
 import numpy as np
 import pytest
-from absl import flags
 
-from asva_jax import command, run_spec
-from tests.cli_modules import cli_module
+from asva_jax import run_spec
 from tests.reference_models import SD15_SCHEDULER
 from tests.sampling_checkpoint import PROMPTS, media, tiny_checkpoint
 
@@ -69,11 +67,10 @@ def test_converted_folder_spec_is_the_recipe(tmp_path):
   legacy = run_spec.read(ckpt)
   assert legacy.frame_size == (256, 256) and legacy.class_prompts == tuple(sorted(PROMPTS))
   assert legacy.autoencoder_factor == 4 and legacy.scaling_factor == pytest.approx(0.18215)  # tiny VAE: 3 levels
-  with cli_module("convert.from_pytorch") as module:
-    flags.FLAGS.unparse_flags()
-    with pytest.raises(SystemExit) as e:
-      command.run(module.main, argv=["from_pytorch", f"--out={ckpt}", "--recipe=thegreatesthits"])
-    assert not e.value.code
+  from convert import from_pytorch
+  with pytest.raises(SystemExit) as e:
+    from_pytorch.run(["from_pytorch", f"--out={ckpt}", "--recipe=thegreatesthits"])
+  assert not e.value.code
   spec = run_spec.read(ckpt)
   assert spec == run_spec.RunSpec.from_json({**legacy.to_json(), "frame_size": [128, 256]}, "x")
 
@@ -128,8 +125,8 @@ def test_sampling_uses_the_runs_prediction_type_and_schedule(tgh_run, monkeypatc
 
 def test_exported_scheduler_is_the_runs(tgh_run, tmp_path):
   import diffusers
-  with cli_module("convert.to_pytorch") as module:
-    module.write_scheduler(tgh_run, run_spec.read(tgh_run), tmp_path)
+  from convert import to_pytorch
+  to_pytorch.write_scheduler(tgh_run, run_spec.read(tgh_run), tmp_path)
   scheduler = diffusers.PNDMScheduler.from_pretrained(tmp_path / "scheduler")
   ref = diffusers.PNDMScheduler.from_config({**SD15_SCHEDULER, **SCHEDULE, "prediction_type": "v_prediction"})
   assert scheduler.config.prediction_type == "v_prediction"
@@ -141,14 +138,13 @@ def test_thegreatesthits_frame_size_end_to_end(tgh_run, tmp_path, capsys):
   frame size TheGreatestHits runs have at 128 x 256), not 256 x 256."""
   import av
   files = media()
-  with cli_module("asva_jax.sample") as module:
-    flags.FLAGS.unparse_flags()
-    out = tmp_path / "o.mp4"
-    with pytest.raises(SystemExit) as e:
-      command.run(module.main, argv=["sample", f"--ckpt={tgh_run}", f"--image={files['image']}",
-                                     f"--audio={files['audio']}", "--steps=2", "--batch-size=1",
-                                     f"--category={run_spec.read(tgh_run).class_prompts[0]}", f"--out={out}"])
-    assert not e.value.code, capsys.readouterr().err
+  from asva_jax.commands import sample
+  out = tmp_path / "o.mp4"
+  with pytest.raises(SystemExit) as e:
+    sample.run(["sample", f"--ckpt={tgh_run}", f"--image={files['image']}", f"--audio={files['audio']}",
+                "--steps=2", "--batch_size=1", f"--category={run_spec.read(tgh_run).class_prompts[0]}",
+                f"--out={out}"])
+  assert not e.value.code, capsys.readouterr().err
   with av.open(str(out)) as c:
     frame = next(c.decode(video=0))
     assert (frame.height, frame.width) == TGH_SIZE

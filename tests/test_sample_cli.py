@@ -7,30 +7,18 @@ from pathlib import Path
 
 import av
 import numpy as np
-import pytest
-from absl import flags
 
-from asva_jax import command
-from tests.cli_modules import cli_module
+from asva_jax.commands import sample
 from tests.sampling_checkpoint import media, tiny_checkpoint
 
 ROOT = Path(__file__).parents[1]
 FAST = ["--steps=2", "--size=32,32", "--batch-size=1"]
-CLI = {}
-
-
-@pytest.fixture(scope="module", autouse=True)
-def sample_cli():
-  with cli_module("asva_jax.sample") as module:
-    CLI["main"] = module.main
-    yield
 
 
 def run(args, capsys):
   """(exit status, stderr) of the CLI run in this process."""
-  flags.FLAGS.unparse_flags()
   try:
-    command.run(CLI["main"], argv=["sample", f"--ckpt={tiny_checkpoint()}", *FAST, *args])
+    sample.run(["sample", f"--ckpt={tiny_checkpoint()}", *FAST, *args])
     code = 0
   except SystemExit as e:
     code = e.code or 0
@@ -121,3 +109,19 @@ def test_missing_checkpoint_in_a_real_process(tmp_path):
   assert result.returncode == 2
   assert result.stderr.strip().splitlines() == [f"error: {tmp_path / 'nope'}: no such checkpoint folder or "
                                                 "training workdir"]
+
+
+def test_old_and_new_flag_spellings_give_the_same_options():
+  """The hyphenated spellings of before are aliases of the underscore flags (one spelling, as `eval`)."""
+  from absl import flags
+  parsed = []
+  for spelling in ("-", "_"):
+    fv = flags.FlagValues()
+    sample.define_flags(fv)
+    fv(["sample", "--ckpt=c", *(f"--{name.replace('_', spelling)}={value}" for name, value in (
+        ("audio_guidance", "2.5"), ("text_guidance", "1.5"), ("num_clips", "3"), ("batch_size", "2"),
+        ("long_audio", "continuous")))])
+    parsed.append(sample.options(fv))
+  assert parsed[0] == parsed[1]
+  assert (parsed[0].audio_guidance, parsed[0].text_guidance, parsed[0].num_clips, parsed[0].batch_size,
+          parsed[0].long_audio) == (2.5, 1.5, 3, 2, "continuous")

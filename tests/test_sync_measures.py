@@ -9,10 +9,11 @@ import sys
 import numpy as np
 import pytest
 
-from asva_jax import command
 from asva_jax.data.clips import select_frames
 from asva_jax.errors import AsvaError
-from asva_jax.eval import sync, sync_cli
+from asva_jax.commands import eval_sync
+from asva_jax.eval import sync
+from asva_jax.eval.sync import files as sync_files
 from asva_jax.media import mp4
 from asva_jax.prep import synthetic
 
@@ -34,7 +35,7 @@ def shifted_videos(tmp_path_factory):
 
 
 def test_best_lag_recovers_known_shifts(shifted_videos):
-  results = {name: sync_cli.measure(path) for name, path in shifted_videos.items()}
+  results = {name: sync_files.measure(path) for name, path in shifted_videos.items()}
   for name, shift in SHIFTS.items():
     assert results[name].best_lag == round(shift * FPS), (name, results[name])
     assert results[name].best_lag_seconds == pytest.approx(shift, abs=0.5 / FPS)
@@ -44,9 +45,9 @@ def test_best_lag_recovers_known_shifts(shifted_videos):
 
 
 def test_shift_search_is_bounded_by_max_lag(shifted_videos):
-  a = sync_cli.measure(shifted_videos["late"], max_lag_seconds=0.1)
+  a = sync_files.measure(shifted_videos["late"], max_lag_seconds=0.1)
   assert abs(a.best_lag) <= round(0.1 * FPS)
-  assert a.best < sync_cli.measure(shifted_videos["late"]).best
+  assert a.best < sync_files.measure(shifted_videos["late"]).best
 
 
 def clips_at_6fps(num):
@@ -90,10 +91,8 @@ def test_event_frames_first_frame_at_or_after_and_frame0_dropped():
 
 def test_cli_prints_per_video_and_mean(shifted_videos, tmp_path, capsys):
   out = tmp_path / "sync.json"
-  sync_cli.define_flags()
   with pytest.raises(SystemExit) as info:
-    command.run(sync_cli.main, argv=["sync", str(shifted_videos["true"]), str(shifted_videos["late"]),
-                                     "--json", str(out)])
+    eval_sync.run(["sync", str(shifted_videos["true"]), str(shifted_videos["late"]), "--json", str(out)])
   assert not info.value.code
   lines = capsys.readouterr().out.strip().splitlines()
   assert lines[0].startswith(str(shifted_videos["true"])) and "best lag +0 frames" in lines[0]
@@ -113,7 +112,7 @@ def test_bad_input_names_file_and_problem(tmp_path, make, problem):
   path = tmp_path / "bad.mp4"
   make(path)
   with pytest.raises(AsvaError, match=problem) as info:
-    sync_cli.measure(path)
+    sync_files.measure(path)
   assert str(path) in str(info.value)
 
 

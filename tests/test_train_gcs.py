@@ -13,10 +13,9 @@ import signal
 import time
 
 import numpy as np
-from absl import flags
 from etils import epath
 
-from asva_jax import command
+from asva_jax.commands import runner
 from tests.gcs_emulator import gcs_emulator
 from tests.training_fixtures import (NUM_STEPS, losses, metrics, subprocess_env, tiny_config, train_cli,
                                      use_cache)
@@ -27,22 +26,15 @@ WORKDIR = f"gs://{BUCKET}/run"
 DATA = f"gs://{BUCKET}/data"
 
 
-
 def run_cli(module: str, argv: list[str], capsys) -> tuple[int, str]:
-  from tests.cli_modules import cli_module
-  with cli_module(module) as cli:
-    before = set(flags.FLAGS)
-    if hasattr(cli, "define_flags"):  # data_prep.build defines its flags only when run
-      cli.define_flags()
-    flags.FLAGS.unparse_flags()
-    try:
-      command.run(cli.main, argv=[module, *argv])
-      code = 0
-    except SystemExit as e:
-      code = e.code or 0
-    flags.FLAGS.unparse_flags()
-    for name in set(flags.FLAGS) - before:
-      delattr(flags.FLAGS, name)
+  """`python -m MODULE ARGV` in this process: (exit status, stderr)."""
+  import importlib
+  command = importlib.import_module({"asva_jax.sample": "asva_jax.commands.sample"}.get(module, module))
+  try:
+    runner.run(command.main, [module, *argv], define_flags=command.define_flags)
+    code = 0
+  except SystemExit as e:
+    code = e.code or 0
   return code, capsys.readouterr().err
 
 

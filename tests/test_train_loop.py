@@ -102,9 +102,8 @@ def test_export_of_a_workdir_matches_the_trained_unet(reference, tmp_path):
   from safetensors.torch import load_file
   from asva_jax.pipeline import load_models
   from convert.unet import import_unet
-  from tests.cli_modules import cli_module
-  with cli_module("convert.to_pytorch") as to_pytorch:  # its flags would clash with other commands'
-    names = to_pytorch.export_workdir(reference, tmp_path, [], None)
+  from convert import to_pytorch
+  names = to_pytorch.export_workdir(reference, tmp_path, [], None)
   assert names == ["unet", "audio_encoder"]
   tensors = load_file(str(tmp_path / "unet" / "diffusion_pytorch_model.safetensors"))
   trained = load_models(reference)

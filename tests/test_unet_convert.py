@@ -16,7 +16,8 @@ from safetensors.numpy import load_file, save_file
 from asva_jax import component_folders, load_unet
 from asva_jax.models.unet_3d import build_unet, trainable
 from asva_jax.models.unet_config import DEFAULT_CONFIG
-from convert import state_dict as sd
+from asva_jax import torch_weights as sd
+from convert.errors import ConversionError
 from convert.unet import export_unet, import_unet, inflate_sd15
 from tests.reference_models import TINY_UNET_2D, rel_err, write_tiny_sd15
 
@@ -127,7 +128,7 @@ def test_inflation_rejects_a_foreign_2d_unet(sd15, tmp_path):
   state = load_file(sd15 / "unet" / WEIGHTS)
   state.pop("conv_in.weight")
   save_file(state, str(tmp_path / WEIGHTS))
-  with pytest.raises(sd.ConversionError, match=r"(?s)diffusion_pytorch_model.safetensors.*1 missing: conv_in.weight"):
+  with pytest.raises(ConversionError, match=r"(?s)diffusion_pytorch_model.safetensors.*1 missing: conv_in.weight"):
     inflate_sd15(tmp_path)
 
 
@@ -145,23 +146,23 @@ def test_bad_weights_name_the_file_and_keys(tmp_path, damage):
   save_file(state, str(tmp_path / WEIGHTS))
   expected = {"missing": f"1 missing: {key}", "unexpected": "1 unexpected: something.else",
               "misshaped": f"1 with wrong shape: {key} (3, 3)"}[damage]
-  with pytest.raises(sd.ConversionError) as info:
+  with pytest.raises(ConversionError) as info:
     import_unet(tmp_path)
   assert str(tmp_path / WEIGHTS) in str(info.value) and expected in str(info.value)
 
 
 def test_bad_folders(tmp_path):
-  with pytest.raises(sd.ConversionError, match="config.json"):
+  with pytest.raises(ConversionError, match="config.json"):
     import_unet(tmp_path)
   shutil.copy(UNET / "config.json", tmp_path / "config.json")
-  with pytest.raises(sd.ConversionError, match="no weights file"):
+  with pytest.raises(ConversionError, match="no weights file"):
     import_unet(tmp_path)
   (tmp_path / WEIGHTS).write_bytes(b"not a safetensors file")
-  with pytest.raises(sd.ConversionError, match="unreadable safetensors"):
+  with pytest.raises(ConversionError, match="unreadable safetensors"):
     import_unet(tmp_path)
   config = json.loads((UNET / "config.json").read_text())
   (tmp_path / "config.json").write_text(json.dumps({**config, "use_linear_projection": True}))
-  with pytest.raises(sd.ConversionError, match="use_linear_projection"):
+  with pytest.raises(ConversionError, match="use_linear_projection"):
     import_unet(tmp_path)
 
 
@@ -172,7 +173,7 @@ class NotATensor:
 def test_bin_file_is_loaded_without_unpickling_objects(tmp_path):
   shutil.copy(UNET / "config.json", tmp_path / "config.json")
   torch.save({"payload": NotATensor()}, tmp_path / "diffusion_pytorch_model.bin")
-  with pytest.raises(sd.ConversionError, match="not a tensors-only"):
+  with pytest.raises(ConversionError, match="not a tensors-only"):
     import_unet(tmp_path)
 
 

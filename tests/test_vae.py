@@ -13,7 +13,8 @@ from safetensors.numpy import load_file, save_file
 
 from asva_jax import component_folders
 from asva_jax.models.vae import AutoencoderKL, VAEConfig, load_vae, sample_latent
-from convert.state_dict import ConversionError, torch_key_map, torch_shape, variables
+from asva_jax.torch_weights import torch_key_map, torch_shape, variables
+from convert.errors import ConversionError
 from convert.vae import export_vae, import_vae
 from tests.reference_models import TINY_VAE, randomize, rel_err
 

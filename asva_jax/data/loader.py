@@ -3,6 +3,10 @@
 Evaluation: `num_clips` uniform clips per video, in order, once; every host reads its own
 contiguous part (from `jax.process_index()` / `jax.process_count()`, or given explicitly).
 Training clips come from `asva_jax.data.stream.train_stream`, the stream the trainer runs.
+
+grain's worker processes (`worker_count > 0`) read absl's FLAGS: a program that never parses
+flags (a notebook, a script) calls `absl.flags.FLAGS.mark_as_parsed()` first; the commands
+(`asva_jax.commands.runner`) and the tests (tests/conftest.py) do.
 """
 
 from __future__ import annotations
@@ -14,14 +18,6 @@ import numpy as np
 
 from asva_jax.data.source import open_split
 from asva_jax.data.transforms import FixedClip, UniformClips
-
-
-def _mark_flags_parsed() -> None:
-  """grain's worker processes read absl flags; in programs that never parse flags
-  (tests, notebooks) mark them parsed with their defaults."""
-  from absl import flags
-  if not flags.FLAGS.is_parsed():
-    flags.FLAGS.mark_as_parsed()
 
 
 def shard_options(process_index: int | None, process_count: int | None,
@@ -51,8 +47,6 @@ def eval_loader(data_dir: str | os.PathLike, batch_size: int, *, split: str = "t
   Hosts get disjoint parts that together cover every clip (their lengths may differ by one).
   """
   source = open_split(data_dir, split, name) if source is None else source
-  if worker_count:
-    _mark_flags_parsed()
   # Contiguous, complete parts (grain's sampler sharding drops items when hosts get unequal parts).
   options = shard_options(process_index, process_count, False)
   total = len(source) * num_clips

@@ -20,7 +20,7 @@ import numpy as np
 import grain.python as grain
 
 from asva_jax.data import clips
-from asva_jax.data.loader import _mark_flags_parsed, read_options
+from asva_jax.data.loader import read_options
 from asva_jax.data.transforms import make_clip
 from asva_jax.errors import AsvaError
 
@@ -86,8 +86,6 @@ def train_stream(source, *, seed: int, global_batch: int, process_index: int, pr
                       process_count=process_count, start_step=start_step)
   sampler = grain.IndexSampler(num_records=len(order), shard_options=grain.NoSharding(), shuffle=False,
                                num_epochs=1, seed=0)
-  if worker_count:
-    _mark_flags_parsed()
   return grain.DataLoader(data_source=order, sampler=sampler,
                           operations=[grain.Batch(order.local, drop_remainder=True)],
                           worker_count=int(worker_count), read_options=read_options(order.local, read_threads))

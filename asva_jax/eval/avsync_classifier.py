@@ -24,7 +24,8 @@ import jax.numpy as jnp
 from flax import nnx
 
 from asva_jax.eval.errors import EvalModelError
-from asva_jax.eval.layers import BatchNorm, Conv, Linear, max_pool
+from asva_jax.eval.layers import BatchNorm, Conv, Linear, load_network, max_pool
+from asva_jax.torch_weights import open_state_dict
 
 MODULES = ("audio_encoder", "video_encoder", "head")
 WEIGHT_FILES = ("diffusion_pytorch_model.safetensors", "diffusion_pytorch_model.bin")
@@ -187,13 +188,13 @@ def load_avsync_classifier(modules_dir: str | os.PathLike) -> AVSyncClassifier:
   """The classifier from the original's `modules/{audio_encoder,video_encoder,head}` folders
   (`diffusion_pytorch_model.safetensors`, else `.bin` read with `torch.load(weights_only=True)`);
   every width is read off the tensors (the folders' config.json do not record them)."""
-  from asva_jax.eval.weights import load_state, read_state_dict
   root = Path(modules_dir)
   if not root.is_dir():
     raise EvalModelError(f"{root}: no such folder (the AVSync classifier's modules/ folder with "
                          f"{', '.join(MODULES)}/)")
   files = {name: weights_file(root / name) for name in MODULES}
-  sds = {name: read_state_dict(path, "AVSync classifier") for name, path in files.items()}
+  sds = {name: open_state_dict(path, what="AVSync classifier", error=EvalModelError)
+         for name, path in files.items()}
   audio = _widths(sds["audio_encoder"], files["audio_encoder"],
                   ["conv1.0.weight"] + [f"block{i}.conv1.weight" for i in range(1, 5)])
   video = _widths(sds["video_encoder"], files["video_encoder"],
@@ -204,5 +205,5 @@ def load_avsync_classifier(modules_dir: str | os.PathLike) -> AVSyncClassifier:
   except ValueError as e:
     raise EvalModelError(f"{root}: {e}") from e
   for name in MODULES:
-    load_state(getattr(model, name), sds[name], str(files[name]))
+    load_network(getattr(model, name), sds[name], str(files[name]))
   return model

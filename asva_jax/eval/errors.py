@@ -1,7 +1,7 @@
 """The error every evaluation-network loader raises for a bad weight file."""
 
-from asva_jax.errors import AsvaError
+from asva_jax.torch_weights import WeightFileError
 
 
-class EvalModelError(AsvaError, ValueError):
+class EvalModelError(WeightFileError):
   """A detector file is missing, unreadable, or its tensors do not fit the network."""

@@ -24,8 +24,8 @@ import numpy as np
 from flax import nnx
 
 from asva_jax.eval.errors import EvalModelError
-from asva_jax.eval.layers import BatchNorm, Conv, avg_pool
-from asva_jax.eval.weights import is_torchscript, load_state, read_state_dict, read_torchscript
+from asva_jax.eval.layers import BatchNorm, Conv, avg_pool, load_network
+from asva_jax.torch_weights import is_torchscript, open_state_dict, read_torchscript, shape_of
 
 # Inception modules of the real network: (name, out channels of b0, b1a, b1b, b2a, b2b, b3b).
 MIXED = (
@@ -217,7 +217,7 @@ def _torchscript_eps(module) -> float:
   return values.pop() if values else 1e-5
 
 
-def _strip_prefix(state: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+def _strip_prefix(state: Mapping[str, np.ndarray]) -> Mapping[str, np.ndarray]:
   """Drops a wrapper prefix shared by every key (`module.`, `i3d.`, ...) when our names follow it."""
   if "Conv3d_1a_7x7.conv3d.weight" in state:
     return state
@@ -238,13 +238,13 @@ def load_i3d(path: str | os.PathLike) -> InceptionI3d:
   """
   eps = 1e-5
   if is_torchscript(path):
-    state, module = read_torchscript(path, "I3D")
+    state, module = read_torchscript(path, "I3D", EvalModelError)
     eps = _torchscript_eps(module)
     state = _strip_prefix(state)
     if "Conv3d_1a_7x7.conv3d.weight" not in state:
       state = torchscript_names(state, str(path))
   else:
-    state = _strip_prefix(read_state_dict(path, "I3D"))
-  widths, in_channels, num_classes = widths_from_shapes({k: np.shape(v) for k, v in state.items()})
+    state = _strip_prefix(open_state_dict(path, what="I3D", error=EvalModelError))
+  widths, in_channels, num_classes = widths_from_shapes({k: shape_of(state, k) for k in state})
   model = nnx.eval_shape(lambda: InceptionI3d(widths, in_channels, num_classes, eps))
-  return load_state(model, state, str(path))
+  return load_network(model, state, str(path))

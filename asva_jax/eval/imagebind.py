@@ -21,7 +21,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import os
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 import jax
@@ -35,7 +35,7 @@ from asva_jax.models.imagebind_layers import (AudioPreprocessor, Buffer, LogitSc
                                               PosEmbedding, SelectToken, SimpleTransformer)
 from asva_jax.models.linear import Linear, torch_uniform
 from asva_jax.models.normalization import LayerNorm
-from convert.state_dict import shape_of
+from asva_jax.torch_weights import load_into, open_state_dict
 
 MODALITIES = ("vision", "text", "audio")
 
@@ -302,80 +302,6 @@ _TOWER_PREFIXES = tuple(f"modality_{part}.{m}." for part in ("preprocessors", "t
                                                               "postprocessors") for m in MODALITIES)
 
 
-class Conv3dView(Mapping):
-  """`state_dict` with every 5-D `*.weight` (the vision stem's Conv3d, (out, in, t, h, w)) renamed
-  `*.kernel` and moved channels-last (t, h, w, in, out), the layout `load_into` expects."""
-
-  def __init__(self, state_dict: Mapping):
-    self.base = state_dict
-    self.renamed = {}
-    for key in state_dict:
-      if key.endswith(".weight") and len(shape_of(state_dict, key)) == 5:
-        self.renamed[key[:-len("weight")] + "kernel"] = key
-    moved = set(self.renamed.values())
-    self.keys_ = [k for k in state_dict if k not in moved] + list(self.renamed)
-    self._key_set = set(self.keys_)
-
-  def __getitem__(self, key: str) -> np.ndarray:
-    if key in self.renamed:
-      return np.transpose(np.asarray(self.base[self.renamed[key]]), (2, 3, 4, 1, 0))
-    return self.base[key]
-
-  def shape(self, key: str) -> tuple[int, ...]:
-    if key in self.renamed:
-      o, i, t, h, w = shape_of(self.base, self.renamed[key])
-      return (t, h, w, i, o)
-    return shape_of(self.base, key)
-
-  def __contains__(self, key) -> bool:
-    return key in self._key_set
-
-  def __iter__(self) -> Iterator[str]:
-    return iter(self.keys_)
-
-  def __len__(self) -> int:
-    return len(self.keys_)
-
-
-class SafetensorsFile(Mapping):
-  """A .safetensors file read lazily as numpy arrays (no torch import: a lighter start)."""
-
-  def __init__(self, path: Path):
-    from safetensors import safe_open
-    try:
-      self._handle = safe_open(str(path), framework="numpy")
-    except Exception as e:
-      raise EvalModelError(f"{path}: unreadable safetensors file ({e})") from e
-    self._keys = list(self._handle.keys())
-    self._key_set = set(self._keys)
-
-  def __getitem__(self, key: str) -> np.ndarray:
-    return self._handle.get_tensor(key)
-
-  def __contains__(self, key) -> bool:
-    return key in self._key_set
-
-  def shape(self, key: str) -> tuple[int, ...]:
-    return tuple(self._handle.get_slice(key).get_shape())
-
-  def __iter__(self) -> Iterator[str]:
-    return iter(self._keys)
-
-  def __len__(self) -> int:
-    return len(self._keys)
-
-
-def _open(file: Path):
-  """A lazy state dict: safetensors through numpy, PyTorch files memory-mapped, tensors only."""
-  from convert.state_dict import ConversionError, TorchStateDict
-  if file.suffix == ".safetensors":
-    return SafetensorsFile(file)
-  try:
-    return TorchStateDict(file)
-  except ConversionError as e:
-    raise EvalModelError(str(e)) from e
-
-
 def _torch_name(key: str) -> str:
   """Our NNX-derived key -> ImageBind's (`attn.in_proj.weight` -> `attn.in_proj_weight`)."""
   return key.replace(".attn.in_proj.weight", ".attn.in_proj_weight").replace(
@@ -444,17 +370,13 @@ def load_imagebind(path: str | os.PathLike, *, vocab_path: str | os.PathLike | N
   `vocab_path`: ImageBind's `bpe_simple_vocab_16e6.txt.gz` for `tokenize` (default: that
   file beside the weights, if present).
   """
-  from convert.state_dict import ConversionError, load_into
   file = weights_file(path)
-  sd = _open(file)
+  sd = open_state_dict(file, what="ImageBind", error=EvalModelError)
   config = _config(_inferred_dims(sd, str(file)), dims, str(file))
   if vocab_path is None and (file.parent / VOCAB_FILE).is_file():
     vocab_path = file.parent / VOCAB_FILE
   abstract = nnx.eval_shape(lambda: ImageBind(
       config, attention=attention, dtype=dtype, vocab_path=None if vocab_path is None else str(vocab_path),
       rngs=nnx.Rngs(0)))
-  try:
-    return load_into(abstract, Conv3dView(sd), str(file), rename=_torch_name, kind=nnx.Variable,
-                     ignore=lambda k: not k.startswith(_TOWER_PREFIXES))
-  except ConversionError as e:
-    raise EvalModelError(str(e)) from e
+  return load_into(abstract, sd, str(file), rename=_torch_name, kind=nnx.Variable,
+                   ignore=lambda k: not k.startswith(_TOWER_PREFIXES), error=EvalModelError)

@@ -21,8 +21,9 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from asva_jax.eval.layers import BatchNorm, Conv, Linear, avg_pool, max_pool
-from asva_jax.eval.weights import load_state, read_state_dict
+from asva_jax.eval.errors import EvalModelError
+from asva_jax.eval.layers import BatchNorm, Conv, Linear, avg_pool, load_network, max_pool
+from asva_jax.torch_weights import open_state_dict
 
 Widths = Callable[[str, int], int]
 
@@ -244,8 +245,8 @@ def widths_from_shapes(shapes: Mapping[str, tuple]) -> tuple[dict[str, int], int
 def load_inception(path: str | os.PathLike) -> FIDInceptionV3:
   """The FID Inception from pytorch-fid's weight file (`pt_inception-2015-12-05-*.pth`) or a
   `.safetensors` with the same names; AuxLogits tensors, if present, are ignored."""
-  state = read_state_dict(path, "FID Inception")
-  state = {k: v for k, v in state.items() if not k.startswith("AuxLogits.")}
+  state = open_state_dict(path, what="FID Inception", error=EvalModelError)
+  state = {k: state[k] for k in state if not k.startswith("AuxLogits.")}
   widths, in_channels, num_classes = widths_from_shapes({k: v.shape for k, v in state.items()})
   model = nnx.eval_shape(lambda: FIDInceptionV3(widths, in_channels, num_classes))
-  return load_state(model, state, str(path))
+  return load_network(model, state, str(path))

@@ -2,7 +2,7 @@
 
 Attribute names are PyTorch's (`weight`, `bias`, `running_mean`, `running_var`;
 a convolution's `kernel` is PyTorch's `weight` in channels-last layout), so
-`asva_jax.eval.weights` maps a state dict onto a module by name alone.
+`asva_jax.torch_weights` maps a state dict onto a module by name alone (`load_network`).
 """
 
 from __future__ import annotations
@@ -12,6 +12,9 @@ from collections.abc import Sequence
 import jax
 import jax.numpy as jnp
 from flax import nnx
+
+from asva_jax.eval.errors import EvalModelError
+from asva_jax.torch_weights import batch_norm_counters, load_into
 
 # Detector features feed Fréchet distances and similarities compared to the original
 # to ~1e-5: no reduced-precision (TF32/bf16 pass) convolutions or matmuls.
@@ -122,3 +125,10 @@ def avg_pool(x: jax.Array, window: Sequence[int], stride: Sequence[int], padding
     return total / count
   ones = jnp.ones((1, *x.shape[1:-1], 1), x.dtype)
   return total / jax.lax.reduce_window(ones, 0.0, jax.lax.add, dims, strides, pads)
+
+
+def load_network(module: nnx.Module, state_dict, source: str) -> nnx.Module:
+  """Copies a detector's state dict into `module` (which may be abstract): every variable,
+  BatchNorm statistics included, in float32; BatchNorm's step counters are not needed."""
+  return load_into(module, state_dict, source, kind=nnx.Variable, ignore=batch_norm_counters,
+                   error=EvalModelError, noun="network")

@@ -1,7 +1,7 @@
 """Building blocks of the SD1.5 VAE (diffusers `AutoencoderKL`), channels-last.
 
 Attribute names are diffusers' so that an NNX variable path is the PyTorch
-state-dict key (see `convert/state_dict.py`).
+state-dict key (see `asva_jax/torch_weights.py`).
 """
 
 from __future__ import annotations

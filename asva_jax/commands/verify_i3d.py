@@ -15,14 +15,16 @@ from __future__ import annotations
 import numpy as np
 from absl import flags
 
-from asva_jax import command
+from asva_jax.commands import runner
 from asva_jax.eval.errors import EvalModelError
 
-_DETECTOR = flags.DEFINE_string("detector", None, "TorchScript I3D file (i3d_torchscript.pt).")
-_CLIPS = flags.DEFINE_integer("clips", 2, "Random clips to compare.")
-_FRAMES = flags.DEFINE_integer("frames", 12, "Frames per clip (the protocol's 12).")
-_SEED = flags.DEFINE_integer("clip_seed", 0, "Seed of the random clips.")
-_RTOL = flags.DEFINE_float("rtol", 1e-4, "Largest accepted max|difference| / max|TorchScript output|.")
+def define_flags(fv: flags.FlagValues = flags.FLAGS) -> None:
+  flags.DEFINE_string("detector", None, "TorchScript I3D file (i3d_torchscript.pt).", flag_values=fv)
+  flags.DEFINE_integer("clips", 2, "Random clips to compare.", flag_values=fv)
+  flags.DEFINE_integer("frames", 12, "Frames per clip (the protocol's 12).", flag_values=fv)
+  flags.DEFINE_integer("clip_seed", 0, "Seed of the random clips.", flag_values=fv)
+  flags.DEFINE_float("rtol", 1e-4, "Largest accepted max|difference| / max|TorchScript output|.",
+                     flag_values=fv)
 
 
 def torchscript_logits(net, clips_cf: np.ndarray) -> np.ndarray:
@@ -58,17 +60,21 @@ def compare(path: str, clips: int = 2, frames: int = 12, seed: int = 0) -> float
   return float(np.abs(ours - expected).max() / max(np.abs(expected).max(), 1e-30))
 
 
-def main(argv):
+def main(argv, fv: flags.FlagValues = flags.FLAGS):
   del argv
-  if not _DETECTOR.value:
+  if not fv.detector:
     raise EvalModelError("--detector: give the TorchScript I3D file to check (i3d_torchscript.pt)")
-  err = compare(_DETECTOR.value, _CLIPS.value, _FRAMES.value, _SEED.value)
-  if not err <= _RTOL.value:
-    raise EvalModelError(f"{_DETECTOR.value}: our I3D differs from the TorchScript detector by {err:.3g} "
-                         f"(relative, > --rtol {_RTOL.value}); FVD computed with load_i3d would not be the original's")
-  print(f"{_DETECTOR.value}: our I3D equals the TorchScript detector to {err:.3g} relative "
-        f"({_CLIPS.value} random clips of {_FRAMES.value} frames)")
+  err = compare(fv.detector, fv.clips, fv.frames, fv.clip_seed)
+  if not err <= fv.rtol:
+    raise EvalModelError(f"{fv.detector}: our I3D differs from the TorchScript detector by {err:.3g} "
+                         f"(relative, > --rtol {fv.rtol}); FVD computed with load_i3d would not be the original's")
+  print(f"{fv.detector}: our I3D equals the TorchScript detector to {err:.3g} relative "
+        f"({fv.clips} random clips of {fv.frames} frames)")
+
+
+def run(argv=None) -> None:
+  runner.run(main, argv, define_flags=define_flags)
 
 
 if __name__ == "__main__":
-  command.run(main)
+  run()

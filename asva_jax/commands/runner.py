@@ -1,9 +1,13 @@
-"""Entry-point wrapper: expected failures become one line on stderr and exit status 2.
+"""Runs a command: its flags, parsed into a fresh `FlagValues`, then `main(argv, flag_values)`;
+expected failures become one line on stderr and exit status 2.
 
+    def define_flags(fv: flags.FlagValues = flags.FLAGS) -> None: ...  # nothing defined at import
+    def main(argv, fv: flags.FlagValues = flags.FLAGS) -> None: ...    # options value -> plain function
     if __name__ == "__main__":
-      command.run(main)
+      runner.run(main, define_flags=define_flags)
 
-`main` is an absl main. These print `error: <message>` and exit 2 with no traceback:
+Each call defines the command's flags anew, so two commands that both have `--out` run in one
+process (tests) without clashing. These print `error: <message>` and exit 2 with no traceback:
   * an `AsvaError` raised by `main` (bad files, folders, layouts: the message names them);
   * absl's `UsageError` and every flag-parsing failure (an unknown flag, a bad value, a
     misspelt `--config.` override, a config file that does not load), naming the flag;
@@ -15,6 +19,7 @@ traceback too. Any other exception is a bug and propagates with its traceback.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import re
@@ -78,7 +83,7 @@ def _offending_flag(argv: list[str], text: str) -> str | None:
   return None
 
 
-def describe_flag_error(e: Exception, argv: list[str]) -> str:
+def describe_flag_error(e: Exception, argv: list[str], fv: flags.FlagValues = flags.FLAGS) -> str:
   """One line for a failure while parsing the command line."""
   if isinstance(e, flags.Error):
     return str(e).strip().splitlines()[0] + " (see --helpfull)"
@@ -97,7 +102,7 @@ def describe_flag_error(e: Exception, argv: list[str]) -> str:
     detail = str(e).strip().splitlines()[-1].strip()
   else:
     detail = f"{type(e).__name__}: {' '.join(str(e).split())}"
-  names = _config_flag_names()
+  names = _config_flag_names(fv)
   where = "the default config file"
   for i, arg in enumerate(argv[1:], 1):
     if arg.lstrip("-").split("=", 1)[0] in names:
@@ -105,9 +110,9 @@ def describe_flag_error(e: Exception, argv: list[str]) -> str:
   return f"{where}: the config file cannot be loaded: {detail}"
 
 
-def _config_flag_names() -> set[str]:
+def _config_flag_names(fv: flags.FlagValues = flags.FLAGS) -> set[str]:
   from ml_collections.config_flags import config_flags
-  return {name for name in flags.FLAGS if config_flags.is_config_flag(flags.FLAGS[name])}
+  return {name for name in fv if config_flags.is_config_flag(fv[name])}
 
 
 def _load_error(value) -> Exception | None:
@@ -117,42 +122,96 @@ def _load_error(value) -> Exception | None:
   return object.__getattribute__(value, "_error")
 
 
-def _parse_flags(argv: list[str]) -> list[str]:
+def define_aliases(aliases: dict[str, str], fv: flags.FlagValues) -> None:
+  """`--old-spelling` for `--flag` ({flag: old spelling}): documented command lines keep working."""
+  for name, alias in aliases.items():
+    flags.DEFINE_alias(alias, name, flag_values=fv)
+
+
+def option_values(options_type, fv: flags.FlagValues) -> dict:
+  """{field: the value of the flag of that name} for an options dataclass named after the flags."""
+  import dataclasses
+  return {f.name: fv[f.name].value for f in dataclasses.fields(options_type)}
+
+
+_HELP = ("-h", "-help", "--help", "-?", "--helpshort", "--helpfull")
+
+
+def _parse_flags(argv: list[str], fv: flags.FlagValues) -> list[str]:
+  """Parses `argv` into `fv`, which also takes absl's own flags (`--verbosity`, ...: the same Flag
+  objects, so absl's logging sees them); the global FLAGS are marked parsed (absl's `app.run` and
+  grain's worker options read them)."""
+  for name in flags.FLAGS:
+    if name not in fv and name == flags.FLAGS[name].name:
+      fv[name] = flags.FLAGS[name]
+  if any(arg in _HELP for arg in argv[1:]):
+    print(fv.get_help())
+    sys.exit(0)
   try:
-    args = flags.FLAGS(argv)
+    args = fv(argv)
   except Exception as e:  # noqa: BLE001 - everything raised while parsing comes from the command line
-    fail(describe_flag_error(e, argv), argv)
-  for name in _config_flag_names():
-    error = _load_error(flags.FLAGS[name].value)
+    fail(describe_flag_error(e, argv, fv), argv)
+  for name in _config_flag_names(fv):
+    error = _load_error(fv[name].value)
     if error is not None:
-      fail(describe_flag_error(error, argv), argv)
+      fail(describe_flag_error(error, argv, fv), argv)
+  if not flags.FLAGS.is_parsed():
+    flags.FLAGS.mark_as_parsed()
   return args
 
 
-def define_config_file(name: str, default: str | None, help_string: str, **kwargs):
+def define_config_file(name: str, default: str | None, help_string: str, *,
+                       flag_values: flags.FlagValues = flags.FLAGS, **kwargs):
   """`config_flags.DEFINE_config_file` under this module's contract.
 
   ml_collections loads the default config, and applies the `--name.` overrides of
-  sys.argv, while the flag is defined (at import): a misspelt override would raise
-  there, before `run` can turn it into one line. Define config flags through this.
+  sys.argv (the command line `run` was given, see `_command_line`), while the flag is
+  defined: a misspelt override would raise there, before parsing can turn it into one
+  line. Define config flags through this.
   """
   from ml_collections import config_flags
   try:
-    return config_flags.DEFINE_config_file(name, default, help_string, **kwargs)
+    return config_flags.DEFINE_config_file(name, default, help_string, flag_values=flag_values, **kwargs)
   except Exception as e:  # noqa: BLE001 - raised by the command line's overrides
-    fail(describe_flag_error(e, sys.argv))
+    fail(describe_flag_error(e, sys.argv, flag_values))
 
 
-def run(main: Callable[[list[str]], object], argv: list[str] | None = None) -> None:
-  """absl's `app.run(main)` with the project's error contract (see the module docstring)."""
+@contextlib.contextmanager
+def _command_line(argv: list[str]):
+  """sys.argv = argv while the flags are defined and parsed: ml_collections reads a config flag's
+  `--config.` overrides from sys.argv (a real `python -m` already has them there; an in-process
+  call, e.g. a test, does not)."""
+  saved = sys.argv
+  sys.argv = list(argv)
+  try:
+    yield
+  finally:
+    sys.argv = saved
+
+
+def run(main: Callable[..., object], argv: list[str] | None = None, *,
+        define_flags: Callable[[flags.FlagValues], None] | None = None) -> None:
+  """absl's `app.run` with the project's error contract (see the module docstring).
+
+  With `define_flags`: a fresh `FlagValues` gets the command's flags and `main(args, fv)` runs;
+  without, `main(args)` reads the global FLAGS (a plain absl main)."""
   argv = list(sys.argv if argv is None else argv)
   if "--verbose" in argv:
     argv.remove("--verbose")
     os.environ["ASVA_VERBOSE"] = "1"
+  fv = flags.FLAGS
+  if define_flags is not None:
+    fv = flags.FlagValues()
+    with _command_line(argv):
+      define_flags(fv)
+
+  def parse(args):
+    with _command_line(argv):
+      return _parse_flags(args, fv)
 
   def guarded(args):
     try:
-      return main(args)
+      return main(args) if define_flags is None else main(args, fv)
     except AsvaError as e:
       fail(str(e), argv)
     except app.UsageError as e:
@@ -163,4 +222,4 @@ def run(main: Callable[[list[str]], object], argv: list[str] | None = None) -> N
         raise
       fail(message, argv)
 
-  app.run(guarded, argv=argv, flags_parser=_parse_flags)
+  app.run(guarded, argv=argv, flags_parser=parse)

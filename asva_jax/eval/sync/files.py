@@ -1,7 +1,7 @@
-"""`python -m asva_jax.eval.sync VIDEO...`: onset alignment of videos with sound, per video and mean.
+"""Synchronisation measures of video files with their own sound (`python -m asva_jax.eval.sync`).
 
 For each file: the correlation of its audio onset envelope with its frame-difference
-energy at lag 0, and the best lag within ±`--max_lag` s with its correlation (positive:
+energy at lag 0, and the best lag within ±max_lag s with its correlation (positive:
 the sound comes after the motion). See `asva_jax.eval.sync` for the definitions.
 """
 
@@ -11,26 +11,14 @@ import os
 from pathlib import Path
 
 import numpy as np
-from absl import flags
 
 from asva_jax.constants import SAMPLE_RATE
 from asva_jax.errors import AsvaError
 from asva_jax.eval import sync
 
-FLAGS = flags.FLAGS
-
 
 class VideoReadError(AsvaError, ValueError):
   """A video file cannot be used for the synchronisation measures."""
-
-
-def define_flags() -> None:
-  """Flags, defined only when run as a program (importing never clashes with other programs);
-  a second call is a no-op."""
-  if "max_lag" in FLAGS:
-    return
-  flags.DEFINE_float("max_lag", 1.0, "Largest lag searched, in seconds, either way.")
-  flags.DEFINE_string("json", None, "Also write the per-video results and the mean to this JSON file.")
 
 
 def read_frames(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
@@ -78,24 +66,3 @@ def summarise(results: dict[str, sync.Alignment]) -> dict:
   return {"videos": {k: v.to_dict() for k, v in results.items()},
           "mean": {"lag0": mean([a.lag0 for a in items]), "best": mean([a.best for a in items]),
                    "abs_best_lag_seconds": mean([abs(a.best_lag_seconds) for a in items])}}
-
-
-def main(argv):
-  paths = argv[1:]
-  if not paths:
-    raise VideoReadError("no VIDEO given: python -m asva_jax.eval.sync VIDEO... [--max_lag 1.0]")
-  if FLAGS.max_lag <= 0:
-    raise VideoReadError(f"--max_lag must be positive, got {FLAGS.max_lag}")
-  results = {}
-  for path in paths:
-    a = measure(path, FLAGS.max_lag)
-    results[path] = a
-    print(f"{path}: corr at lag 0 {a.lag0:+.3f}, best lag {a.best_lag:+d} frames "
-          f"({a.best_lag_seconds:+.2f} s) corr {a.best:+.3f}")
-  summary = summarise(results)
-  m = {k: float("nan") if v is None else v for k, v in summary["mean"].items()}
-  print(f"mean over {len(results)} video(s): corr at lag 0 {m['lag0']:+.3f}, best corr {m['best']:+.3f}, "
-        f"|best lag| {m['abs_best_lag_seconds']:.2f} s")
-  if FLAGS.json:
-    from asva_jax.storage import write_json_atomic
-    write_json_atomic(FLAGS.json, summary)

@@ -29,7 +29,7 @@ import numpy as np
 
 from asva_jax.errors import AsvaError
 from asva_jax.eval import frechet, metrics
-from asva_jax.eval.clips import ClipError, generated_files, open_references, read_generated
+from asva_jax.eval.clip_reader import ClipError, generated_files, open_references, read_generated
 
 METRICS = ("fid", "fvd", "ia", "it", "relsync", "alignsync")
 MODEL_FILES = {

@@ -158,9 +158,3 @@ def video_alignment(frames: np.ndarray, frame_times, audio: np.ndarray, sample_r
   return onset_alignment(onset_envelope(audio, sample_rate, times, audio_start), change_energy(frames),
                          fps, max_lag_seconds)
 
-
-if __name__ == "__main__":
-  from asva_jax import command
-  from asva_jax.eval.sync_cli import define_flags, main
-  define_flags()
-  command.run(main)

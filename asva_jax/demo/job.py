@@ -1,8 +1,8 @@
 """The demo job: the training run of `configs/demo.py`, then the synchronisation report.
 
-`python -m asva_jax.train --config configs/demo.py --workdir DIR` comes here because the
-config has a `demo` section. Training resumes from DIR's checkpoints like any run; the
-report (sampling the held-out clips, a minute or so) is recomputed from the final step.
+`python -m asva_jax.demo [--workdir DIR]` (`make demo`) runs it. Training resumes from DIR's
+checkpoints like any run; the report (sampling the held-out clips, a minute or so) is
+recomputed from the final step.
 """
 
 from __future__ import annotations
@@ -11,13 +11,18 @@ import time
 from pathlib import Path
 
 
-def run(config, workdir) -> dict:
+def run_demo(config, workdir) -> dict:
   """Trains (or resumes) per `config` in `workdir`, then writes the demo outputs; returns the report
   ({} when training stopped early, e.g. on SIGTERM: rerunning resumes it)."""
   import jax
   from asva_jax.demo.report import REPORT, write_demo_outputs
+  from asva_jax.errors import AsvaError
+  from asva_jax.storage import is_remote
   from asva_jax.training.trainer import train
   from asva_jax.run_folder import steps
+  if is_remote(workdir):
+    raise AsvaError(f"--workdir {workdir}: the demo writes its report (GIF, plot) on a local disk; "
+                    "give it a local folder (other configs train into gs:// workdirs)")
   t0 = time.perf_counter()
   train(config, workdir)
   trained = time.perf_counter() - t0

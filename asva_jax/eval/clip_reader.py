@@ -30,7 +30,8 @@ class ClipError(AsvaError, ValueError):
 
 
 @dataclasses.dataclass(frozen=True)
-class Clip:
+class MetricClip:
+  """One clip as the metrics read it (named apart from the sampler's `pipeline.Clip`)."""
   video: np.ndarray   # (12, H, W, 3) uint8
   mel: np.ndarray     # (128, 204) float32
 
@@ -79,10 +80,10 @@ def _decode_video(path: Path) -> tuple[np.ndarray, np.ndarray, float]:
   return np.stack(frames), np.asarray(times), duration
 
 
-def _clip(frames, times, audio, audio_start, start) -> Clip:
+def _clip(frames, times, audio, audio_start, start) -> MetricClip:
   video = frames[clip_rules.select_frames(times, start)]
   wave = clip_rules.audio_window(audio, start, SAMPLE_RATE, audio_start=audio_start)
-  return Clip(np.ascontiguousarray(video), waveform_to_mel(wave, SAMPLE_RATE))
+  return MetricClip(np.ascontiguousarray(video), waveform_to_mel(wave, SAMPLE_RATE))
 
 
 def _audio(path: Path) -> tuple[np.ndarray, float, float]:
@@ -93,7 +94,7 @@ def _audio(path: Path) -> tuple[np.ndarray, float, float]:
     raise ClipError(str(e)) from e
 
 
-def read_generated(path: Path) -> Clip:
+def read_generated(path: Path) -> MetricClip:
   """A generated clip as the original reads it: the centred 2-s window of min(video, audio)."""
   frames, times, video_duration = _decode_video(path)
   track, audio_start, duration = _audio(path)
@@ -131,13 +132,13 @@ class ShardReferences:
       folder = key.rsplit("/", 1)[0] if "/" in key else ""
       self.videos[key] = ReferenceVideo(key, folder or _text(record["prompt"]), i)
 
-  def clips(self, name: str, num_clips: int, size: tuple[int, int]) -> Iterator[Clip]:
+  def clips(self, name: str, num_clips: int, size: tuple[int, int]) -> Iterator[MetricClip]:
     from asva_jax.data.transforms import FixedClip, UniformClips
     index = self.videos[name].index
     uniform = UniformClips(self.source, num_clips, part=range(index * num_clips, (index + 1) * num_clips))
     for i in range(num_clips):
       example = FixedClip().map(uniform[i])
-      yield Clip(resize_frames(example["video"], size), example["mel"])
+      yield MetricClip(resize_frames(example["video"], size), example["mel"])
 
 
 class FolderReferences:
@@ -152,7 +153,7 @@ class FolderReferences:
     if not self.videos:
       raise ClipError(f"--reference {self.folder}: no .mp4 files (and no dataset_info.json of shards)")
 
-  def clips(self, name: str, num_clips: int, size: tuple[int, int]) -> Iterator[Clip]:
+  def clips(self, name: str, num_clips: int, size: tuple[int, int]) -> Iterator[MetricClip]:
     path = self.folder / name
     frames, times, video_duration = _decode_video(path)
     track, audio_start, duration = _audio(path)
