@@ -19,6 +19,8 @@ DEMO_WORKDIR ?= outputs/demo
 demo: setup
 	$(PY) -m asva_jax.demo --workdir $(DEMO_WORKDIR)
 
-# Two workers, each test file whole on one of them (module fixtures are built once).
+# The import rules first (.importlinter, about a second), then two workers, each test file whole on
+# one of them (module fixtures are built once).
 test: setup
+	$(VENV)/bin/lint-imports .importlinter --no-cache
 	$(PY) -m pytest -q -n 2 --dist loadfile

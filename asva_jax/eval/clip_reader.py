@@ -21,6 +21,7 @@ from asva_jax.audio.io import AudioDecodeError, audio_duration, load_audio_track
 from asva_jax.constants import SAMPLE_RATE
 from asva_jax.data import clips as clip_rules
 from asva_jax.errors import AsvaError
+from asva_jax.media.video import VideoDecodeError, decode_frames
 
 GENERATED_NAME = re.compile(r"^(?P<video>.+)_clip-(?P<clip>\d+)\.mp4$")
 
@@ -55,29 +56,17 @@ def generated_files(folder: str | Path) -> dict[str, dict[int, Path]]:
 
 
 def _decode_video(path: Path) -> tuple[np.ndarray, np.ndarray, float]:
-  """Every frame (T, H, W, 3) uint8, their times (s) and the stream's header duration."""
-  import av
+  """Every frame (T, H, W, 3) uint8 in decode order, their times (s) and the stream's header
+  duration (else the last frame's end), through the library's one video decoder."""
   try:
-    with av.open(str(path)) as container:
-      if not container.streams.video:
-        raise ClipError(f"{path}: no video stream")
-      stream = container.streams.video[0]
-      frames, times = [], []
-      for frame in container.decode(stream):
-        if frame.time is not None:
-          frames.append(frame.to_ndarray(format="rgb24"))
-          times.append(float(frame.time))
-      if stream.duration is not None and stream.time_base is not None:
-        duration = float(stream.duration * stream.time_base)
-      elif container.duration is not None:
-        duration = container.duration / av.time_base
-      else:
-        duration = (times[-1] + 1.0 / float(stream.average_rate or 6)) if times else 0.0
-  except (av.FFmpegError, OSError) as e:
-    raise ClipError(f"{path}: unreadable video ({e})") from e
-  if not frames:
-    raise ClipError(f"{path}: no decodable frames")
-  return np.stack(frames), np.asarray(times), duration
+    decoded = decode_frames(path)
+  except VideoDecodeError as e:
+    raise ClipError(f"{path}: {e}") from e
+  times = decoded.times
+  duration = decoded.header_duration
+  if duration is None:
+    duration = float(times[-1]) + 1.0 / (decoded.fps or 6)
+  return decoded.frames, times, duration
 
 
 def _clip(frames, times, audio, audio_start, start) -> MetricClip:

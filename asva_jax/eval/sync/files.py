@@ -15,6 +15,7 @@ import numpy as np
 from asva_jax.constants import SAMPLE_RATE
 from asva_jax.errors import AsvaError
 from asva_jax.eval import sync
+from asva_jax.media.video import VideoDecodeError, decode_frames
 
 
 class VideoReadError(AsvaError, ValueError):
@@ -22,29 +23,19 @@ class VideoReadError(AsvaError, ValueError):
 
 
 def read_frames(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
-  """All frames (T, H, W, 3) uint8 of the first video stream and their presentation times (s)."""
-  import av
+  """All frames (T, H, W, 3) uint8 of the first video stream, in time order, and their times (s),
+  through the library's one video decoder."""
   path = Path(path)
   if not path.is_file():
     raise VideoReadError(f"{path}: no such file")
   try:
-    with av.open(str(path)) as container:
-      if not container.streams.video:
-        raise VideoReadError(f"{path}: no video stream; give a video with sound")
-      frames, times = [], []
-      for frame in container.decode(container.streams.video[0]):
-        if frame.time is None:
-          continue
-        frames.append(frame.to_ndarray(format="rgb24"))
-        times.append(float(frame.time))
-  except (av.FFmpegError, OSError, ValueError) as e:
-    if isinstance(e, VideoReadError):
-      raise
-    raise VideoReadError(f"{path}: unreadable or corrupt video ({e})") from e
-  if len(frames) < 4:
-    raise VideoReadError(f"{path}: {len(frames)} decodable frames; need at least 4 to correlate")
-  order = np.argsort(times, kind="stable")
-  return np.stack(frames)[order], np.asarray(times)[order]
+    decoded = decode_frames(path)
+  except VideoDecodeError as e:
+    raise VideoReadError(f"{path}: unreadable or corrupt video: {e}") from e
+  if len(decoded.frames) < 4:
+    raise VideoReadError(f"{path}: {len(decoded.frames)} decodable frames; need at least 4 to correlate")
+  order = np.argsort(decoded.times, kind="stable")
+  return decoded.frames[order], decoded.times[order]
 
 
 def measure(path: str | os.PathLike, max_lag_seconds: float = 1.0) -> sync.Alignment:

@@ -1,0 +1,1 @@
+"""Measurements: `python -m benchmarks.NAME` (each module says what it measures)."""

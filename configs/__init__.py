@@ -1,0 +1,1 @@
+"""Experiment configurations (ml_collections), read by `--config configs/NAME.py`."""
