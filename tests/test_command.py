@@ -109,3 +109,38 @@ def _run_defined(main, define_flags, *args):
   with pytest.raises(SystemExit) as exit_info:
     runner.run(main, ["prog", *args], define_flags=define_flags)
   return exit_info.value.code
+
+
+NOISY_EXIT = """
+from asva_jax.commands import runner
+from asva_jax.errors import AsvaError
+
+class Noisy:  # stands in for an aborted async read whose callback raises at interpreter exit
+  def __del__(self):
+    raise RuntimeError("Event loop is closed")
+
+def main(argv):
+  global left_behind
+  left_behind = Noisy()
+  raise AsvaError("bad input")
+
+runner.run(main)
+"""
+
+
+@pytest.mark.parametrize("verbose,message", [(False, "Event loop is closed"), (True, "Event loop is closed"),
+                                             (False, "another bug")])
+def test_a_failure_is_one_line_even_when_abandoned_work_raises_at_exit(tmp_path, verbose, message):
+  import os
+  import subprocess
+  import sys
+  script = tmp_path / "noisy.py"
+  script.write_text(NOISY_EXIT.replace("Event loop is closed", message))
+  root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+  env = {**os.environ, "PYTHONPATH": root, "ASVA_VERBOSE": "1" if verbose else "0"}
+  result = subprocess.run([sys.executable, str(script)], env=env, capture_output=True, text=True, timeout=120)
+  assert result.returncode == 2, result.stderr
+  if verbose or message != "Event loop is closed":  # only that one artefact is dropped, and not verbosely
+    assert message in result.stderr and "error: bad input" in result.stderr
+  else:
+    assert result.stderr.strip() == "error: bad input", result.stderr

@@ -51,6 +51,17 @@ def verbose(argv: list[str]) -> bool:
   return "--verbose" in argv or os.environ.get("ASVA_VERBOSE", "") not in ("", "0")
 
 
+def _without_closed_loop_noise(unraisable) -> None:
+  """Drops one known artefact: when Orbax abandons a read (a damaged checkpoint), tensorstore's
+  late callbacks raise "Event loop is closed" into the loop Orbax already closed, and Python would
+  print that traceback beside the one-line error. Everything else goes to the default hook;
+  `--verbose` shows everything."""
+  value = unraisable.exc_value
+  if isinstance(value, RuntimeError) and str(value) == "Event loop is closed":
+    return
+  sys.__unraisablehook__(unraisable)
+
+
 def fail(message: str, argv: list[str] | None = None) -> None:
   """Print `error: message` (plus the active traceback when verbose) and exit 2."""
   if verbose(sys.argv if argv is None else argv):
@@ -199,6 +210,8 @@ def run(main: Callable[..., object], argv: list[str] | None = None, *,
   if "--verbose" in argv:
     argv.remove("--verbose")
     os.environ["ASVA_VERBOSE"] = "1"
+  if not verbose(argv):
+    sys.unraisablehook = _without_closed_loop_noise
   fv = flags.FLAGS
   if define_flags is not None:
     fv = flags.FlagValues()
