@@ -7,8 +7,8 @@ writes FOLDER/unet/ (config.json + diffusion_pytorch_model.safetensors, the
 original's key names and shapes) and, when present in CKPT, FOLDER/audio_encoder/,
 FOLDER/vae/, FOLDER/text_encoder/ and FOLDER/tokenizer/, each atomically.
 A training workdir (`python -m asva_jax.train`) gives its trained UNet (frozen
-base + trained parameters of step N, default the latest) and audio encoder; the
-other components come from the checkpoint the run started from. Both kinds also get
+base + trained parameters of step N, default the latest; its EMA weights when the run
+keeps them, --raw_weights for the raw ones) and audio encoder; the other components come from the checkpoint the run started from. Both kinds also get
 FOLDER/scheduler/scheduler_config.json: the original's PNDM on the noise schedule and
 prediction type of CKPT's run spec (`asva_jax.run_spec`); when these differ from SD1.5's
 (e.g. the demo's v-prediction) a warning says so: the original pipeline takes its
@@ -34,6 +34,7 @@ class ToPytorchOptions:
   out: str
   components: tuple[str, ...] = ()
   step: int | None = None
+  raw_weights: bool = False
 
 
 def define_flags(fv: flags.FlagValues = flags.FLAGS) -> None:
@@ -44,6 +45,8 @@ def define_flags(fv: flags.FlagValues = flags.FLAGS) -> None:
                     flag_values=fv)
   flags.DEFINE_integer("step", None, "With a training workdir as --ckpt: the checkpoint step (default latest).",
                        flag_values=fv)
+  flags.DEFINE_bool("raw_weights", False, "With a training workdir that keeps EMA weights: export the raw "
+                    "weights instead of the EMA.", flag_values=fv)
 
 
 EXPORTABLE = ("unet", "audio_encoder", "vae", "text_encoder", "tokenizer")
@@ -75,12 +78,14 @@ def export_one(name: str, ckpt: Path, out: Path) -> None:
   write_component(out, name, lambda tmp: export(module, config, tmp))
 
 
-def export_workdir(workdir: Path, out: Path, names: list[str], step: int | None) -> list[str]:
-  """A training run's trained UNet (and audio encoder) plus its base's other components."""
+def export_workdir(workdir: Path, out: Path, names: list[str], step: int | None,
+                   raw_weights: bool = False) -> list[str]:
+  """A training run's trained UNet (and audio encoder: its EMA weights when it has them, unless
+  `raw_weights`) plus its base's other components."""
   from asva_jax import component_folders, run_folder
   from asva_jax.pipeline import load_models
   from convert.components import write_component
-  trained = load_models(workdir, step)
+  trained = load_models(workdir, step, raw_weights=raw_weights)
   base = run_folder.base_folder(workdir)
   present = [n for n in EXPORTABLE if (base / n).is_dir()]
   names = names or present
@@ -115,7 +120,7 @@ def main(argv, fv: flags.FlagValues = flags.FLAGS) -> None:
     raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
   if not fv["verbosity"].present:
     logging.set_verbosity(logging.WARNING)  # Orbax logs every file it writes at INFO
-  export(ToPytorchOptions(fv.ckpt, fv.out, tuple(fv.components or ()), fv.step))
+  export(ToPytorchOptions(fv.ckpt, fv.out, tuple(fv.components or ()), fv.step, fv.raw_weights))
 
 
 def export(o: ToPytorchOptions) -> None:
@@ -133,13 +138,14 @@ def export(o: ToPytorchOptions) -> None:
   only_scheduler = bool(o.components) and not components
   spec = run_spec.read(ckpt)  # a bad spec fails before anything is written
   if is_workdir(ckpt):
-    names = [] if only_scheduler else export_workdir(ckpt, out, components, o.step)
+    names = [] if only_scheduler else export_workdir(ckpt, out, components, o.step, o.raw_weights)
     if scheduler:
       write_scheduler(ckpt, spec, out)
     print(f"wrote {', '.join(names + ['scheduler'] * scheduler)} to {out}")
     return
-  if o.step is not None:
-    raise app.UsageError(f"--step: {ckpt} is a checkpoint folder, not a training workdir")
+  for flag, given in (("--step", o.step is not None), ("--raw_weights", o.raw_weights)):
+    if given:
+      raise app.UsageError(f"{flag}: {ckpt} is a checkpoint folder, not a training workdir")
   present = [n for n in EXPORTABLE if (ckpt / n).is_dir()]
   if (ckpt / "config.json").is_file() and not present:
     raise app.UsageError(f"--ckpt {ckpt}: is one component folder; give the checkpoint folder above it "

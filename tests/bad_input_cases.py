@@ -267,6 +267,8 @@ CASES: list[Case] = [
          ["--components", "vae"], setup=component_without_params),
     Case("to-out-is-a-file", TO + ["--ckpt", "ckpt", "--out", "taken"], ["--out taken"],
          setup=_both(component_without_params, _file("taken"))),
+    Case("raw-weights-of-a-checkpoint-folder", TO + ["--ckpt", "ckpt", "--out", "out", "--raw_weights"],
+         ["--raw_weights", "ckpt is a checkpoint folder"], setup=component_without_params),
     Case("ckpt-bad-run-spec", TO + ["--ckpt", "ckpt", "--out", "out"],
          ["ckpt/run_spec.json", "prediction_type 'sample'"], setup=bad_run_spec),
     # data_prep.synthetic
@@ -312,6 +314,8 @@ CASES: list[Case] = [
     Case("demo-config-bad-value", DEMO + ["--config.train.batch_size=two"], ["--config.train.batch_size"]),
     Case("train-batch-not-divisible", DEMO + ["--config.train.batch_size=8", "--config.train.grad_accum=3"],
          ["--config.train.grad_accum=3"]),
+    Case("train-ema-decay-out-of-range", DEMO + ["--config.train.ema_decay=1.0"],
+         ["--config.train.ema_decay=1.0", "[0, 1)"]),
     Case("demo-ball-radius-zero", DEMO + ["--config.data.synthetic.ball_radius=0"],
          ["--config.data.synthetic.ball_radius=0", "(0, 0.5]"]),
     Case("train-unknown-prediction-type", DEMO + ["--config.diffusion.prediction_type=sample"],

@@ -95,13 +95,14 @@ def losses(records) -> np.ndarray:
   return np.asarray([r["loss"] for r in records], np.float64)
 
 
-def trained_params(workdir, step=None) -> dict:
-  """Flat {path: array} of the trainable parameters stored at `step` (default latest)."""
+def trained_params(workdir, step=None, raw_weights=False) -> dict:
+  """Flat {path: array} of the trainable parameters stored at `step` (default latest; a run with
+  EMA weights gives them unless `raw_weights`)."""
   import jax
   from flax import nnx
   from asva_jax.training.state import split_model
   from asva_jax.pipeline import load_models
-  loaded = load_models(workdir, step)
+  loaded = load_models(workdir, step, raw_weights=raw_weights)
   from asva_jax.training.build import Trainee
   model = Trainee(loaded.unet, loaded.autoencoder, loaded.audio_encoder)
   config = loaded.config

@@ -58,6 +58,8 @@ def define_flags(fv: flags.FlagValues = flags.FLAGS) -> None:
   flags.DEFINE_enum("long_audio", "anchored", list(LONG_AUDIO_MODES),
                     "How windows of a long audio chain: every window from the image, or each from the last frame.",
                     flag_values=fv)
+  flags.DEFINE_bool("raw_weights", False, "A workdir that keeps EMA weights: sample its raw weights instead.",
+                    flag_values=fv)
   runner.define_aliases(_ALIASES, fv)
 
 

@@ -37,6 +37,15 @@ def run_demo(config, workdir) -> dict:
         f"with their own audio, {report['shuffled_audio']:.2f} with shuffled audio "
         f"(ratio {report['ratio']:.2f}); this run: {trained:.0f} s training, {total - trained:.0f} s "
         f"sampling and scoring", flush=True)
+  noise = report["sample_noise"]
+  static, whole = noise["static_change"], noise["frame_change"]
+  print(f"sample noise ({report['weights']} weights), mean frame-to-frame change in /255: where the real clips "
+        f"are still {_show(static['own_audio'])} in the samples, {_show(static['real'])} in the real videos; "
+        f"whole frames {_show(whole['own_audio'])} and {_show(whole['real'])}", flush=True)
   print(f"wrote {Path(workdir) / REPORT}, {Path(workdir) / report['gif']} and {Path(workdir) / report['plot']}",
         flush=True)
   return report
+
+
+def _show(value) -> str:
+  return "n/a" if value is None else f"{value:.1f}"

@@ -8,13 +8,16 @@ measured against the clip's own, known audio events (`asva_jax.eval.sync`): a mo
 follows the audio is close to its own events with its own audio and far from them with
 another clip's audio; a model that ignores the audio scores the same on both. Each sample is
 also scored against the events of the audio that drove it (`*_vs_driving_audio`): low for both
-when the motion follows whichever audio it was given.
+when the motion follows whichever audio it was given. `sample_noise` measures how much the
+samples flicker where the real clips are still (`asva_jax.demo.noise`). A run with EMA weights
+is sampled with them (`weights`).
 
 Written under WORKDIR:
   demo/samples/<clip>_own_audio.mp4, <clip>_shuffled_audio.mp4   (with the conditioning audio)
   demo/side_by_side.gif       real | own audio | shuffled audio, a strip lit by each audio's onsets
   demo/onset_vs_motion.png    one clip: audio onset envelope against the sampled motion energy
-  sync_report.json            the means ("true_audio", "shuffled_audio") and every clip's values
+  sync_report.json            the means ("true_audio", "shuffled_audio"), the sample noise and every
+                              clip's values
 """
 
 from __future__ import annotations
@@ -118,9 +121,12 @@ def _upscale(video: np.ndarray, factor: int) -> np.ndarray:
   return np.repeat(np.repeat(video, factor, axis=-3), factor, axis=-2) if factor > 1 else video
 
 
-def write_demo_outputs(config, workdir, models=None) -> dict:
-  """Samples, scores and writes everything listed in the module docstring; returns the report."""
+def write_demo_outputs(config, workdir, models=None, *, raw_weights: bool = False) -> dict:
+  """Samples, scores and writes everything listed in the module docstring; returns the report.
+  `raw_weights`: sample a run that keeps EMA weights with its raw ones (to compare)."""
   from asva_jax.demo import figures
+  from asva_jax.demo.noise import noise_report
+  from asva_jax.training.trained import weights_item
   from asva_jax.pipeline import Clip, load_models, sample_batched
   from asva_jax.media.mp4 import write_mp4
 
@@ -135,7 +141,7 @@ def write_demo_outputs(config, workdir, models=None) -> dict:
                      "(raise --config.data.synthetic.videos_per_class)")
   partner = shuffled_partner(clips)
   if models is None:
-    models = load_models(workdir)
+    models = load_models(workdir, raw_weights=raw_weights)
   options = dict(batch_size=int(d.batch_size), seeds=[int(d.seed) + i for i in range(len(clips))],
                  audio_guidance=float(d.audio_guidance), text_guidance=float(d.text_guidance),
                  num_inference_steps=int(d.num_inference_steps), scheduler=str(d.scheduler))
@@ -146,7 +152,9 @@ def write_demo_outputs(config, workdir, models=None) -> dict:
 
   own_rows = score(own, clips, list(range(len(clips))))
   shuffled_rows = score(shuffled, clips, partner)
-  real_rows = score(np.stack([c.frames for c in clips]), clips, list(range(len(clips))))
+  real = np.stack([c.frames for c in clips])
+  real_rows = score(real, clips, list(range(len(clips))))
+  noise = noise_report(real, {"own_audio": own, "shuffled_audio": shuffled})
   real_shuffled = [sync.event_timing_error(c.frames, clips[p].events) for c, p in zip(clips, partner)]
 
   out = workdir / "demo"
@@ -199,6 +207,8 @@ def write_demo_outputs(config, workdir, models=None) -> dict:
           "shuffled_audio": _mean([r["onset_alignment"]["shuffled_audio"]["lag0"] for r in per_clip])},
       "real_videos": {"true_audio": _mean([r["event_timing_error"] for r in real_rows]),
                       "shuffled_audio": _mean(real_shuffled)},
+      "sample_noise": noise,
+      "weights": "ema" if weights_item(models.config, raw_weights) == "ema" else "raw",
       "sampler": {k: options[k] for k in ("audio_guidance", "text_guidance", "num_inference_steps",
                                           "scheduler")}
                  | {"seed": int(d.seed), "prediction_type": models.spec.prediction_type},

@@ -46,6 +46,7 @@ class SampleOptions:
   batch_size: int = 4
   size: tuple[str, ...] | None = None
   long_audio: str = "anchored"
+  raw_weights: bool = False
 
 
 class JobError(AsvaError, ValueError):
@@ -153,7 +154,7 @@ def run_jobs(o: SampleOptions) -> None:
   from asva_jax.schedulers import make_plan
   make_plan(o.scheduler, o.steps, eta=o.eta)  # bad step counts fail before loading
   jobs = [read_job(job) for job in jobs]
-  models = models_lib.load_models(o.ckpt, o.step, dtype=jnp.dtype(o.dtype))
+  models = models_lib.load_models(o.ckpt, o.step, dtype=jnp.dtype(o.dtype), raw_weights=o.raw_weights)
   size = frame_size(models, o.size)
   clips, outs, long_tasks = [], [], []
   for job in jobs:

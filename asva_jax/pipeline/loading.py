@@ -15,15 +15,17 @@ from asva_jax.models.prompts import clip_encoder, has_clip_encoder
 from asva_jax.storage import as_path
 
 
-def load_models(path: str | os.PathLike, step: int | None = None, *, dtype=jnp.float32) -> Models:
+def load_models(path: str | os.PathLike, step: int | None = None, *, dtype=jnp.float32,
+                raw_weights: bool = False) -> Models:
   """The bundle of a converted checkpoint folder, or of a training workdir (its latest step
-  unless `step`). `dtype` is the compute dtype of the UNet and the autoencoder."""
+  unless `step`; its EMA weights when it has them, unless `raw_weights`). `dtype` is the compute
+  dtype of the UNet and the autoencoder."""
   path = as_path(path)  # local or gs://
   if not path.is_dir():
     raise CheckpointError(f"{path}: no such checkpoint folder or training workdir")
   if run_folder.is_workdir(path):
     from asva_jax.training.trained import load_trained
-    return load_trained(path, step, dtype=dtype)
+    return load_trained(path, step, dtype=dtype, raw_weights=raw_weights)
   if step is not None:
     raise CheckpointError(f"{path}: a converted checkpoint folder has no steps (step={step} given)")
   return from_checkpoint(path, dtype=dtype)

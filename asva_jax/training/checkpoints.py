@@ -3,6 +3,7 @@
 Each step holds
   params     the trainable parameters (float32 master weights)
   opt_state  the optimizer state
+  ema        the EMA of the params (only in runs with train.ema_decay > 0; `training.ema`)
   meta       JSON: step, seed, the RNG key data, the host count of the writer
   data       grain's iterator state (one file per host)
   config     the run's config (JSON)
@@ -34,7 +35,7 @@ from asva_jax.errors import AsvaError
 from asva_jax.storage import as_path
 from asva_jax.training import resume_check
 
-ITEMS = ("params", "opt_state", "meta", "data", "config")
+ITEMS = ("params", "opt_state", "ema", "meta", "data", "config")
 
 
 def checkpoint_dir(workdir) -> epath.Path:
@@ -53,6 +54,7 @@ def make_manager(workdir, train_config=None, *, read_only: bool = False) -> ocp.
       enable_async_checkpointing=async_save, read_only=read_only, create=not read_only,
       preservation_policy=policies.AnyPreservationPolicy(preserve))
   handlers = {"params": ocp.StandardCheckpointHandler(), "opt_state": ocp.StandardCheckpointHandler(),
+              "ema": ocp.StandardCheckpointHandler(),
               "meta": ocp.JsonCheckpointHandler(), "config": ocp.JsonCheckpointHandler(),
               "data": grain.PyGrainCheckpointHandler()}
   return ocp.CheckpointManager(checkpoint_dir(workdir), options=options, item_names=ITEMS,
@@ -64,7 +66,8 @@ def save(manager: ocp.CheckpointManager, step: int, state: dict, data_iterator, 
   args = ocp.args.Composite(
       params=ocp.args.StandardSave(state["params"]), opt_state=ocp.args.StandardSave(state["opt_state"]),
       meta=ocp.args.JsonSave(meta), config=ocp.args.JsonSave(json.loads(config_json)),
-      data=grain.PyGrainCheckpointSave(data_iterator))
+      data=grain.PyGrainCheckpointSave(data_iterator),
+      **({"ema": ocp.args.StandardSave(state["ema"])} if "ema" in state else {}))
   return manager.save(step, args=args, force=force)
 
 
@@ -84,6 +87,7 @@ def check_resumable(workdir, config, model) -> None:
   the ones `model` and the config's optimizer give."""
   from flax import nnx
   from asva_jax.training.build import trainable_filter
+  from asva_jax.training.ema import has_ema
   from asva_jax.training.state import make_optimizer
   directory = checkpoint_dir(workdir)
   if not directory.is_dir():
@@ -91,9 +95,11 @@ def check_resumable(workdir, config, model) -> None:
   params = nnx.state(model, trainable_filter(config.model))
   current = {"params": resume_check.signature(params),
              "opt_state": resume_check.signature(jax.eval_shape(make_optimizer(config.train).init, params))}
+  if has_ema(config.train):
+    current["ema"] = current["params"]
   for step in sorted(ocp.path.step.checkpoint_steps(epath.Path(directory)), reverse=True):
     try:
-      recorded = recorded_state(directory / str(step))
+      recorded = recorded_state(directory / str(step), tuple(current))
     except Exception:  # noqa: BLE001 - damaged: restore_latest reports it and falls back
       continue
     resume_check.check_state(directory / str(step), recorded, current)
@@ -128,22 +134,24 @@ def restore_newest(manager: ocp.CheckpointManager, steps, targets: dict, *, json
   return None
 
 
-def restore_latest(manager: ocp.CheckpointManager, params_target, opt_target):
-  """(step, params, opt_state, meta) of the newest readable step, or None when there is no step."""
-  found = restore_newest(manager, sorted(manager.all_steps(), reverse=True),
-                         {"params": params_target, "opt_state": opt_target}, json_items=("meta",),
+def restore_latest(manager: ocp.CheckpointManager, targets: dict):
+  """(step, {item: restored}, meta) of the newest readable step, or None when there is no step;
+  `targets`: {"params", "opt_state"[, "ema"]} -> the abstract arrays to restore them as."""
+  found = restore_newest(manager, sorted(manager.all_steps(), reverse=True), targets, json_items=("meta",),
                          hint="move the damaged step folders out of it to restart the run from step 0, "
                               "or train in a new --workdir")
   if found is None:
     return None
   step, restored = found
-  return step, restored["params"], restored["opt_state"], dict(restored["meta"])
+  return step, {item: restored[item] for item in targets}, dict(restored["meta"])
 
 
-def restore_params(manager: ocp.CheckpointManager, steps: list[int], target, *, hint: str):
-  """(step, params) of the first readable step of `steps` (for sampling and export)."""
-  step, restored = restore_newest(manager, steps, {"params": target}, hint=hint)
-  return step, restored["params"]
+def restore_params(manager: ocp.CheckpointManager, steps: list[int], target, *, hint: str,
+                   item: str = "params"):
+  """(step, params) of the first readable step of `steps` (for sampling and export); `item="ema"`
+  reads the EMA weights instead."""
+  step, restored = restore_newest(manager, steps, {item: target}, hint=hint)
+  return step, restored[item]
 
 
 class DamagedCheckpoints(AsvaError):

@@ -51,6 +51,12 @@ def base_config() -> ml_collections.ConfigDict:
   c.train.eps = 1e-8
   c.train.weight_decay = 1e-2
   c.train.clip_norm = 1.0
+  # An exponential moving average of the trainable parameters (0 = off), updated every step and
+  # saved in every checkpoint; sampling and export use it when the run has one
+  # (docs/training.md, "EMA weights"). With ema_warmup the decay at update n is
+  # min(ema_decay, (1 + n) / (10 + n)), so early averages are not dominated by the initial weights.
+  c.train.ema_decay = 0.0
+  c.train.ema_warmup = False
   c.train.log_every = 50
   c.train.checkpoint_every = 1000
   c.train.keep = 3                # rolling checkpoints kept (milestones are kept besides)

@@ -24,7 +24,7 @@ from jax.sharding import Mesh
 
 from asva_jax.constants import NUM_FRAMES
 from asva_jax.errors import ConfigError
-from asva_jax.training import sharding
+from asva_jax.training import ema as ema_lib, sharding
 from asva_jax.training.build import Trainee, build_models
 from asva_jax.training.state import frozen_cast, make_optimizer
 from asva_jax.training.step import jit_train_step, make_train_step
@@ -39,7 +39,7 @@ class TrainProgram:
   mesh: Mesh
   graphdef: nnx.GraphDef
   optimizer: optax.GradientTransformation
-  state_shardings: dict     # {"step", "params", "opt_state"}
+  state_shardings: dict     # {"step", "params", "opt_state"[, "ema"]}
   frozen_shardings: Any
   step: Callable            # jitted train_step(state, frozen, batch) -> (state, metrics); state donated
 
@@ -59,7 +59,8 @@ def is_abstract(tree) -> bool:
 def build_program(model: Trainee, config, mesh: Mesh) -> tuple[TrainProgram, dict, Any]:
   """(program, state at step 0, frozen tree): `model` split into trainable and frozen trees, both
   and AdamW's state placed on `mesh` per `config.mesh`, and the step jitted with those shardings.
-  State = {"step", "params", "opt_state"}; the frozen tree is in `precision.frozen`.
+  State = {"step", "params", "opt_state"}, and "ema" (a copy of the params, sharded like them)
+  when `train.ema_decay` > 0; the frozen tree is in `precision.frozen`.
 
   The frozen tree is cast and placed leaf by leaf: at the peak the caller's model and the placed
   frozen tree exist, not also a whole unplaced cast copy (the recipe's float32 base is several GiB
@@ -78,15 +79,21 @@ def build_program(model: Trainee, config, mesh: Mesh) -> tuple[TrainProgram, dic
                                    min_size=min_size)
   replicated = sharding.replicated(mesh)
   state_sh = {"step": replicated, "params": param_sh, "opt_state": opt_sh}
+  with_ema = ema_lib.has_ema(config.train)
+  if with_ema:
+    state_sh["ema"] = param_sh
   if abstract:
     state = with_shardings({"step": jax.ShapeDtypeStruct((), jnp.int32), "params": params,
-                            "opt_state": jax.eval_shape(optimizer.init, params)}, state_sh)
+                            "opt_state": jax.eval_shape(optimizer.init, params)}
+                           | ({"ema": params} if with_ema else {}), state_sh)
     frozen = with_shardings(jax.tree.map(cast, frozen), frozen_sh)
   else:
     params = jax.device_put(params, param_sh)
     frozen = jax.tree.map(lambda x, s: jax.device_put(cast(x), s), frozen, frozen_sh)
     state = {"step": jax.device_put(jnp.zeros((), jnp.int32), replicated), "params": params,
              "opt_state": jax.jit(optimizer.init, out_shardings=opt_sh)(params)}
+    if with_ema:
+      state["ema"] = jax.device_put(ema_lib.copy_tree(params), param_sh)
   d = config.diffusion
   alphas = jnp.asarray(scaled_linear_alphas_cumprod(int(d.num_train_timesteps), float(d.beta_start),
                                                     float(d.beta_end)))

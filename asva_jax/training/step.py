@@ -1,6 +1,7 @@
 """One optimizer step of AVSyncD, as one jitted function over sharded arrays.
 
-state = {"step", "params", "opt_state"} (donated); the frozen tree and the batch
+state = {"step", "params", "opt_state"} (donated), and "ema" when the run keeps EMA
+weights (`training.ema`, updated here after the optimizer); the frozen tree and the batch
 are inputs. The batch's micro-batches (`train.grad_accum`) are a scan; each
 device keeps its own rows, so the scan needs no communication. All randomness
 (latent sample, audio dropout, timesteps, noise) derives from (seed, step,
@@ -15,6 +16,7 @@ import jax.numpy as jnp
 import optax
 from flax import nnx
 
+from asva_jax.training import ema as ema_lib
 from asva_jax.training.objective import diffusion_loss
 
 
@@ -72,6 +74,9 @@ def make_train_step(graphdef, optimizer: optax.GradientTransformation, config, a
     updates, opt_state = optimizer.update(grads, state["opt_state"], params)
     new_state = {"step": state["step"] + 1, "params": optax.apply_updates(params, updates),
                  "opt_state": opt_state}
+    if "ema" in state:
+      decay = ema_lib.decay_at(config.train, state["step"])
+      new_state["ema"] = ema_lib.ema_update(state["ema"], new_state["params"], decay)
     return new_state, {"loss": loss, "grad_norm": optax.tree.norm(grads)}
   return train_step
 

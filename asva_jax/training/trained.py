@@ -18,6 +18,7 @@ from asva_jax.models.prompts import PromptEncoder, clip_encoder
 from asva_jax.storage import as_path
 from asva_jax.training import checkpoints
 from asva_jax.training.build import Trainee
+from asva_jax.training.ema import has_ema
 from asva_jax.training.state import split_model
 
 
@@ -51,11 +52,12 @@ def prompt_encoder(config, dim: int) -> PromptEncoder:
   return encoder
 
 
-def load_trained(path, step: int | None = None, *, dtype=jnp.float32) -> Models:
+def load_trained(path, step: int | None = None, *, dtype=jnp.float32, raw_weights: bool = False) -> Models:
   """The run's models with the trained parameters of `step` (default: the latest) merged in, as
   a `Models` bundle with the run spec and the training config.
 
-  `dtype` is the compute dtype; parameters stay float32. Step 0 (or no checkpoint yet)
+  A run with EMA weights (`train.ema_decay` > 0) gives them, unless `raw_weights`; which ones is
+  printed. `dtype` is the compute dtype; parameters stay float32. Step 0 (or no checkpoint yet)
   gives the initial models.
   """
   from asva_jax.models.imagebind_audio import load_audio_encoder
@@ -89,16 +91,27 @@ def load_trained(path, step: int | None = None, *, dtype=jnp.float32) -> Models:
     target = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=device), params)
     # The latest step falls back past damaged ones, as training does; an asked-for step does not.
     older = [s for s in reversed(available) if s <= step]
+    item = weights_item(config, raw_weights)
     try:
       step, restored = checkpoints.restore_params(
-          manager, older if latest else [step], target,
+          manager, older if latest else [step], target, item=item,
           hint=f"choose another step of {path} with --step (available: {available})")
     finally:
       manager.close()
     nnx.update(model, restored)
+    if has_ema(config.train):
+      print(f"{path}: step {step}, " + ("EMA weights (decay " f"{float(config.train.ema_decay):g}; "
+                                        "--raw_weights for the raw ones)" if item == "ema" else
+                                        "raw weights (not the EMA)"), flush=True)
   encodings = {}
   for folder in (base / "text_encodings", as_path(path) / "text_encodings"):  # the run's own win
     if folder.is_dir():
       encodings.update(load_text_encodings(folder))
   return Models(unet=model.unet, autoencoder=model.autoencoder, audio_encoder=model.audio_encoder,
                 text_encodings=encodings, spec=spec, config=config, step=int(step), source=str(path))
+
+
+def weights_item(config, raw_weights: bool) -> str:
+  """The checkpoint item a run's models are loaded from: "ema" when it keeps EMA weights and they
+  are not declined, else "params"."""
+  return "ema" if config is not None and has_ema(config.train) and not raw_weights else "params"

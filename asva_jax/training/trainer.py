@@ -32,6 +32,7 @@ from asva_jax.storage import as_path
 from asva_jax.training import checkpoints, resume_check, sharding
 from asva_jax.training.batches import host_batch, make_loader
 from asva_jax.training.build import build_models
+from asva_jax.training.ema import check_ema_config
 from asva_jax.training.flops import SOURCE as FLOPS_SOURCE, peak_flops, step_flops
 from asva_jax.training.metrics_log import MetricsLog
 from asva_jax.training.preemption import Preemption
@@ -60,6 +61,7 @@ def check_config(config) -> None:
   for field in ("num_steps", "log_every", "checkpoint_every", "grad_accum"):
     if int(t[field]) < 1:
       raise ConfigError(f"--config.train.{field}={t[field]} must be at least 1")
+  check_ema_config(t)
   radius = config.data.synthetic.get("ball_radius")
   if config.data.synthetic.enabled and radius is not None and not 0 < float(radius) <= 0.5:
     raise ConfigError(f"--config.data.synthetic.ball_radius={radius}: must be in (0, 0.5] (a fraction of the "
@@ -174,24 +176,25 @@ class Run:
     return jax.process_index() == 0
 
 
-def build_state(config, built) -> tuple[TrainProgram, Any, Any, Any]:
-  """(program, params, opt_state, frozen): the model split and placed on the mesh, the step jitted."""
+def build_state(config, built) -> tuple[TrainProgram, dict, Any]:
+  """(program, initial arrays {"params", "opt_state"[, "ema"]}, frozen): the model split and placed
+  on the mesh, the step jitted."""
   program, initial, frozen = build_program(built.model, config, sharding.make_mesh(config.mesh))
-  return program, initial.pop("params"), initial.pop("opt_state"), frozen
+  initial.pop("step")
+  return program, initial, frozen
 
 
-def restore(run: Run, params, opt_state, changed: list[str]) -> tuple[dict, int]:
+def restore(run: Run, initial: dict, changed: list[str]) -> tuple[dict, int]:
   """(state, start step): the workdir's latest checkpoint placed on the mesh, else step 0."""
   shardings = run.program.state_shardings
-  start_step = 0
-  restored = checkpoints.restore_latest(run.manager, checkpoints.abstract_like(params, shardings["params"]),
-                                        checkpoints.abstract_like(opt_state, shardings["opt_state"]))
+  start_step, arrays = 0, initial
+  restored = checkpoints.restore_latest(
+      run.manager, {item: checkpoints.abstract_like(x, shardings[item]) for item, x in initial.items()})
   if restored is not None:
-    start_step, params, opt_state, _ = restored
+    start_step, arrays, _ = restored
     if run.primary and changed:
       print(f"resuming with changed settings: {'; '.join(changed)}", flush=True)
-  state = {"step": jax.device_put(jnp.asarray(start_step, jnp.int32), run.program.replicated),
-           "params": params, "opt_state": opt_state}
+  state = {"step": jax.device_put(jnp.asarray(start_step, jnp.int32), run.program.replicated), **arrays}
   return state, start_step
 
 
@@ -201,7 +204,8 @@ def announce(run: Run, state: dict, start_step: int) -> None:
     print(f"{'resuming at' if start_step else 'starting at'} step {start_step} of "
           f"{int(run.config.train.num_steps)} in {run.workdir}; {count_params(state['params']):,} trainable "
           f"and {count_params(run.frozen):,} frozen parameters; mesh {dict(mesh.shape)} over "
-          f"{jax.device_count()} {jax.devices()[0].platform} devices, {jax.process_count()} host(s)",
+          f"{jax.device_count()} {jax.devices()[0].platform} devices, {jax.process_count()} host(s)"
+          + (f"; EMA weights, decay {float(run.config.train.ema_decay):g}" if "ema" in state else ""),
           flush=True)
 
 
@@ -303,11 +307,11 @@ def train(config, workdir) -> list[dict]:
   if source is None:
     source = open_data(config, workdir)  # the synthetic shards, written under the workdir
   text, use_moments = prepare_run(config, workdir, built, source)
-  program, params, opt_state, frozen = build_state(config, built)
+  program, initial, frozen = build_state(config, built)
   del built  # frees the float32 originals of the frozen tree
   run = Run(config, workdir, program, frozen, text, use_moments, checkpoints.make_manager(workdir, config.train))
-  state, start_step = restore(run, params, opt_state, changed)
-  del params, opt_state  # in `state` now; the step donates it, so the names left here hold no memory
+  state, start_step = restore(run, initial, changed)
+  del initial  # in `state` now; the step donates it, so the names left here hold no memory
   # The stream is a function of the step, whatever the host count or batch layout that saved it.
   iterator = iter(make_loader(source, config, process_index=jax.process_index(),
                               process_count=jax.process_count(), start_step=start_step))
