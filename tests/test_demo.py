@@ -97,6 +97,12 @@ def test_outputs_exist_and_report_is_well_formed(demo_run):
     assert all(0 <= v <= 11 for v in values)
     assert report[key] == pytest.approx(np.mean(values))
   assert report["real_videos"]["true_audio"] == 0.0
+  assert report["weights"] == "ema"  # configs/demo.py keeps EMA weights, and the report samples them
+  noise = report["sample_noise"]
+  assert 0 < noise["static_fraction"] <= 1
+  for figure in ("frame_change", "static_change"):
+    assert set(noise[figure]) == {"real", "own_audio", "shuffled_audio"}
+    assert all(v >= 0 for v in noise[figure].values())
   assert report["step"] == NUM_STEPS
   assert report["sampler"]["prediction_type"] == "v_prediction"  # the workdir tells the sampler
   for clip in report["clips"]:
@@ -237,3 +243,24 @@ def test_train_with_the_demo_config_only_trains_and_names_the_demo_command(tmp_p
     assert not e.value.code, capsys.readouterr().err
   assert calls == [("train", 5, str(tmp_path)), ("demo", 5, str(tmp_path))]
   assert f"python -m asva_jax.demo --workdir {tmp_path}" in capsys.readouterr().out
+
+
+def test_sample_noise_measures_flicker_where_the_real_clip_is_still():
+  """Hand-made clips: a still grey background with a square that jumps, real videos with codec-like
+  flicker of 3 levels, samples with flicker of 20 levels and the same square: the static figure
+  gives each flicker exactly, ignores the square's pixels, and the whole-frame figure counts them."""
+  from asva_jax.demo.noise import STATIC_THRESHOLD, noise_report
+  n, f, h, w = 2, 12, 16, 16
+  def clips(flicker: int) -> np.ndarray:
+    v = np.full((n, f, h, w, 3), 100, np.int32)
+    v[:, 1::2] += flicker  # every pixel alternates between 100 and 100 + flicker
+    v[:, 6:, 2:6, 2:6] = 250  # the square appears at frame 6 (moves once)
+    return v.astype(np.uint8)
+  assert 3 < STATIC_THRESHOLD < 20
+  real, samples = clips(3), clips(20)
+  report = noise_report(real, {"own_audio": samples, "noisier": clips(40)})
+  assert report["static_fraction"] == pytest.approx(1 - 16 / 256)
+  assert report["static_change"] == {"real": pytest.approx(3), "own_audio": pytest.approx(20),
+                                     "noisier": pytest.approx(40)}
+  assert report["static_ratio"]["own_audio"] == pytest.approx(20 / 3)
+  assert report["frame_change"]["own_audio"] > 20  # the square's jump counts in the whole frame
