@@ -208,7 +208,7 @@ def write_demo_outputs(config, workdir, models=None, *, raw_weights: bool = Fals
       "real_videos": {"true_audio": _mean([r["event_timing_error"] for r in real_rows]),
                       "shuffled_audio": _mean(real_shuffled)},
       "sample_noise": noise,
-      "weights": "ema" if weights_item(models.config, raw_weights) == "ema" else "raw",
+      "weights": "ema" if weights_item(getattr(models, "config", None), raw_weights) == "ema" else "raw",
       "sampler": {k: options[k] for k in ("audio_guidance", "text_guidance", "num_inference_steps",
                                           "scheduler")}
                  | {"seed": int(d.seed), "prediction_type": models.spec.prediction_type},
