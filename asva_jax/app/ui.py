@@ -25,9 +25,11 @@ def build(studio: Studio, examples: list[tuple[str, str]] = ()) -> gr.Blocks:
                 "(its first frame and its sound); the centre 2 s of the sound are animated.")
     with gr.Row():
       with gr.Column():
-        image = gr.Image(type="filepath", label="image", sources=["upload"], elem_id="image")
-        audio = gr.Audio(type="filepath", label="audio", sources=["upload"], elem_id="audio")
-        video = gr.Video(label="or a video (its first frame and its sound)", sources=["upload"], elem_id="video")
+        # Plain file inputs: gradio's image/audio/video inputs decode (or convert with ffmpeg) before the
+        # handler runs, and would answer a corrupt file with their own error instead of the library's.
+        image = gr.File(label="image (any format PIL reads)", type="filepath", elem_id="image")
+        audio = gr.File(label="audio (anything FFmpeg decodes), at least 2 s", type="filepath", elem_id="audio")
+        video = gr.File(label="or a video: its first frame and its sound", type="filepath", elem_id="video")
         category = gr.Dropdown(
             choices=studio.classes, value=d.category or (studio.classes[0] if studio.classes else None),
             allow_custom_value=True, elem_id="category",
