@@ -45,7 +45,7 @@ def build(studio: Studio, examples: list[tuple[str, str]] = ()) -> gr.Blocks:
         button = gr.Button("Animate", variant="primary", elem_id="animate")
       with gr.Column():
         mp4 = gr.Video(label="animation (mp4 with sound)", interactive=False, elem_id="result-video", autoplay=True)
-        gif = gr.Image(label="GIF", type="filepath", interactive=False, elem_id="result-gif")
+        gif = gr.Image(label="GIF", type="filepath", interactive=False, elem_id="result-gif", height=320)
         status = gr.Textbox(label="status", interactive=False, elem_id="status")
 
     def animate(image, audio, video, category, audio_guidance, text_guidance, scheduler, steps, seed, start,
