@@ -25,7 +25,7 @@ def define_flags(fv: flags.FlagValues = flags.FLAGS) -> None:
                       flag_values=fv)
   flags.DEFINE_integer("step", None, "Training step to load from a workdir (default: the latest).", flag_values=fv)
   flags.DEFINE_string("host", "127.0.0.1", "Address to serve on (0.0.0.0: every interface).", flag_values=fv)
-  flags.DEFINE_integer("port", 7860, "Port to serve on.", flag_values=fv)
+  flags.DEFINE_integer("port", 7860, "Port to serve on.", lower_bound=1, upper_bound=65535, flag_values=fv)
   flags.DEFINE_bool("share", False, "Also serve through a public gradio.live link (Colab).", flag_values=fv)
   flags.DEFINE_string("max_upload", "50mb", "Largest upload accepted (e.g. 50mb, 1gb).", flag_values=fv)
   flags.DEFINE_enum("dtype", "float32", ["float32", "bfloat16"], "Compute dtype of the UNet and the VAE.",
@@ -52,12 +52,19 @@ def main(argv, fv: flags.FlagValues = flags.FLAGS) -> None:
   from asva_jax.app.examples import demo_examples
   from asva_jax.app.session import Settings, Studio, settings_from_config
   from asva_jax.pipeline import load_models
-  from asva_jax.schedulers import make_plan
-  models = load_models(fv.ckpt, fv.step, dtype=jnp.dtype(fv.dtype))
-  defaults = settings_from_config(models.config, Settings())
+  from asva_jax.schedulers import SchedulerError, make_plan
+
+  def check_plan(s: Settings) -> None:
+    try:
+      make_plan(s.scheduler, s.steps)
+    except SchedulerError as e:
+      raise AsvaError(f"--scheduler {s.scheduler} --steps {s.steps}: {e}") from e
+
   chosen = {k: fv[k].value for k in ("scheduler", "steps", "audio_guidance", "text_guidance") if fv[k].value is not None}
-  defaults = dataclasses.replace(defaults, **chosen)
-  make_plan(defaults.scheduler, defaults.steps)  # a bad --steps fails before compiling
+  check_plan(dataclasses.replace(Settings(), **chosen))  # bad flags fail before loading anything
+  models = load_models(fv.ckpt, fv.step, dtype=jnp.dtype(fv.dtype))
+  defaults = dataclasses.replace(settings_from_config(models.config, Settings()), **chosen)
+  check_plan(defaults)
   studio = Studio(models, defaults)
   try:
     if fv.warmup:
