@@ -14,6 +14,11 @@ from asva_jax.errors import AsvaError
 from asva_jax.pipeline.jobs import SCHEDULERS
 
 API_NAME = "animate"
+# Small models make small frames (the demo's are 16 x 16): show them enlarged, pixels sharp.
+CSS = """
+#result-gif img { width: 100%; height: 100%; object-fit: contain; image-rendering: pixelated; }
+#result-video video { image-rendering: pixelated; }
+"""
 
 
 def build(studio: Studio, examples: list[tuple[str, str]] = ()) -> gr.Blocks:

@@ -84,7 +84,7 @@ def main(argv, fv: flags.FlagValues = flags.FLAGS) -> None:
     allowed = sorted({os.path.dirname(v) for v, _ in examples})
     page.queue(default_concurrency_limit=1).launch(
         server_name=fv.host, server_port=fv.port, share=fv.share, max_file_size=fv.max_upload,
-        allowed_paths=allowed, ssr_mode=False, quiet=False)
+        allowed_paths=allowed, ssr_mode=False, css=ui.CSS)
   except OSError as e:
     if "port" in str(e).lower():
       raise AsvaError(f"--port {fv.port}: {e}") from e
