@@ -1,9 +1,25 @@
-"""`python -m asva_jax.app` for real: a server on 127.0.0.1 on the tiny checkpoint, driven through its
-HTTP API with gradio_client. A good request returns an mp4 of 12 frames at 6 fps with sound and a
-GIF, and compiles nothing (the start-up did); bad input shows the sample command's own one-line
-message, and the server keeps serving."""
+"""`python -m asva_jax.app` for real: one server on 127.0.0.1 on the tiny checkpoint, driven through its
+HTTP API with gradio_client and in a real headless browser.
 
+API: a good request returns an mp4 of 12 frames at 6 fps with sound and a GIF, and compiles nothing
+(the start-up did); bad input shows the sample command's own one-line message, and the server keeps
+serving. Browser (Debian's chromium through selenium): load the page, upload an image and an audio
+file, click Animate, wait for the video element, and check that the screenshot shows it. `.ci/run`
+installs chromium when it runs as root and then requires that test (ASVA_BROWSER_TEST=required);
+elsewhere it runs when a chromium and its driver are found.
+"""
+
+import contextlib
+import io
+import os
 import re
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -14,17 +30,56 @@ from PIL import Image
 from asva_jax.audio import load_audio_track
 from asva_jax.commands import sample
 from asva_jax.media.video import decode_frames
-from tests.app_server import serve
 from tests.sampling_checkpoint import media, tiny_checkpoint, write_media
 
+ROOT = Path(__file__).parents[1]
+# The page's defaults, hence what the start-up compiles: small, so the tests stay fast.
+FAST = ["--scheduler=ddim", "--steps=2", "--audio_guidance=4.0", "--text_guidance=1.0"]
+
+
+def free_port() -> int:
+  with socket.socket() as s:
+    s.bind(("127.0.0.1", 0))
+    return s.getsockname()[1]
+
+
+@contextlib.contextmanager
+def serve(ckpt, log: Path, *args: str, timeout: float = 300):
+  """Yields the URL once the server listens; stops it (SIGTERM, then SIGKILL) afterwards."""
+  port = free_port()
+  env = dict(os.environ, PYTHONPATH=f"{ROOT}{os.pathsep}{os.environ.get('PYTHONPATH', '')}")
+  with open(log, "w") as out:
+    proc = subprocess.Popen([sys.executable, "-m", "asva_jax.app", f"--ckpt={ckpt}", f"--port={port}", *FAST, *args],
+                            stdout=out, stderr=subprocess.STDOUT, env=env, cwd=ROOT)
+  url = f"http://127.0.0.1:{port}/"
+  try:
+    deadline = time.monotonic() + timeout
+    while "Running on local URL" not in log.read_text():
+      if proc.poll() is not None or time.monotonic() > deadline:
+        raise AssertionError(f"the app did not start (exit {proc.poll()}):\n{log.read_text()[-3000:]}")
+      time.sleep(0.5)
+    yield url, proc
+  finally:
+    proc.terminate()
+    try:
+      proc.wait(30)
+    except subprocess.TimeoutExpired:
+      proc.kill()
+      proc.wait()
+
+
 CATEGORY = "lions roaring"
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+DRIVER = shutil.which("chromedriver")
+BROWSER_REQUIRED = os.environ.get("ASVA_BROWSER_TEST") == "required"
 
 
 @pytest.fixture(scope="module")
-def app(tmp_path_factory):
+def server(tmp_path_factory):
   folder = tmp_path_factory.mktemp("app")
   with serve(tiny_checkpoint(), folder / "server.log") as (url, proc):
-    yield Client(url, verbose=False, download_files=str(folder / "downloads")), proc, folder / "server.log"
+    yield SimpleNamespace(url=url, proc=proc, log=folder / "server.log",
+                          client=Client(url, verbose=False, download_files=str(folder / "downloads")))
 
 
 def animate(client, *, image=None, audio=None, video=None, category=CATEGORY, seed=0):
@@ -43,8 +98,8 @@ def cli_error(args, capsys) -> str:
   return line.removeprefix("error: ")
 
 
-def test_good_requests_return_mp4_with_sound_and_gif_without_compiling(app):
-  client, _, log = app
+def test_good_requests_return_mp4_with_sound_and_gif_without_compiling(server):
+  client, log = server.client, server.log
   files = media(2.0)
   assert int(re.search(r"compiled: (\d+) XLA compilations at start-up", log.read_text())[1]) > 0
   results = [animate(client, image=files["image"], audio=files["audio"], seed=s) for s in (0, 1)]
@@ -63,8 +118,8 @@ def test_good_requests_return_mp4_with_sound_and_gif_without_compiling(app):
   assert decode_frames(mp4).frames.shape[0] == 12 and status.startswith("12 frames at 6 fps")
 
 
-def test_bad_input_shows_the_cli_message_and_the_server_keeps_serving(app, tmp_path, capsys):
-  client, proc, _ = app
+def test_bad_input_shows_the_cli_message_and_the_server_keeps_serving(server, tmp_path, capsys):
+  client, proc = server.client, server.proc
   good = media(2.0)
   short = write_media(tmp_path, 0.5, name="short")["audio"]
   corrupt = tmp_path / "corrupt.png"
@@ -74,16 +129,65 @@ def test_bad_input_shows_the_cli_message_and_the_server_keeps_serving(app, tmp_p
       (dict(image=corrupt, audio=good["audio"]), [f"--image={corrupt}", f"--audio={good['audio']}"]),
       (dict(image=good["image"], audio=good["audio"], category="purple cats"),
        [f"--image={good['image']}", f"--audio={good['audio']}"]),
+      (dict(image=good["image"], audio=good["audio"], video=good["video"]),
+       [f"--image={good['image']}", f"--audio={good['audio']}", f"--video={good['video']}"]),
   ]
   for request, args in cases:
     category = request.pop("category", CATEGORY)
     with pytest.raises(AppError) as e:
       animate(client, category=category, **request)
     expected = cli_error(args + [f"--category={category}"], capsys)
-    for f in (short, corrupt, good["image"], good["audio"]):
+    for f in (short, corrupt, good["image"], good["audio"], good["video"]):
       expected = expected.replace(str(f), f.name)  # the page names an upload by the user's file name
     assert str(e.value) == expected
     assert "\n" not in str(e.value)
   assert proc.poll() is None
   mp4, _, _ = animate(client, image=good["image"], audio=good["audio"])
   assert decode_frames(mp4).frames.shape[0] == 12
+
+
+@pytest.fixture
+def browser():
+  assert CHROMIUM and DRIVER, "ASVA_BROWSER_TEST=required but chromium or chromedriver is missing"
+  from selenium import webdriver
+  from selenium.webdriver.chrome.service import Service
+  options = webdriver.ChromeOptions()
+  options.binary_location = CHROMIUM
+  for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1280,1400",
+              "--autoplay-policy=no-user-gesture-required"):
+    options.add_argument(arg)
+  driver = webdriver.Chrome(service=Service(executable_path=DRIVER), options=options)
+  try:
+    yield driver
+  finally:
+    driver.quit()
+
+
+def shot(element) -> np.ndarray:
+  return np.asarray(Image.open(io.BytesIO(element.screenshot_as_png)).convert("RGB"))
+
+
+@pytest.mark.skipif(not (CHROMIUM and DRIVER) and not BROWSER_REQUIRED,
+                    reason="no chromium + chromedriver here (.ci/run installs them when root)")
+def test_browser_uploads_animates_and_shows_the_video(server, browser):
+  from selenium.webdriver.common.by import By
+  from selenium.webdriver.support import expected_conditions as ec
+  from selenium.webdriver.support.ui import WebDriverWait
+  files = media(2.0)
+  browser.get(server.url)
+  wait = WebDriverWait(browser, 120)
+  wait.until(ec.element_to_be_clickable((By.ID, "animate")))
+  before = shot(browser.find_element(By.ID, "result-video"))
+  browser.find_element(By.CSS_SELECTOR, "#image input[type=file]").send_keys(str(files["image"]))
+  browser.find_element(By.CSS_SELECTOR, "#audio input[type=file]").send_keys(str(files["audio"]))
+  # both uploads done: each file block then shows its file's size
+  wait.until(lambda d: all("KB" in d.find_element(By.ID, block).text for block in ("image", "audio")))
+  browser.find_element(By.ID, "animate").click()
+  video = wait.until(ec.presence_of_element_located((By.CSS_SELECTOR, "#result-video video")))
+  wait.until(lambda d: video.get_attribute("src") and d.execute_script("return arguments[0].readyState", video) >= 2)
+  assert "12 frames at 6 fps" in browser.find_element(By.CSS_SELECTOR, "#status textarea").get_attribute("value")
+  after = shot(browser.find_element(By.ID, "result-video"))
+  # the video block now shows the animation's frame (the tiny random model's colourful noise), not the
+  # empty placeholder it showed before
+  colours = lambda a: len(np.unique(a.reshape(-1, 3), axis=0))
+  assert colours(after) > 4 * colours(before) and colours(after) > 200

@@ -12,6 +12,7 @@ docs/app.md.
 from __future__ import annotations
 
 import os
+import signal
 
 from absl import app, flags, logging
 
@@ -66,6 +67,7 @@ def main(argv, fv: flags.FlagValues = flags.FLAGS) -> None:
   defaults = dataclasses.replace(settings_from_config(models.config, Settings()), **chosen)
   check_plan(defaults)
   studio = Studio(models, defaults)
+  signal.signal(signal.SIGTERM, _stop)  # a terminated server removes its folder too
   try:
     if fv.warmup:
       print(f"compiling ({defaults.scheduler}, {defaults.steps} steps) ...", flush=True)
@@ -91,6 +93,10 @@ def main(argv, fv: flags.FlagValues = flags.FLAGS) -> None:
     raise
   finally:
     studio.close()
+
+
+def _stop(signum, frame):
+  raise KeyboardInterrupt  # what gradio's serving loop stops on; `main`'s `finally` then cleans up
 
 
 def run(argv=None) -> None:
