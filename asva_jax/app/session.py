@@ -121,8 +121,8 @@ class Studio:
     progress(0.9, "writing the mp4 and the GIF")
     out.parent.mkdir(parents=True)
     jobs.write(out, frames[0], outs[0][1], self.models.spec.fps, gif=self.gif)
-    return Result(mp4=out, gif=out.with_suffix(".gif"), frames=len(frames[0]), fps=self.models.spec.fps, seconds=time.perf_counter() - t0,
-                  compilations=self.counter.count - before)
+    return Result(mp4=out, gif=out.with_suffix(".gif"), frames=len(frames[0]), fps=self.models.spec.fps,
+                  seconds=time.perf_counter() - t0, compilations=self.counter.count - before)
 
   def close(self) -> None:
     self.counter.close()

@@ -56,6 +56,10 @@ def build(studio: Studio, examples: list[tuple[str, str]] = ()) -> gr.Blocks:
     def animate(image, audio, video, category, audio_guidance, text_guidance, scheduler, steps, seed, start,
                 progress=gr.Progress()):
       uploads = {"image": image, "audio": audio, "video": video}
+      numbers = {"audio guidance": audio_guidance, "text guidance": text_guidance, "steps": steps, "seed": seed}
+      empty = [name for name, value in numbers.items() if value is None]
+      if empty:
+        raise gr.Error(f"settings: give a number for {', '.join(empty)}", print_exception=False)
       settings = Settings(category=(category or "").strip(), audio_guidance=float(audio_guidance),
                           text_guidance=float(text_guidance), scheduler=scheduler, steps=int(steps),
                           seed=int(seed), start=None if start is None else float(start))

@@ -11,8 +11,10 @@ docs/app.md.
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import signal
+import socket
 
 from absl import app, flags, logging
 
@@ -61,6 +63,9 @@ def main(argv, fv: flags.FlagValues = flags.FLAGS) -> None:
     except SchedulerError as e:
       raise AsvaError(f"--scheduler {s.scheduler} --steps {s.steps}: {e}") from e
 
+  if importlib.util.find_spec("gradio") is None:
+    raise AsvaError("the web app needs gradio: pip install -e '.[app]' (or pip install 'asva-jax[app]')")
+  _check_port(fv.host, fv.port)
   chosen = {k: fv[k].value for k in ("scheduler", "steps", "audio_guidance", "text_guidance") if fv[k].value is not None}
   check_plan(dataclasses.replace(Settings(), **chosen))  # bad flags fail before loading anything
   models = load_models(fv.ckpt, fv.step, dtype=jnp.dtype(fv.dtype))
@@ -76,12 +81,7 @@ def main(argv, fv: flags.FlagValues = flags.FLAGS) -> None:
     # Uploads go into the studio's own temporary folder (removed at exit); gradio reads this when imported.
     os.environ["GRADIO_TEMP_DIR"] = str(studio.folder / "uploads")
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
-    try:
-      from asva_jax.app import ui
-    except ModuleNotFoundError as e:
-      if e.name != "gradio":
-        raise
-      raise AsvaError("the web app needs gradio: pip install -e '.[app]' (or pip install 'asva-jax[app]')") from e
+    from asva_jax.app import ui
     page = ui.build(studio, examples)
     allowed = sorted({os.path.dirname(v) for v, _ in examples})
     page.queue(default_concurrency_limit=1).launch(
@@ -93,6 +93,16 @@ def main(argv, fv: flags.FlagValues = flags.FLAGS) -> None:
     raise
   finally:
     studio.close()
+
+
+def _check_port(host: str, port: int) -> None:
+  """Fails before the slow start-up when the address cannot be served on."""
+  try:
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as s:
+      s.bind((host, port))
+  except OSError as e:
+    raise AsvaError(f"--host {host} --port {port}: cannot serve there ({e.strerror or e}); "
+                    "choose another --port or --host") from e
 
 
 def _stop(signum, frame):
