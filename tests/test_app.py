@@ -21,6 +21,7 @@ import time
 from pathlib import Path
 from types import SimpleNamespace
 
+import httpx
 import numpy as np
 import pytest
 from gradio_client import Client, handle_file
@@ -69,6 +70,7 @@ def serve(ckpt, log: Path, *args: str, timeout: float = 300):
 
 
 CATEGORY = "lions roaring"
+MAX_UPLOAD_KB = 200  # above the test media (< 50 KB each)
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 DRIVER = shutil.which("chromedriver")
 BROWSER_REQUIRED = os.environ.get("ASVA_BROWSER_TEST") == "required"
@@ -77,9 +79,11 @@ BROWSER_REQUIRED = os.environ.get("ASVA_BROWSER_TEST") == "required"
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
   folder = tmp_path_factory.mktemp("app")
-  with serve(tiny_checkpoint(), folder / "server.log") as (url, proc):
-    yield SimpleNamespace(url=url, proc=proc, log=folder / "server.log",
+  folders = []
+  with serve(tiny_checkpoint(), folder / "server.log", f"--max_upload={MAX_UPLOAD_KB}kb") as (url, proc):
+    yield SimpleNamespace(url=url, proc=proc, log=folder / "server.log", folders=folders,
                           client=Client(url, verbose=False, download_files=str(folder / "downloads")))
+  assert not [f for f in folders if f.exists()], "the stopped app left its temporary folder"
 
 
 def animate(client, *, image=None, audio=None, video=None, category=CATEGORY, seed=0):
@@ -141,6 +145,19 @@ def test_bad_input_shows_the_cli_message_and_the_server_keeps_serving(server, tm
       expected = expected.replace(str(f), f.name)  # the page names an upload by the user's file name
     assert str(e.value) == expected
     assert "\n" not in str(e.value)
+  # an upload over --max_upload is refused
+  big = tmp_path / "big.png"
+  Image.fromarray(np.random.default_rng(0).integers(0, 256, (300, 300, 3), np.uint8)).save(big)
+  assert big.stat().st_size > MAX_UPLOAD_KB * 1024
+  with open(big, "rb") as f:  # straight to the server's upload route (gradio_client would refuse it itself)
+    response = httpx.post(server.url + "gradio_api/upload", files={"files": ("big.png", f, "image/png")})
+  assert response.status_code == 413
+  # accepted uploads go to the app's own temporary folder, which it removes when it stops (fixture)
+  with open(good["image"], "rb") as f:
+    response = httpx.post(server.url + "gradio_api/upload", files={"files": ("clip.png", f, "image/png")})
+  uploaded = Path(response.json()[0])
+  assert uploaded.is_file() and uploaded.parents[1].name == "uploads" and uploaded.parents[2].name.startswith("asva-app-")
+  server.folders.append(uploaded.parents[2])
   assert proc.poll() is None
   mp4, _, _ = animate(client, image=good["image"], audio=good["audio"])
   assert decode_frames(mp4).frames.shape[0] == 12
