@@ -208,3 +208,37 @@ def test_browser_uploads_animates_and_shows_the_video(server, browser):
   # empty placeholder it showed before
   colours = lambda a: len(np.unique(a.reshape(-1, 3), axis=0))
   assert colours(after) > 4 * colours(before) and colours(after) > 200
+
+
+def test_a_checkpoint_with_a_text_encoder_takes_any_prompt(tmp_path):
+  """The page's studio on a converted checkpoint that has a CLIP text encoder (text_encoder/ +
+  tokenizer/, as convert.from_pytorch writes them): a prompt that is no stored class is encoded."""
+  import shutil as sh
+
+  from transformers import CLIPTextModel as TorchCLIPTextModel
+
+  from asva_jax.app.session import Settings, Studio
+  from asva_jax.component_folders import save_module
+  from asva_jax.pipeline import load_models
+  from convert.clip_text import copy_tokenizer, import_text_encoder
+  from tests.reference_models import randomize, tiny_clip_text_config, write_tiny_tokenizer
+  from tests.sampling_checkpoint import TEXT_DIM
+  ckpt = tmp_path / "ckpt"
+  sh.copytree(tiny_checkpoint(), ckpt)
+  vocab = write_tiny_tokenizer(tmp_path / "tokenizer")
+  torch_model = TorchCLIPTextModel(tiny_clip_text_config(vocab, hidden_size=TEXT_DIM)).eval()
+  randomize(torch_model)
+  torch_model.save_pretrained(tmp_path / "text_encoder")
+  save_module(ckpt / "text_encoder", *import_text_encoder(tmp_path / "text_encoder"))
+  copy_tokenizer(tmp_path / "tokenizer", ckpt / "tokenizer")
+  files = media(2.0)
+  settings = Settings(category="a dog and a cat", scheduler="ddim", steps=2)
+  studio = Studio(load_models(ckpt), settings)
+  try:
+    assert studio.free_prompts
+    result = studio.animate(image=str(files["image"]), audio=str(files["audio"]), settings=settings)
+    assert decode_frames(result.mp4).frames.shape == (12, 32, 32, 3)
+    assert "a dog and a cat" in studio.models.text_encodings.used
+  finally:
+    studio.close()
+  assert not studio.folder.exists()
