@@ -242,3 +242,23 @@ def test_a_checkpoint_with_a_text_encoder_takes_any_prompt(tmp_path):
   finally:
     studio.close()
   assert not studio.folder.exists()
+
+
+def test_demo_examples_are_the_held_out_clips_the_demo_writes(tmp_path):
+  """On a folder laid out as `make demo` lays out its workdir (the synthetic dataset under
+  WORKDIR/data/synthetic, written by the demo's own writer), the examples are its held-out videos
+  with their prompts; classes the model does not know are left out; any other folder has none."""
+  import json
+
+  from asva_jax.app.examples import demo_examples
+  from asva_jax.prep.synthetic import write_dataset
+  write_dataset(tmp_path / "data" / "synthetic", 2, 3, 0, height=16, width=16, test_fraction=0.34, progress=False)
+  mapping = json.loads((tmp_path / "data" / "synthetic" / "class_mapping.json").read_text())
+  test = (tmp_path / "data" / "synthetic" / "test.txt").read_text().split()
+  examples = demo_examples(str(tmp_path), sorted(mapping.values()))
+  assert len(examples) == len(test) == 2
+  for (video, prompt), line in zip(examples, test):
+    assert Path(video).is_file() and video.endswith(line) and prompt == mapping[line.split("/")[0]]
+  known = sorted(mapping.values())[:1]
+  assert [p for _, p in demo_examples(str(tmp_path), known)] == known
+  assert demo_examples(str(tiny_checkpoint()), known) == []
