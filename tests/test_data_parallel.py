@@ -1,7 +1,7 @@
 """Sampling and evaluation over 8 simulated CPU devices equal one device, clip by clip.
 
-One subprocess (8 host-platform devices) samples 10 clips with `pipeline.sample_batched` at
-batch size 1 (two calls of 8: the second holds 2 clips and 6 of padding), DDIM with eta > 0 so
+One subprocess (8 host-platform devices) samples 5 clips with `pipeline.sample_batched` at
+batch size 1 (one call of 8: 5 clips and 3 of padding), DDIM with eta > 0 so
 that the per-step noise keys matter, and runs `eval.evaluate` on the tiny eval case in batches
 of 3 (one call of 8: 4 clips and padding). It also records where `denoise` got its batch and
 where the UNet's weights lie. This process (one device) samples every clip alone (batch 1) and
@@ -26,7 +26,7 @@ from tests.training_fixtures import ROOT, subprocess_env
 
 DEVICES = 8
 OPTIONS = dict(num_inference_steps=2, audio_guidance=4.0, scheduler="ddim", eta=1.0)
-STARTS = (0.0, 0.5, 1.0, 1.5, 2.0, 2.5, 3.0, 0.25, 0.75, 1.25)
+STARTS = (0.0, 0.75, 1.5, 2.25, 3.0)
 SEEDS = tuple(range(3, 3 + len(STARTS)))
 
 
@@ -82,7 +82,7 @@ def reported(case, tmp_path_factory):  # noqa: F811 - the fixture imported above
 
 def test_sampling_splits_the_batch_and_replicates_the_weights(reported):
   placed, _, _ = reported
-  assert placed["denoise"]["latents"] == [[d, d] for d in range(DEVICES)]  # one clip per device
+  assert placed["denoise"]["latents"] == [[d, d] for d in range(DEVICES)]  # one clip per device, padded
   assert placed["denoise"]["key_shards"] == DEVICES
   weights = placed["weights"]
   assert sorted(d for d, _ in weights) == list(range(DEVICES))
