@@ -2,9 +2,9 @@
 
 Source: the table of released checkpoints in the README of the original repository
 (github.com/lzhangbj/ASVA, README.md, "Download pretrained AVSyncD ..."): FVD and AlignSync (×100)
-per dataset and audio guidance, text guidance 1, seed 0, 3 clips per test video, checkpoints
-37000 (AVSync15), 24000 (Landscapes), 16000 (TheGreatestHits). The README publishes no FID, IA, IT
-or RelSync for these checkpoints; those columns stay empty rather than guessed.
+per dataset and audio guidance, text guidance 1, seed 0, 3 clips per test video, the released
+checkpoints. The README publishes no FID, IA, IT or RelSync for them; those columns stay empty
+rather than guessed. tests/test_eval_protocol.py checks this table against docs/reference.md §9.4.
 """
 
 from __future__ import annotations
