@@ -99,7 +99,6 @@ def test_clip_inputs_are_the_reference_clips(shards):
 
 
 def test_protocol_resumes_after_a_failure_and_reports(ckpt, shards, tmp_path, monkeypatch, capsys):
-  from asva_jax.eval.protocol.published import published
   from asva_jax.eval.protocol.report import COLUMNS
   from asva_jax.pipeline import pipeline
   real = pipeline.sample_batched
@@ -174,3 +173,28 @@ def test_bad_checkpoint_and_split(shards, tmp_path, capsys):
   assert code == 2 and err.strip().splitlines() == [
       f"error: {Path(shards) / 'avsync15' / '1.0.0'}: split 'val' is not built or not finished (ready: test, train)"]
   assert not (tmp_path / "o").exists()
+
+
+def test_a_rerun_without_step_keeps_the_recorded_step(shards, tmp_path, monkeypatch):
+  """A workdir's clips continue with the step they were made with, not the workdir's newer latest."""
+  from asva_jax.commands import protocol
+  from asva_jax.eval.protocol.run_state import SETTINGS_FILE
+  from asva_jax.pipeline import loading
+  asked = []
+
+  def load_models(path, step=None, **kwargs):
+    asked.append(step)
+    raise RuntimeError("stop after the step is chosen")
+
+  monkeypatch.setattr(loading, "load_models", load_models)
+  (tmp_path / "w").mkdir()
+  out = tmp_path / "o"
+  out.mkdir()
+  (out / SETTINGS_FILE).write_text(json.dumps({"ckpt": str(tmp_path / "w"), "step": 7}))
+  for ckpt, step in ((tmp_path / "w", None), (tmp_path / "w", 9)):
+    with pytest.raises(RuntimeError, match="stop after"):
+      protocol.run(["protocol", *map(str, args(ckpt, shards, out, *(["--step", step] if step else [])))])
+  (tmp_path / "other").mkdir()
+  with pytest.raises(RuntimeError, match="stop after"):
+    protocol.run(["protocol", *map(str, args(tmp_path / "other", shards, out))])
+  assert asked == [7, 9, None]

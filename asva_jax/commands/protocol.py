@@ -177,17 +177,11 @@ def check_models_folder(models: str, chosen) -> None:
     model_path(folder, kind)
 
 
-def run_protocol(p: ProtocolOptions) -> dict:
-  """The whole protocol (see the module docstring); returns the summary written to protocol.json."""
-  import jax.numpy as jnp
-
+def check_inputs(p: ProtocolOptions) -> tuple[str, ...]:
+  """The checks that need no loading (flags, the checkpoint's and the detectors' folders); -> the metrics."""
   from asva_jax.component_folders import CheckpointError
-  from asva_jax.eval.evaluate import evaluate, load_detectors, parse_metrics, write_atomic
-  from asva_jax.eval.protocol import published as paper
-  from asva_jax.eval.protocol.report import StageTimes, markdown
-  from asva_jax.eval.protocol.run_state import ProtocolError, VIDEOS, check_settings, read_settings
-  from asva_jax.pipeline.jobs import frame_size
-  from asva_jax.pipeline.loading import load_models
+  from asva_jax.eval.evaluate import parse_metrics
+  from asva_jax.eval.protocol.run_state import ProtocolError
   from asva_jax.schedulers import make_plan
   from asva_jax.storage import as_path
   o = p.sample
@@ -199,15 +193,34 @@ def run_protocol(p: ProtocolOptions) -> dict:
   if not as_path(o.ckpt).is_dir():
     raise CheckpointError(f"--ckpt {o.ckpt}: no such checkpoint folder or training workdir")
   check_models_folder(p.models, chosen)
+  if "://" in p.out:
+    raise ProtocolError(f"--out {p.out}: give a local folder (the clips are written as local mp4 files)")
+  if Path(p.out).exists() and not Path(p.out).is_dir():
+    raise ProtocolError(f"--out {p.out}: exists and is not a folder")
+  return chosen
+
+
+def run_protocol(p: ProtocolOptions) -> dict:
+  """The whole protocol (see the module docstring); returns the summary written to protocol.json."""
+  import jax.numpy as jnp
+
+  from asva_jax.eval.evaluate import evaluate, load_detectors, write_atomic
+  from asva_jax.eval.protocol import published as paper
+  from asva_jax.eval.protocol.report import StageTimes, markdown
+  from asva_jax.eval.protocol.run_state import VIDEOS, check_settings, read_settings
+  from asva_jax.pipeline.jobs import frame_size
+  from asva_jax.pipeline.loading import load_models
+  o = p.sample
+  chosen = check_inputs(p)
   out = Path(p.out)
-  if out.exists() and not out.is_dir():
-    raise ProtocolError(f"--out {out}: exists and is not a folder")
   times = StageTimes()
   with times("read split"):
     source, videos, built_from = read_split(p.data, p.split)
   dataset = built_from if p.paper_dataset == "auto" else (None if p.paper_dataset == "none" else p.paper_dataset)
   recorded = read_settings(out) or {}
-  step = o.step if o.step is not None else recorded.get("step")
+  step = o.step
+  if step is None and recorded.get("ckpt") == _location(o.ckpt):
+    step = recorded.get("step")  # a workdir's clips continue with their step, not a newer one
   with times("load checkpoint"):
     models = load_models(o.ckpt, step, dtype=jnp.dtype(o.dtype))
     size = frame_size(models, o.size)
