@@ -135,8 +135,7 @@ def generate(models, source, videos: list[dict], o: SampleOptions, size, out: st
   todo = {}
   for index, video in enumerate(videos):
     starts = uniform_starts(video["duration"], o.num_clips)
-    missing = [(max(0.0, float(s)), p) for s, p in zip(starts, clip_paths(out, video["key"], o.num_clips))
-               if not p.exists()]
+    missing = [(float(s), p) for s, p in zip(starts, clip_paths(out, video["key"], o.num_clips)) if not p.exists()]
     if missing:
       todo[index] = missing
   total = len(videos) * o.num_clips
