@@ -198,3 +198,34 @@ def test_a_rerun_without_step_keeps_the_recorded_step(shards, tmp_path, monkeypa
   with pytest.raises(RuntimeError, match="stop after"):
     protocol.run(["protocol", *map(str, args(tmp_path / "other", shards, out))])
   assert asked == [7, 9, None]
+
+
+def test_hosts_share_the_clips(shards, tmp_path, monkeypatch):
+  """Two processes' shares (contiguous parts of the whole clip list, whatever files exist) cover every
+  clip once; the second process leaves the first one's clips alone. (The sampler is a stand-in here:
+  this is about which clips each process makes.)"""
+  import types
+
+  from asva_jax.commands.protocol import generate, read_split
+  from asva_jax.pipeline import pipeline
+  from asva_jax.pipeline.jobs import SampleOptions
+  calls = []
+
+  def stand_in(models, clips, **kwargs):
+    calls.append(len(clips))
+    return np.zeros((len(clips), 12, *BUILD_SIZE, 3), np.uint8)
+
+  monkeypatch.setattr(pipeline, "sample_batched", stand_in)
+  source, videos, _ = read_split(shards, "test")
+  models = types.SimpleNamespace(spec=types.SimpleNamespace(fps=6))
+  o = SampleOptions(ckpt="unused", num_clips=3, batch_size=4)
+  out = tmp_path / "o"
+  assert generate(models, source, videos, o, BUILD_SIZE, str(out), False, process=(0, 2)) == 4
+  first = {p: p.stat().st_ino for p in (out / "videos").rglob("*.mp4")}
+  names = [generated_clip_name(v["key"], k) for v in videos for k in range(3)]
+  assert sorted(p.relative_to(out / "videos").as_posix() for p in first) == sorted(names[:4])
+  assert generate(models, source, videos, o, BUILD_SIZE, str(out), False, process=(1, 2)) == 5
+  assert sorted(p.relative_to(out / "videos").as_posix() for p in (out / "videos").rglob("*.mp4")) == sorted(names)
+  assert {p: p.stat().st_ino for p in first} == first
+  assert generate(models, source, videos, o, BUILD_SIZE, str(out), False, process=(1, 2)) == 0
+  assert calls == [4, 4, 4]  # 4 clips, then 4 + 1 padded to 4

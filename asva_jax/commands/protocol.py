@@ -24,9 +24,10 @@ import json
 import os
 from pathlib import Path
 
-from absl import app, flags, logging
+from absl import app, flags
 
 from asva_jax.commands import runner
+from asva_jax.commands.train import define_distributed_flags, start_processes
 from asva_jax.pipeline.jobs import SCHEDULERS, SampleOptions
 
 PAPER_DATASETS = ("auto", "avsync15", "landscapes", "thegreatesthits", "none")
@@ -74,6 +75,7 @@ def define_flags(fv: flags.FlagValues = flags.FLAGS) -> None:
   flags.DEFINE_enum("paper_dataset", "auto", list(PAPER_DATASETS),
                     "Whose published values to print beside ours (auto: the dataset the shards were built "
                     "from).", flag_values=fv)
+  define_distributed_flags(fv)
 
 
 def options(fv: flags.FlagValues = flags.FLAGS) -> ProtocolOptions:
@@ -123,47 +125,52 @@ def record_clip(record: dict, start: float, size: tuple[int, int]):
   return inputs.Clip(image, audio, _text(record["prompt"]))
 
 
-def generate(models, source, videos: list[dict], o: SampleOptions, size, out: str, progress: bool = True) -> int:
-  """Samples every clip of the split that has no file yet, a batch at a time, each written as soon
-  as its batch is done; -> the number of clips sampled."""
+def generate(models, source, videos: list[dict], o: SampleOptions, size, out: str, progress: bool = True,
+             process: tuple[int, int] | None = None) -> int:
+  """Samples this process's share of the split's clips (`parallel.hosts.share` of the whole list, so
+  the shares do not depend on which files exist) that have no file yet, a batch at a time over all
+  of its devices, each clip written as soon as its batch is done; -> the number of clips sampled.
+  `process`: (index, count) instead of this process's."""
   from tqdm import tqdm
 
   from asva_jax.data.clips import uniform_starts
   from asva_jax.eval.protocol.run_state import clip_paths
   from asva_jax.media.mp4 import write_video
+  from asva_jax.parallel import hosts, sharding
   from asva_jax.pipeline.pipeline import sample_batched
-  todo = {}
-  for index, video in enumerate(videos):
-    starts = uniform_starts(video["duration"], o.num_clips)
-    missing = [(float(s), p) for s, p in zip(starts, clip_paths(out, video["key"], o.num_clips)) if not p.exists()]
-    if missing:
-      todo[index] = missing
-  total = len(videos) * o.num_clips
-  pending = sum(len(m) for m in todo.values())
-  bar = tqdm(total=total, initial=total - pending, desc="generating", unit="clip", disable=not progress)
+  every = [(index, float(start), path) for index, video in enumerate(videos)
+           for start, path in zip(uniform_starts(video["duration"], o.num_clips),
+                                  clip_paths(out, video["key"], o.num_clips))]
+  mine = hosts.share(every, *(process or ()))
+  todo = [item for item in mine if not item[2].exists()]
+  bar = tqdm(total=len(mine), initial=len(mine) - len(todo), desc="generating", unit="clip",
+             disable=not progress)
+  mesh = sharding.data_mesh()
+  per_call = sharding.padded_size(o.batch_size, mesh)  # every device gets as many clips
   options = dict(audio_guidance=o.audio_guidance, text_guidance=o.text_guidance,
                  num_inference_steps=o.steps, scheduler=o.scheduler, eta=o.eta)
-  batch = []
+  batch, record, current = [], None, None
 
   def flush():
     clips = [c for c, _ in batch]
-    clips += [clips[-1]] * (o.batch_size - len(clips))  # one shape for every call: one compilation
-    frames = sample_batched(models, clips, batch_size=o.batch_size, seeds=o.seed, progress=False, **options)
+    clips += [clips[-1]] * (per_call - len(clips))  # one shape for every call: one compilation
+    frames = sample_batched(models, clips, batch_size=per_call, seeds=o.seed, progress=False, mesh=mesh,
+                            **options)
     for (clip, path), video in zip(batch, frames):
       write_video(path, video, clip.audio, fps=models.spec.fps)
     bar.update(len(batch))
     batch.clear()
 
-  for index, missing in todo.items():
-    record = source[index]
-    for start, path in missing:
-      batch.append((record_clip(record, start, size), path))
-      if len(batch) == o.batch_size:
-        flush()
+  for index, start, path in todo:
+    if index != current:
+      record, current = source[index], index
+    batch.append((record_clip(record, start, size), path))
+    if len(batch) == per_call:
+      flush()
   if batch:
     flush()
   bar.close()
-  return pending
+  return len(todo)
 
 
 def check_models_folder(models: str, chosen) -> None:
@@ -199,13 +206,24 @@ def check_inputs(p: ProtocolOptions) -> tuple[str, ...]:
   return chosen
 
 
-def run_protocol(p: ProtocolOptions) -> dict:
-  """The whole protocol (see the module docstring); returns the summary written to protocol.json."""
+def _all_processes(name: str, value: int = 0) -> int:
+  """A barrier of every process (each waits until all got here); -> the sum of their `value`s."""
+  import jax
+  if jax.process_count() == 1:
+    return value
+  import numpy as np
+  from jax.experimental import multihost_utils
+  return int(np.sum(multihost_utils.process_allgather(np.int64(value))))
+
+
+def run_protocol(p: ProtocolOptions) -> dict | None:
+  """The whole protocol (see the module docstring); returns the summary written to protocol.json
+  (None on processes other than 0: every process samples its share, process 0 scores and reports)."""
+  import jax
   import jax.numpy as jnp
 
-  from asva_jax.eval.evaluate import evaluate, load_detectors, write_atomic
-  from asva_jax.eval.protocol import published as paper
-  from asva_jax.eval.protocol.report import StageTimes, markdown
+  from asva_jax.eval.evaluate import evaluate, load_detectors
+  from asva_jax.eval.protocol.report import StageTimes
   from asva_jax.eval.protocol.run_state import VIDEOS, check_settings, read_settings
   from asva_jax.pipeline.jobs import frame_size
   from asva_jax.pipeline.loading import load_models
@@ -215,7 +233,6 @@ def run_protocol(p: ProtocolOptions) -> dict:
   times = StageTimes()
   with times("read split"):
     source, videos, built_from = read_split(p.data, p.split)
-  dataset = built_from if p.paper_dataset == "auto" else (None if p.paper_dataset == "none" else p.paper_dataset)
   recorded = read_settings(out) or {}
   step = o.step
   if step is None and recorded.get("ckpt") == _location(o.ckpt):
@@ -232,15 +249,30 @@ def run_protocol(p: ProtocolOptions) -> dict:
   check_settings(out, settings)
   with times("generate"):
     sampled = generate(models, source, videos, o, size, str(out), p.progress)
+    sampled = _all_processes("generated", sampled)  # every clip is written before any is scored
   del models
-  with times("load detectors"):
-    detectors = load_detectors(p.models, chosen)
-  with times("evaluate"):
-    summary = evaluate(out / VIDEOS, p.data, p.models, out / "metrics.json", chosen, num_clips=o.num_clips,
-                       batch_size=p.eval_batch_size, split=p.split, progress=p.progress, detectors=detectors)
-  row = paper.published(dataset, o.audio_guidance, o.text_guidance)
+  result = None
+  if jax.process_index() == 0:
+    with times("load detectors"):
+      detectors = load_detectors(p.models, chosen)
+    with times("evaluate"):
+      summary = evaluate(out / VIDEOS, p.data, p.models, out / "metrics.json", chosen, num_clips=o.num_clips,
+                         batch_size=p.eval_batch_size, split=p.split, progress=p.progress, detectors=detectors)
+    dataset = {"auto": built_from, "none": None}.get(p.paper_dataset, p.paper_dataset)
+    result = report(out, settings, summary, dataset, sampled, times)
+  _all_processes("reported")
+  return result
+
+
+def report(out: Path, settings: dict, summary: dict, dataset: str | None, sampled: int, times) -> dict:
+  """Writes protocol.json and table.md (this run beside the published row) and prints them."""
+  from asva_jax.eval.evaluate import write_atomic
+  from asva_jax.eval.protocol import published as paper
+  from asva_jax.eval.protocol.report import markdown
+  ag, tg = settings["audio_guidance"], settings["text_guidance"]
+  row = paper.published(dataset, ag, tg)
   step_text = "" if settings["step"] is None else f" step {settings['step']}"
-  label = f"asva-jax ({Path(o.ckpt).name}{step_text}, AG {o.audio_guidance:g}, TG {o.text_guidance:g})"
+  label = f"asva-jax ({Path(settings['ckpt']).name}{step_text}, AG {ag:g}, TG {tg:g})"
   table = markdown(summary, label, row, f"AVSyncD published ({dataset}, {paper.SOURCE})")
   result = {"settings": settings, "dataset": dataset,
             "metrics": {k: v for k, v in summary.items() if isinstance(v, float)},
@@ -252,8 +284,7 @@ def run_protocol(p: ProtocolOptions) -> dict:
   write_atomic(out / "table.md", table)
   print(table, end="")
   if row is None:
-    print(f"(no published values for dataset {dataset!r} at audio guidance {o.audio_guidance:g}, "
-          f"text guidance {o.text_guidance:g})")
+    print(f"(no published values for dataset {dataset!r} at audio guidance {ag:g}, text guidance {tg:g})")
   print(f"{sampled} clips sampled, {result['clips_reused']} already there")
   print(times.summary())
   print(f"wrote {out / 'protocol.json'}, {out / 'table.md'}")
@@ -263,8 +294,7 @@ def run_protocol(p: ProtocolOptions) -> dict:
 def main(argv, fv: flags.FlagValues = flags.FLAGS) -> None:
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-  if not fv["verbosity"].present:
-    logging.set_verbosity(logging.WARNING)
+  start_processes(fv)
   run_protocol(options(fv))
 
 

@@ -40,7 +40,7 @@ def check_settings(out: str | os.PathLike, settings: dict) -> None:
   recorded = read_settings(out)
   if recorded is None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")  # hosts of one run may write it together
     tmp.write_text(json.dumps(settings, indent=2) + "\n")
     os.replace(tmp, path)
     return
