@@ -14,7 +14,10 @@ FVD, IA, IT, RelSync and AlignSync against the same clips of the real videos
   metrics.json, metrics_clips.jsonl     the evaluation's summary and per-clip values
   protocol.json, table.md               the summary with the published values and the time per stage
 
-A killed run continues where it stopped when started again with the same command.
+A killed run continues where it stopped when started again with the same command. Every sampler
+call is split over all of this machine's devices; on several hosts (`--distributed`, or
+`--coordinator_address HOST:PORT --num_processes N --process_id I`, --out on a shared file system)
+each host samples its share of the clips, then process 0 scores them all and writes the report.
 """
 
 from __future__ import annotations
