@@ -71,7 +71,8 @@ def define_flags(fv: flags.FlagValues = flags.FLAGS) -> None:
   flags.DEFINE_integer("seed", 0, "Seed of every clip (the original reseeds before each clip).", flag_values=fv)
   flags.DEFINE_enum("dtype", "float32", ["float32", "bfloat16"], "Compute dtype of the UNet and the VAE "
                     "(the paper's clips: float32).", flag_values=fv)
-  flags.DEFINE_integer("batch_size", 4, "Clips per sampler call.", flag_values=fv)
+  flags.DEFINE_integer("batch_size", 4, "Clips per sampler call (rounded up to a multiple of the devices).",
+                       flag_values=fv)
   flags.DEFINE_integer("eval_batch_size", 8, "Clips per evaluation network call.", flag_values=fv)
   flags.DEFINE_list("size", None, "Frame H,W (default: the frame size in the run spec of --ckpt).",
                     flag_values=fv)
