@@ -376,6 +376,10 @@ CASES: list[Case] = [
     Case("sample-bad-num-clips", SAMPLE + ["--ckpt", "ck", "--num-clips", "two"], ["num", "two"]),
     Case("sample-bad-num-clips-new-spelling", SAMPLE + ["--ckpt", "ck", "--num_clips", "two"],
          ["num_clips", "two"]),
+    Case("sample-batch-size-zero", SAMPLE + ["--ckpt", "ck", "--image", "x.png", "--audio", "a.wav",
+                                             "--batch_size=0"], ["--batch_size 0", ">= 1"]),
+    Case("sample-distributed-off-a-pod", SAMPLE + ["--ckpt", "ck", "--image", "x.png", "--audio", "a.wav",
+                                                   "--distributed"], ["--distributed", "--coordinator_address"]),
     Case("sample-workdir-spec-underivable", SAMPLE + ["--ckpt", "w", "--image", "x.png", "--audio", "a.wav"],
          ["w/run.json", "frame size", "nodata"], setup=workdir_without_spec_or_shards),
     # asva_jax.eval
