@@ -398,6 +398,8 @@ CASES: list[Case] = [
          ["nodata", "data_prep.build"], setup=shards_without_test_split),
     Case("protocol-split-missing", PROTOCOL + ["--ckpt", "ck", "--data", "data", "--models", "m"],
          ["split 'test' is not built", "ready: train"], setup=shards_without_test_split),
+    Case("protocol-distributed-off-a-pod", PROTOCOL + ["--ckpt", "ck", "--data", "d", "--models", "m",
+                                                       "--distributed"], ["--distributed", "--coordinator_address"]),
     Case("protocol-unknown-metric", ["-m", "asva_jax.eval.protocol", "--out", "o", "--ckpt", "ck", "--data", "d",
                                      "--models", "m", "--metrics", "fid,speed"], ["speed"]),
     # asva_jax.eval.sync
