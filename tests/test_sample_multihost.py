@@ -57,3 +57,12 @@ def test_two_hosts_write_each_clip_once_and_equal_one_process(tmp_path, tmp_path
     assert x.shape == y.shape == (12, 32, 32, 3)
     assert np.abs(x.astype(int) - y).mean() < 0.5, a
   assert sorted(p.name for p in (tmp_path / "two").iterdir()) == [p.name for p in two]  # no temporary files left
+
+
+def test_host_shares_cover_every_item_once():
+  from asva_jax.parallel.hosts import share
+  for n in range(12):
+    for count in range(1, 5):
+      parts = [share(list(range(n)), i, count) for i in range(count)]
+      assert sorted(sum(parts, [])) == list(range(n)), (n, count)
+      assert max(map(len, parts)) - min(map(len, parts)) <= 1, (n, count)
