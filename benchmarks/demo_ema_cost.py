@@ -23,7 +23,7 @@ flags.DEFINE_integer("steps", 10, "steps per round and variant")
 
 
 def build(ema_decay: float):
-  from asva_jax.training import sharding
+  from asva_jax.parallel import sharding
   from asva_jax.training.build import build_models
   from asva_jax.training.program import batch_shapes, build_program
   import importlib.util
