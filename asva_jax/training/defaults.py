@@ -51,7 +51,6 @@ def base_config() -> ml_collections.ConfigDict:
   c.train.eps = 1e-8
   c.train.weight_decay = 1e-2
   c.train.clip_norm = 1.0
-  c.train.lr_warmdown_steps = 0   # > 0: the rate falls linearly to 0 over the last this many steps
   # An exponential moving average of the trainable parameters (0 = off), updated every step and
   # saved in every checkpoint; sampling and export use it when the run has one
   # (docs/training.md, "EMA weights"). With ema_warmup the decay at update n is

@@ -33,21 +33,11 @@ def split_model(model, config):
   return graphdef, params, jax.tree.map(frozen_cast(config), frozen)
 
 
-def learning_rate(train_config):
-  """The constant rate, or with `train.lr_warmdown_steps` = k > 0 constant until num_steps - k and
-  then linearly down to 0 at num_steps."""
-  rate, k = float(train_config.learning_rate), int(train_config.get("lr_warmdown_steps", 0))
-  if k <= 0:
-    return rate
-  start = max(int(train_config.num_steps) - k, 0)
-  return optax.join_schedules([optax.constant_schedule(rate), optax.linear_schedule(rate, 0.0, k)], [start])
-
-
 def make_optimizer(train_config) -> optax.GradientTransformation:
-  """Global-norm clipping, then AdamW with decay on every trainable tensor (`learning_rate`)."""
+  """Global-norm clipping, then AdamW with decay on every trainable tensor, constant rate."""
   return optax.chain(
       optax.clip_by_global_norm(train_config.clip_norm),
-      optax.adamw(learning_rate(train_config), b1=train_config.b1, b2=train_config.b2,
+      optax.adamw(train_config.learning_rate, b1=train_config.b1, b2=train_config.b2,
                   eps=train_config.eps, weight_decay=train_config.weight_decay))
 
 
