@@ -75,6 +75,7 @@ def main(argv, fv: flags.FlagValues = flags.FLAGS):
   import jax
   from jax.experimental import topologies
   from asva_jax.training.flops import step_flops
+  from asva_jax.training.memory import peak_bytes
 
   config = fv.config
   if fv.remat:
@@ -104,8 +105,7 @@ def main(argv, fv: flags.FlagValues = flags.FLAGS):
     return
   mem = compiled.memory_analysis()
   gib = lambda v: v / 2 ** 30
-  total = (mem.argument_size_in_bytes + mem.temp_size_in_bytes + mem.output_size_in_bytes
-           - mem.alias_size_in_bytes)
+  total = peak_bytes(compiled)
   hbm = next((v for k, v in HBM_GIB.items() if k in generation.lower()), None)
   print(f"compiled in {time.perf_counter() - t:.0f} s")
   print(f"per chip: arguments {gib(mem.argument_size_in_bytes):.2f} GiB, temporaries "

@@ -1,0 +1,186 @@
+r"""The report's sampling rows, and sampling on 1 and N devices with the protocol's wall time.
+
+Seconds per clip of the whole `pipeline.sample` call (image encode, ImageBind tokens, the
+sampler's UNet calls with audio guidance 4, VAE decode), random weights of benchmarks.sampling's
+sizes. Data-parallel figures: one replica of the models per device, each sampling its share of
+the clips at once (threads), timed against one device in the same process. On a CPU the N
+devices are simulated (`--xla_force_host_platform_device_count`) in a subprocess:
+
+    XLA_FLAGS=--xla_force_host_platform_device_count=4 python -m benchmarks.report_sampling \
+        --size tiny --batch 1 --steps 50 --out dp.json
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+
+from benchmarks.report_budget import SKIPPED_BY_BUDGET
+
+AUDIO_GUIDANCE = 4.0
+REPO = Path(__file__).resolve().parent.parent
+
+
+def timed(fn, runs: int) -> tuple[float, float]:
+  """(first call's seconds, median of `runs` further calls)."""
+  start = time.perf_counter()
+  fn()
+  first = time.perf_counter() - start
+  times = []
+  for _ in range(runs):
+    start = time.perf_counter()
+    fn()
+    times.append(time.perf_counter() - start)
+  return first, statistics.median(times)
+
+
+def sample_call(models, clips, scheduler: str, steps: int):
+  from asva_jax.pipeline import sample
+  return lambda: sample(models, clips, num_inference_steps=steps, audio_guidance=AUDIO_GUIDANCE,
+                        scheduler=scheduler)
+
+
+def row(size: str, batch: int, dtype: str, scheduler: str, steps: int, runs: int, models=None) -> dict:
+  from benchmarks.sampling import build, clips
+  models = models or build(size, jnp.dtype(dtype))
+  first, t = timed(sample_call(models, clips(size, batch), scheduler, steps), runs)
+  return {"size": size, "batch": batch, "dtype": dtype, "scheduler": scheduler, "steps": steps,
+          "audio_guidance": AUDIO_GUIDANCE, "first_call_s": first, "s_per_call": t, "s_per_clip": t / batch,
+          "clips_per_s": batch / t}
+
+
+def plan(batches, dtypes, default_dtype: str, steps_pndm: int, steps_dpm: int | None) -> list[tuple]:
+  """(batch, dtype, scheduler, steps), most wanted first: PNDM in the default dtype (the targets'
+  figures), DPM-Solver++ in it, then PNDM in the other dtype (one rebuild of the models)."""
+  batches = sorted(set(batches))
+  out = [(b, default_dtype, "pndm", steps_pndm) for b in batches]
+  out += [(b, default_dtype, "dpm++2m", steps_dpm) for b in batches] if steps_dpm else []
+  return out + [(b, d, "pndm", steps_pndm) for d in dtypes if d != default_dtype for b in batches]
+
+
+def rows(size: str, items, runs: int, section) -> tuple[list[dict], list[dict]]:
+  from benchmarks.sampling import build
+  out, skipped, models = [], [], {}
+  for batch, dtype, scheduler, steps in items:  # models rebuilt only when the dtype changes
+    if not section.allows():
+      skipped.append({"batch": batch, "dtype": dtype, "scheduler": scheduler, "reason": SKIPPED_BY_BUDGET})
+      continue
+    if dtype not in models:
+      models = {dtype: build(size, jnp.dtype(dtype))}  # one dtype's models in memory at a time
+    out.append(section.run(row, size, batch, dtype, scheduler, steps, runs, models[dtype]))
+  return sorted(out, key=lambda r: (r["scheduler"] != "pndm", r["dtype"], r["batch"])), skipped
+
+
+def replicas(models, devices):
+  """One copy of the models' arrays per device."""
+  from flax import nnx
+
+  def put(module, device):
+    graphdef, state = nnx.split(module)
+    return nnx.merge(graphdef, jax.device_put(state, device))
+  return [dataclasses.replace(models, unet=put(models.unet, d), autoencoder=put(models.autoencoder, d),
+                              audio_encoder=put(models.audio_encoder, d)) for d in devices]
+
+
+def parallel_clips_per_s(size: str, dtype: str, per_device: int, steps: int, runs: int, devices) -> dict:
+  """Clips/s with every device of `devices` sampling `per_device` clips at once (one thread each)."""
+  from benchmarks.sampling import build, clips
+  models = replicas(build(size, jnp.dtype(dtype)), devices)
+  calls = [sample_call(m, clips(size, per_device, seed=k), "pndm", steps) for k, m in enumerate(models)]
+
+  def everywhere():
+    errors = []
+
+    def work(k):
+      try:
+        with jax.default_device(devices[k]):
+          calls[k]()
+      except Exception as e:  # re-raised in the caller's thread
+        errors.append(e)
+    threads = [threading.Thread(target=work, args=(k,)) for k in range(len(devices))]
+    for t in threads:
+      t.start()
+    for t in threads:
+      t.join()
+    if errors:
+      raise errors[0]
+  first, t = timed(everywhere, runs)
+  n = per_device * len(devices)
+  return {"devices": len(devices), "clips": n, "first_call_s": first, "s_per_call": t, "clips_per_s": n / t}
+
+
+def parallel(size: str, dtype: str, per_device: int, steps: int, runs: int) -> dict:
+  """1 device against all local devices, measured in this process."""
+  devices = jax.local_devices()
+  rows = [parallel_clips_per_s(size, dtype, per_device, steps, runs, devices[:1])]
+  if len(devices) > 1:
+    rows.append(parallel_clips_per_s(size, dtype, per_device, steps, runs, devices))
+  return {"size": size, "dtype": dtype, "scheduler": "pndm", "steps": steps, "per_device_batch": per_device,
+          "device_kind": devices[0].device_kind, "simulated": False, "rows": rows,
+          "method": "one replica of the models per device, each sampling its clips at once (threads)"}
+
+
+def single_device(row: dict) -> dict:
+  """`parallel`'s result from a sampling row, where there is one device only."""
+  return {"size": row["size"], "dtype": row["dtype"], "scheduler": "pndm", "steps": row["steps"],
+          "per_device_batch": row["batch"], "device_kind": jax.devices()[0].device_kind, "simulated": False,
+          "method": "one device only: the sampling section's row",
+          "rows": [{"devices": 1, "clips": row["batch"], "first_call_s": row["first_call_s"],
+                    "s_per_call": row["s_per_call"], "clips_per_s": row["clips_per_s"]}]}
+
+
+def parallel_simulated(size: str, dtype: str, per_device: int, steps: int, runs: int, devices: int,
+                       out: Path, timeout_s: float) -> dict:
+  """`parallel` in a subprocess with `devices` simulated CPU devices."""
+  env = dict(os.environ, JAX_PLATFORMS="cpu",
+             XLA_FLAGS=f"{os.environ.get('XLA_FLAGS', '')} --xla_force_host_platform_device_count={devices}")
+  env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), env.get("PYTHONPATH", "")) if p)
+  cmd = [sys.executable, "-m", "benchmarks.report_sampling", "--size", size, "--dtype", dtype,
+         "--batch", str(per_device), "--steps", str(steps), "--runs", str(runs), "--out", str(out)]
+  subprocess.run(cmd, env=env, check=True, timeout=timeout_s, cwd=REPO)
+  result = json.loads(out.read_text())
+  out.unlink()
+  return dict(result, simulated=True)
+
+
+def protocol(parallel_result: dict, clips: int, eval_s: float | None) -> list[dict]:
+  """Estimated wall time of the protocol's generation (measured clips/s) per device count, plus the
+  evaluation's single-device seconds divided by the device count (assumed: it scales linearly)."""
+  out = []
+  for r in parallel_result["rows"]:
+    gen = clips / r["clips_per_s"]
+    est = {"devices": r["devices"], "clips": clips, "generation_s": gen, "total_s": gen}
+    if eval_s:
+      est["evaluation_s"] = eval_s / r["devices"]
+      est["total_s"] = gen + est["evaluation_s"]
+    out.append(est)
+  return out
+
+
+def main() -> None:
+  """`python -m benchmarks.report_sampling`: the `parallel` figures as JSON (run by the report)."""
+  import argparse
+  p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  p.add_argument("--size", default="tiny")
+  p.add_argument("--dtype", default="float32")
+  p.add_argument("--batch", type=int, default=1, help="clips per device")
+  p.add_argument("--steps", type=int, default=50)
+  p.add_argument("--runs", type=int, default=1)
+  p.add_argument("--out", required=True)
+  a = p.parse_args()
+  result = parallel(a.size, a.dtype, a.batch, a.steps, a.runs)
+  Path(a.out).write_text(json.dumps(result))
+
+
+if __name__ == "__main__":
+  main()

@@ -1,0 +1,85 @@
+"""`python -m benchmarks.report` runs end to end at tiny size without PyTorch, and its report is complete.
+
+One subprocess with torch, diffusers and transformers refused at import (the GPU machines have
+none of our pinned stack): it must still write report.json with every section, every figure
+positive and finite (no timing is asserted), and the markdown beside it. XLA's backend
+optimisation is off (XLA_FLAGS) only to shorten the compiles.
+"""
+
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from benchmarks.report import SECTIONS, figures
+
+ROOT = Path(__file__).parents[1]
+
+RUN_WITHOUT_TORCH = '''
+import importlib.abc, runpy, sys
+class _Refuse(importlib.abc.MetaPathFinder):
+  def find_spec(self, name, path=None, target=None):
+    if name.split(".")[0] in ("torch", "torchvision", "torchaudio", "diffusers", "transformers"):
+      raise ModuleNotFoundError(f"No module named {name!r} (refused by the test)", name=name)
+    return None
+sys.meta_path.insert(0, _Refuse())
+sys.argv = ["benchmarks.report", *sys.argv[1:]]
+runpy.run_module("benchmarks.report", run_name="__main__", alter_sys=True)
+'''
+
+ENVIRONMENT = {"backend", "device_kind", "device_count", "local_device_count", "versions", "xla_flags", "commit"}
+TRAIN_ROW = {"batch", "remat", "role", "compile_s", "step_s", "clips_per_s", "gflop_per_step", "xla_peak_gib",
+             "fits", "attention", "trainable", "frozen"}
+SAMPLING_ROW = {"batch", "dtype", "scheduler", "steps", "audio_guidance", "first_call_s", "s_per_call",
+                "s_per_clip", "clips_per_s"}
+
+
+def run_report(out: Path) -> subprocess.CompletedProcess:
+  env = dict(os.environ, JAX_PLATFORMS="cpu", XLA_FLAGS="--xla_backend_optimization_level=0",
+             PYTHONPATH=os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p))
+  return subprocess.run([sys.executable, "-c", RUN_WITHOUT_TORCH, "--size", "tiny", "--quick", "--out", str(out),
+                         "--sampling_steps", "3", "--cpu_devices", "2", "--label", "test"],
+                        env=env, cwd=ROOT, capture_output=True, text=True, timeout=900)
+
+
+def test_tiny_report_without_torch(tmp_path):
+  out = tmp_path / "report"
+  result = run_report(out)
+  assert result.returncode == 0, result.stderr[-3000:]
+  report = json.loads((out / "report.json").read_text())
+
+  env = report["environment"]
+  assert ENVIRONMENT <= set(env), set(env)
+  assert env["versions"]["torch"] is None and env["versions"]["jax"]  # torch refused, and the report knows
+  assert env["xla_flags"] == "--xla_backend_optimization_level=0"
+  for section in SECTIONS:
+    assert section in report, (section, report["skipped"])
+
+  (train,) = report["train"]["rows"]  # --quick: batch 4, remat none
+  assert TRAIN_ROW <= set(train), set(train)
+  assert (train["batch"], train["remat"], train["fits"], train["attention"]) == (4, "none", True, "xla")
+  assert "mfu" not in train or train["mfu"] is None  # a CPU has no peak to compare with
+
+  (sampling,) = report["sampling"]["rows"]
+  assert SAMPLING_ROW <= set(sampling), set(sampling)
+  assert (sampling["batch"], sampling["scheduler"], sampling["steps"]) == (1, "pndm", 3)
+
+  assert {r["network"] for r in report["evaluation"]["rows"]} == {"avsync", "imagebind_vision"}
+
+  parallel = report["parallel"]
+  assert parallel["simulated"] and [r["devices"] for r in parallel["rows"]] == [1, 2]
+  assert [p["devices"] for p in parallel["protocol"]] == [1, 2]
+  assert all(p["clips"] == 450 for p in parallel["protocol"])  # AVSync15: 150 test videos x 3 clips
+  assert {c["kind"] for c in report["compile"]} == {"lower + compile", "first call (compile + one run)"}
+
+  numbers = dict(figures(report))
+  assert len(numbers) > 40
+  bad = {p: v for p, v in numbers.items() if not (math.isfinite(v) and v > 0)}
+  assert not bad and "not_positive" not in report, bad
+
+  markdown = (out / "report.md").read_text()
+  for title in ("## Training step", "## Sampling, whole", "## Evaluation networks", "## Sampling on 1 and N",
+                "## Compile times"):
+    assert title in markdown
