@@ -26,7 +26,6 @@ import jax
 import jax.numpy as jnp
 from absl import app, flags
 from flax import nnx
-from tqdm import tqdm
 
 from asva_jax.commands import runner
 from asva_jax.eval import detectors as D
@@ -126,6 +125,7 @@ def protocol_seconds(per_item: dict[str, float], clips: int, classes: int) -> di
 
 def main(argv, fv: flags.FlagValues = flags.FLAGS):
   del argv
+  from tqdm import tqdm  # only the command's progress bar: the report imports this module without it
   batch, repeats = fv.batch, fv.repeats
   device = jax.devices()[0]
   print(f"backend: {jax.default_backend()} ({device.device_kind}), {repeats} timed call(s) after a warm-up; "

@@ -380,4 +380,9 @@ CASES: list[Case] = [
          ["--topology v5e:9x9"]),
     Case("bench-train-step-latents-without-vae", ["{repo}/benchmarks/train_step.py", "--latents"],
          ["--latents", "autoencoder=vae"]),
+    # a rerun refuses to overwrite an earlier report
+    Case("bench-report-out-holds-a-report", ["{repo}/benchmarks/report.py", "--out", "r"],
+         ["--out r", "report.json", "exists"], setup=_both(_mkdir("r"), _file("r/report.json"))),
+    Case("bench-report-unknown-section", ["{repo}/benchmarks/report.py", "--sections", "train,speed"],
+         ["--sections", "speed"]),
 ]

@@ -83,3 +83,21 @@ def test_tiny_report_without_torch(tmp_path):
   for title in ("## Training step", "## Sampling, whole", "## Evaluation networks", "## Sampling on 1 and N",
                 "## Compile times"):
     assert title in markdown
+
+
+def test_largest_fitting_batch_search_matches_brute_force():
+  """tpu_compile --search's batch search against trying every batch (each probe is a compilation
+  there, so it must also be frugal)."""
+  from benchmarks.tpu_compile import largest_fitting
+
+  cases = [(lambda b: 5 + 3 * b, 100), (lambda b: 5 + 3 * b, 7), (lambda b: 5 + 3 * b, 500),
+           (lambda b: 5 + b * b, 40), (lambda b: None if b > 10 else 5 + b * b, 1000), (lambda b: 20, 10)]
+  for need, limit in cases:
+    probed = []
+    best, needs = largest_fitting(lambda b: probed.append(b) or need(b), limit, 64)
+    expected = max([b for b in range(1, 65) if need(b) is not None and need(b) <= limit], default=0)
+    assert best == expected, (limit, best, expected, probed)
+    assert needs == {b: need(b) for b in probed} and len(probed) <= 10
+  probed = []
+  largest_fitting(lambda b: probed.append(b) or 5 + 3 * b, 100, 64)
+  assert probed == [1, 2, 31, 32]  # linear need: two probes, the prediction, and one past it
