@@ -2,9 +2,9 @@ r"""The report's sampling rows, and sampling on 1 and N devices with the protoco
 
 Seconds per clip of the whole `pipeline.sample` call (image encode, ImageBind tokens, the
 sampler's UNet calls with audio guidance 4, VAE decode), random weights of benchmarks.sampling's
-sizes. Data-parallel figures: one replica of the models per device, each sampling its share of
-the clips at once (threads), timed against one device in the same process. On a CPU the N
-devices are simulated (`--xla_force_host_platform_device_count`) in a subprocess:
+sizes. Data-parallel figures: one `pipeline.sample` call split over a `data` mesh of N devices
+(weights replicated), timed against one device in the same process. On a CPU the N devices are
+simulated (`--xla_force_host_platform_device_count`) in a subprocess:
 
     XLA_FLAGS=--xla_force_host_platform_device_count=4 python -m benchmarks.report_sampling \
         --size tiny --batch 1 --steps 50 --out dp.json
@@ -12,13 +12,11 @@ devices are simulated (`--xla_force_host_platform_device_count`) in a subprocess
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 import statistics
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
@@ -44,10 +42,10 @@ def timed(fn, runs: int) -> tuple[float, float]:
   return first, statistics.median(times)
 
 
-def sample_call(models, clips, scheduler: str, steps: int):
+def sample_call(models, clips, scheduler: str, steps: int, mesh=None):
   from asva_jax.pipeline import sample
   return lambda: sample(models, clips, num_inference_steps=steps, audio_guidance=AUDIO_GUIDANCE,
-                        scheduler=scheduler)
+                        scheduler=scheduler, mesh=mesh)
 
 
 def row(size: str, batch: int, dtype: str, scheduler: str, steps: int, runs: int, models=None) -> dict:
@@ -81,41 +79,15 @@ def rows(size: str, items, runs: int, section) -> tuple[list[dict], list[dict]]:
   return sorted(out, key=lambda r: (r["scheduler"] != "pndm", r["dtype"], r["batch"])), skipped
 
 
-def replicas(models, devices):
-  """One copy of the models' arrays per device."""
-  from flax import nnx
-
-  def put(module, device):
-    graphdef, state = nnx.split(module)
-    return nnx.merge(graphdef, jax.device_put(state, device))
-  return [dataclasses.replace(models, unet=put(models.unet, d), autoencoder=put(models.autoencoder, d),
-                              audio_encoder=put(models.audio_encoder, d)) for d in devices]
-
-
 def parallel_clips_per_s(size: str, dtype: str, per_device: int, steps: int, runs: int, devices) -> dict:
-  """Clips/s with every device of `devices` sampling `per_device` clips at once (one thread each)."""
+  """Clips/s of one `pipeline.sample` call of `per_device` clips per device, split over `devices` (a
+  `data` mesh, weights replicated: the data-parallel sampler of `python -m asva_jax.sample --jobs`)."""
+  from asva_jax.parallel import sharding
   from benchmarks.sampling import build, clips
-  models = replicas(build(size, jnp.dtype(dtype)), devices)
-  calls = [sample_call(m, clips(size, per_device, seed=k), "pndm", steps) for k, m in enumerate(models)]
-
-  def everywhere():
-    errors = []
-
-    def work(k):
-      try:
-        with jax.default_device(devices[k]):
-          calls[k]()
-      except Exception as e:  # re-raised in the caller's thread
-        errors.append(e)
-    threads = [threading.Thread(target=work, args=(k,)) for k in range(len(devices))]
-    for t in threads:
-      t.start()
-    for t in threads:
-      t.join()
-    if errors:
-      raise errors[0]
-  first, t = timed(everywhere, runs)
+  mesh = sharding.data_mesh(devices)
+  models = build(size, jnp.dtype(dtype))
   n = per_device * len(devices)
+  first, t = timed(sample_call(models, clips(size, n), "pndm", steps, mesh=mesh), runs)
   return {"devices": len(devices), "clips": n, "first_call_s": first, "s_per_call": t, "clips_per_s": n / t}
 
 
@@ -127,7 +99,8 @@ def parallel(size: str, dtype: str, per_device: int, steps: int, runs: int) -> d
     rows.append(parallel_clips_per_s(size, dtype, per_device, steps, runs, devices))
   return {"size": size, "dtype": dtype, "scheduler": "pndm", "steps": steps, "per_device_batch": per_device,
           "device_kind": devices[0].device_kind, "simulated": False, "rows": rows,
-          "method": "one replica of the models per device, each sampling its clips at once (threads)"}
+          "method": "pipeline.sample with the clips split over a data mesh of the devices, weights replicated "
+                    "(asva_jax.parallel.sharding.data_mesh)"}
 
 
 def single_device(row: dict) -> dict:
