@@ -227,6 +227,10 @@ def compile_summary(report: dict) -> list[dict]:
   out += [{"what": f"sampling {r['scheduler']} {r['steps']}, batch {r['batch']}, {r['dtype']}",
            "seconds": r["first_call_s"], "kind": "first call (compile + one run)"}
           for r in report.get("sampling", {}).get("rows", [])]
+  parallel = report.get("parallel", {})
+  if parallel.get("method", "").startswith("pipeline.sample"):  # measured there, not a sampling row reused
+    out += [{"what": f"sampling pndm {parallel['steps']} on {r['devices']} device(s), {r['clips']} clips",
+             "seconds": r["first_call_s"], "kind": "first call (compile + one run)"} for r in parallel["rows"]]
   return out
 
 
