@@ -42,7 +42,7 @@ from absl import app, flags, logging  # noqa: E402
 from asva_jax.commands import runner  # noqa: E402
 from asva_jax.errors import AsvaError  # noqa: E402
 from benchmarks import report_markdown  # noqa: E402
-from benchmarks.report_budget import Budget  # noqa: E402
+from benchmarks.report_budget import Budget, runtime_failure  # noqa: E402
 
 SECTIONS = ("train", "sampling", "evaluation", "parallel")
 SHARES = {"train": 0.5, "sampling": 0.3, "evaluation": 0.1, "parallel": 0.1}
@@ -172,8 +172,12 @@ def evaluation_section(report, size, s, budget, fv):
       report["skipped"].append({"section": "evaluation", "network": name, "reason": SKIPPED_BY_BUDGET})
       continue
     start = time.perf_counter()
-    per_item, unit, scale = section.run(E.measure, name, (1, s["eval_batch"]), 1,
-                                        s["eval_vision_blocks"], tiny)
+    try:
+      per_item, unit, scale = section.run(E.measure, name, (1, s["eval_batch"]), 1,
+                                          s["eval_vision_blocks"], tiny)
+    except jax.errors.JaxRuntimeError as e:
+      report["skipped"].append({"section": "evaluation", "network": name, "reason": runtime_failure(e)})
+      continue
     rows.append({"network": name, "unit": unit, "sizes": "tiny" if tiny else "full",
                  "scaled_from_blocks": 32 / scale if scale != 1.0 else None, "wall_s": time.perf_counter() - start,
                  **{f"items_per_s_b{n}": 1 / t for n, t in per_item.items()}})

@@ -45,4 +45,11 @@ class Section:
       self.last_cost = time.perf_counter() - t
 
 
+def runtime_failure(e: Exception) -> str:
+  """One line for a row that XLA could not run (out of memory, a kernel refused at run time): the
+  report records it under `skipped` and goes on, so one row cannot cost the whole device window."""
+  text = str(e).strip()
+  return f"failed: {type(e).__name__}: {text.splitlines()[0][:300] if text else ''}"
+
+
 SKIPPED_BY_BUDGET = "not started: the section's share of --budget_s was spent"

@@ -23,7 +23,7 @@ from pathlib import Path
 import jax
 import jax.numpy as jnp
 
-from benchmarks.report_budget import SKIPPED_BY_BUDGET
+from benchmarks.report_budget import SKIPPED_BY_BUDGET, runtime_failure
 
 AUDIO_GUIDANCE = 4.0
 REPO = Path(__file__).resolve().parent.parent
@@ -75,7 +75,10 @@ def rows(size: str, items, runs: int, section) -> tuple[list[dict], list[dict]]:
       continue
     if dtype not in models:
       models = {dtype: build(size, jnp.dtype(dtype))}  # one dtype's models in memory at a time
-    out.append(section.run(row, size, batch, dtype, scheduler, steps, runs, models[dtype]))
+    try:
+      out.append(section.run(row, size, batch, dtype, scheduler, steps, runs, models[dtype]))
+    except jax.errors.JaxRuntimeError as e:
+      skipped.append({"batch": batch, "dtype": dtype, "scheduler": scheduler, "reason": runtime_failure(e)})
   return sorted(out, key=lambda r: (r["scheduler"] != "pndm", r["dtype"], r["batch"])), skipped
 
 

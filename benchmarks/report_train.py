@@ -13,7 +13,7 @@ import gc
 
 import jax
 
-from benchmarks.report_budget import SKIPPED_BY_BUDGET
+from benchmarks.report_budget import SKIPPED_BY_BUDGET, runtime_failure
 
 
 def fit_row(row: dict) -> dict:
@@ -70,16 +70,24 @@ def rows(size: str, pairs, steps: int, section) -> tuple[list[dict], list[dict]]
     if not section.allows():
       skipped.append({"batch": batch, "remat": remat, "reason": SKIPPED_BY_BUDGET})
       continue
-    if remat == "best":
-      row = best_policy(size, batch, steps, section)
-      if row is None:
-        skipped.append({"batch": batch, "remat": "best", "reason": "no remat policy fits, or the budget ended"})
-      else:
-        out.append(row)
+    try:
+      row = measure(size, batch, remat, steps, section)
+    except jax.errors.JaxRuntimeError as e:
+      skipped.append({"batch": batch, "remat": remat, "reason": runtime_failure(e)})
       continue
-    row, _ = section.run(one, size, batch, remat, steps)
-    out.append(dict(row, role=remat))
+    if row is None:
+      skipped.append({"batch": batch, "remat": "best", "reason": "no remat policy fits, or the budget ended"})
+    else:
+      out.append(row)
   return sorted(out, key=lambda r: (r["batch"], r["role"])), skipped
+
+
+def measure(size: str, batch: int, remat: str, steps: int, section) -> dict | None:
+  """The row of one (batch, remat) setting; None where no policy fits ("best")."""
+  if remat == "best":
+    return best_policy(size, batch, steps, section)
+  row, _ = section.run(one, size, batch, remat, steps)
+  return dict(row, role=remat)
 
 
 def device_peak_note() -> str:
