@@ -209,6 +209,7 @@ TRAIN = ["-m", "asva_jax.train"]
 DEMO = ["-m", "asva_jax.demo", "--workdir", "w"]   # --config: configs/demo.py by default
 RECIPE = TRAIN + ["--config", "{repo}/configs/avsyncd.py", "--workdir", "w"]
 TINY = TRAIN + ["--config", "{repo}/configs/tiny.py", "--workdir", "w"]
+APP = ["-m", "asva_jax.app"]
 SAMPLE = ["-m", "asva_jax.sample", "--category", "dog barking", "--out", "o.mp4"]
 EVAL = ["-m", "asva_jax.eval"]
 SYNC = ["-m", "asva_jax.eval.sync"]
@@ -411,6 +412,11 @@ CASES: list[Case] = [
     Case("bench-audio-unknown-size", ["{repo}/benchmarks/audio_encoder.py", "--sizes", "giant"], ["--sizes"]),
     Case("bench-unet-bad-batch", ["{repo}/benchmarks/unet_forward.py", "--batch", "two"], ["--batch"]),
     Case("bench-data-bad-size", ["{repo}/benchmarks/data_throughput.py", "--source", "360"], ["--source"]),
+    # asva_jax.app (the web app's command; bad uploads are tests/test_app.py's)
+    Case("app-checkpoint-missing", APP + ["--ckpt", "nock"], ["nock"]),
+    Case("app-bad-steps", APP + ["--ckpt", "ck", "--scheduler", "ddim", "--steps", "0"], ["--steps 0"],
+         setup=_mkdir("ck")),
+    Case("app-bad-port", APP + ["--ckpt", "ck", "--port", "70000"], ["port", "70000"], setup=_mkdir("ck")),
     Case("bench-tpu-compile-unknown-topology", ["{repo}/benchmarks/tpu_compile.py", "--topology", "v5e:9x9"],
          ["--topology v5e:9x9"]),
     Case("bench-train-step-latents-without-vae", ["{repo}/benchmarks/train_step.py", "--latents"],
