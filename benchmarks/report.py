@@ -63,6 +63,8 @@ def define_flags(fv: flags.FlagValues = flags.FLAGS) -> None:
   flags.DEFINE_integer("runs", 1, "timed repeats per sampling row after the first call", flag_values=fv)
   flags.DEFINE_integer("sampling_steps", 50, "PNDM steps (the protocol's 50; fewer only for tests)",
                        flag_values=fv)
+  flags.DEFINE_bool("one_level", False, "with --size tiny: the train step of configs/tiny.py:one_level (one "
+                    "UNet level; compiles in about a third of the time; for tests)", flag_values=fv)
   flags.DEFINE_string("label", "", "what to say about the machine (e.g. 'loaded 2-core CPU')", flag_values=fv)
 
 
@@ -115,6 +117,7 @@ def settings(size: str, quick: bool, fv) -> dict:
   accelerator = jax.default_backend() != "cpu"
   default_dtype = "bfloat16" if accelerator else "float32"
   return {
+      "train_size": f"{size}:one_level" if fv.one_level and size == "tiny" else size,
       "train_batches": [4] if quick else [4, 8, 16],
       "remats": ["none"] if quick else ["none", "best", "full"],
       "train_steps": fv.steps or (2 if quick else 5),
@@ -141,6 +144,7 @@ def run_section(name: str, fn, report: dict) -> None:
 
 def train_section(report, size, s, budget):
   from benchmarks import report_train
+  size = s["train_size"]
   rows, skipped = report_train.rows(size, report_train.order(s["train_batches"], s["remats"]),
                                     s["train_steps"], budget.section("train"))
   report["train"] = {"size": size, "peak": report_train.device_peak_note(), "rows": rows}
@@ -267,6 +271,8 @@ def main(argv, fv: flags.FlagValues = flags.FLAGS):
     if (out / name).exists():
       raise AsvaError(f"--out {out}: {name} exists already; choose another folder or remove it")
   size = fv.size or ("tiny" if jax.default_backend() == "cpu" else "full")
+  if fv.one_level and size != "tiny":
+    raise AsvaError(f"--one_level: only with --size tiny (the size is {size})")
   s = settings(size, fv.quick, fv)
   budget = Budget(fv.budget_s, {k: SHARES[k] for k in SECTIONS if k in fv.sections})
   report = {"schema": 1, "environment": environment(fv.label), "size": size, "quick": fv.quick,

@@ -33,7 +33,7 @@ def one(size: str, batch: int, remat: str, steps: int) -> tuple[dict, bool]:
   config, frame_size = sized_config(size)
   compiled, args, row = compile_step(config, frame_size, batch, remat)
   row = fit_row(row)
-  row.update(size=size, compute=config.precision.compute)
+  row.update(size=size, compute=config.precision.compute)  # size may name a variant: tiny:one_level
   if row["fits"]:
     row = time_step(compiled, args, row, steps)
   del compiled, args

@@ -49,13 +49,15 @@ def define_flags(fv: flags.FlagValues = flags.FLAGS) -> None:
 
 
 def size_config(size: str):
+  """(config, frame size) of a size: tiny, tiny:one_level (configs/tiny.py's variant), medium, full."""
   from asva_jax.training.defaults import base_config
+  size, _, variant = size.partition(":")
   if size == "tiny":
     import importlib.util
     spec = importlib.util.spec_from_file_location("tiny", REPO / "configs" / "tiny.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    return module.get_config(), (32, 32)
+    return module.get_config(variant or None), (32, 32)
   c = base_config()
   c.model.trainable = "temp_audio"
   if size == "medium":

@@ -3,7 +3,8 @@
 One subprocess with torch, diffusers and transformers refused at import (the GPU machines have
 none of our pinned stack): it must still write report.json with every section, every figure
 positive and finite (no timing is asserted), and the markdown beside it. XLA's backend
-optimisation is off (XLA_FLAGS) only to shorten the compiles.
+optimisation is off (XLA_FLAGS) and the train step is configs/tiny.py's one-level variant
+(`--one_level`) only to shorten the compiles.
 """
 
 import json
@@ -40,7 +41,7 @@ def run_report(out: Path) -> subprocess.CompletedProcess:
   env = dict(os.environ, JAX_PLATFORMS="cpu", XLA_FLAGS="--xla_backend_optimization_level=0",
              PYTHONPATH=os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p))
   return subprocess.run([sys.executable, "-c", RUN_WITHOUT_TORCH, "--size", "tiny", "--quick", "--out", str(out),
-                         "--sampling_steps", "3", "--cpu_devices", "2", "--label", "test"],
+                         "--sampling_steps", "3", "--cpu_devices", "2", "--one_level", "--label", "test"],
                         env=env, cwd=ROOT, capture_output=True, text=True, timeout=900)
 
 
@@ -57,6 +58,7 @@ def test_tiny_report_without_torch(tmp_path):
   for section in SECTIONS:
     assert section in report, (section, report["skipped"])
 
+  assert report["train"]["size"] == "tiny:one_level"
   (train,) = report["train"]["rows"]  # --quick: batch 4, remat none
   assert TRAIN_ROW <= set(train), set(train)
   assert (train["batch"], train["remat"], train["fits"], train["attention"]) == (4, "none", True, "xla")
