@@ -39,7 +39,7 @@ def dot_product_attention(q: jax.Array, k: jax.Array, v: jax.Array, mask: jax.Ar
 
 def kernel_for(q, k, v, mask=None) -> str | None:
   """The kernel "auto" runs: "cudnn" on a GPU backend when it compiles for these shapes, else None
-  (XLA; also every non-GPU backend, as before "auto" chose anything)."""
+  (JAX's XLA attention: on every other backend exactly what "auto" ran before)."""
   if jax.default_backend() != "gpu":
     return None
   shape = lambda x: None if x is None else (tuple(x.shape), jnp.dtype(x.dtype).name)  # noqa: E731
