@@ -103,3 +103,26 @@ def test_largest_fitting_batch_search_matches_brute_force():
   probed = []
   largest_fitting(lambda b: probed.append(b) or 5 + 3 * b, 100, 64)
   assert probed == [1, 2, 31, 32]  # linear need: two probes, the prediction, and one past it
+
+
+def test_a_row_xla_cannot_run_is_skipped_with_its_error_and_the_rest_runs(monkeypatch):
+  """On a GPU window one out-of-memory row must not cost the whole report: the train rows go on,
+  the failed one is listed with XLA's message, and the budget's order is kept."""
+  import jax
+
+  from benchmarks import report_train
+  from benchmarks.report_budget import Budget
+
+  def one(size, batch, remat, steps):
+    if (batch, remat) == (16, "none"):
+      raise jax.errors.JaxRuntimeError("RESOURCE_EXHAUSTED: Out of memory while trying to allocate 90 GiB\nmore")
+    return {"batch": batch, "remat": remat, "compile_s": 1.0}, True
+
+  monkeypatch.setattr(report_train, "one", one)
+  section = Budget(3600, {"train": 1}).section("train")
+  rows, skipped = report_train.rows("full", report_train.order([4, 16], ["none", "best", "full"]), 1, section)
+  assert [(r["batch"], r["remat"], r["role"]) for r in rows] == [
+      (4, "dots_saveable", "best policy"), (4, "full", "full"), (4, "none", "none"),
+      (16, "dots_saveable", "best policy"), (16, "full", "full")]
+  assert skipped == [{"batch": 16, "remat": "none", "reason": "failed: JaxRuntimeError: RESOURCE_EXHAUSTED: Out "
+                                                             "of memory while trying to allocate 90 GiB"}]
