@@ -11,8 +11,8 @@ processes (`worker_count` > 0; item i goes to worker i mod W, read back round-ro
 same batches, in the same order, as loading in this process.
 
 The iterator is checkpointable: `it.get_state()` -> bytes; a new stream's iterator after
-`it.set_state(state)` yields exactly the batches that would have come next (also through
-`grain.PyGrainCheckpointHandler` with Orbax).
+`it.set_state(state)` yields exactly the batches that would have come next. The trainer's
+checkpoints do not save it: a resumed run restarts the stream at its step.
 """
 
 from __future__ import annotations
