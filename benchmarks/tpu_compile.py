@@ -47,7 +47,7 @@ HBM_GIB = {"v5e": 15.75, "v5 lite": 15.75, "v5p": 95.74, "v6e": 31.25, "v6 lite"
 def lower(config, devices, *, fsdp: int, batch_per_chip: int, frame_size: int, latents: bool):
   """(lowered step, description) for `devices` (a topology's, or any): the trainer's own program
   (asva_jax.training.program) on abstract models, with an abstract batch sharded over the mesh."""
-  from asva_jax.training import sharding
+  from asva_jax.parallel import sharding
   from asva_jax.training.program import abstract_batch, abstract_models, batch_shapes, build_program
   from asva_jax.training.state import count_params
   n = len(devices)

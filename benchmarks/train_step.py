@@ -28,7 +28,7 @@ import numpy as np
 from absl import app, flags, logging
 
 from asva_jax.commands import runner
-from asva_jax.training import sharding
+from asva_jax.parallel import sharding
 from asva_jax.training.flops import SOURCE, peak_flops, step_flops
 
 REPO = Path(__file__).resolve().parent.parent

@@ -26,10 +26,11 @@ from etils import epath
 from asva_jax import storage
 from asva_jax.errors import AsvaError, ConfigError
 from asva_jax.models.prompts import PromptEncoder
+from asva_jax.parallel import sharding
 from asva_jax.run_folder import shard_frame_size, write_text_encodings
 from asva_jax.schedulers.noise_schedule import PREDICTION_TYPES
 from asva_jax.storage import as_path
-from asva_jax.training import checkpoints, resume_check, sharding
+from asva_jax.training import checkpoints, resume_check
 from asva_jax.training.batches import host_batch, make_loader
 from asva_jax.training.build import build_models
 from asva_jax.training.flops import SOURCE as FLOPS_SOURCE, peak_flops, step_flops
