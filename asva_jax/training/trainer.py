@@ -232,7 +232,7 @@ def step_record(run: Run, step: int, metrics, steps_per_s: float | None, flops, 
   return record
 
 
-def save(run: Run, step: int, state: dict, iterator, force: bool = False) -> None:
+def save(run: Run, step: int, state: dict, force: bool = False) -> None:
   """The step's checkpoint, after the text encodings of any prompt first used since the last save."""
   config = run.config
   if run.primary and len(run.text.used) != run.known_prompts:
@@ -240,7 +240,7 @@ def save(run: Run, step: int, state: dict, iterator, force: bool = False) -> Non
     run.known_prompts = len(run.text.used)
   meta = {"step": step, "seed": int(config.seed), "process_count": jax.process_count(),
           "rng": np.asarray(jax.random.key_data(jax.random.key(int(config.seed)))).tolist()}
-  checkpoints.save(run.manager, step, state, iterator, meta, config.to_json(), force=force)
+  checkpoints.save(run.manager, step, state, meta, config.to_json(), force=force)
 
 
 def run_steps(run: Run, state: dict, iterator, start_step: int) -> tuple[list[dict], int, float | None]:
@@ -273,7 +273,7 @@ def run_steps(run: Run, state: dict, iterator, start_step: int) -> tuple[list[di
         window_start, window_steps = time.perf_counter(), 0
       stop = preemption.requested()
       if step % ckpt_every == 0 or step == total or stop:
-        save(run, step, state, iterator, force=stop)
+        save(run, step, state, force=stop)
       if stop:
         if run.primary:
           print(f"preempted: saved step {step} in {run.workdir}; rerun the same command to resume", flush=True)
