@@ -41,6 +41,9 @@ def define_flags(fv: flags.FlagValues = flags.FLAGS) -> None:
                     "denoise structures LOOP:AUDIO:CLIPS to compare, the first the reference: LOOP scan or "
                     "calls, AUDIO full or gathered (audio_keys), CLIPS clips per UNet call (all: the batch)",
                     flag_values=fv)
+  flags.DEFINE_list("medium_denoise", ["scan:full:all", "scan:gathered:1"],
+                    "--denoise for the medium config (fewer compiles: keeps the command near 5 minutes)",
+                    flag_values=fv)
   flags.DEFINE_integer("tiny_steps", 50, "PNDM steps of the tiny config", flag_values=fv)
   flags.DEFINE_integer("medium_steps", 3, "PNDM steps of the medium config", flag_values=fv)
   flags.DEFINE_integer("latent", 32, "unet: latent height = width", flag_values=fv)
@@ -99,10 +102,11 @@ def sampling_part(fv) -> None:
   steps = {"tiny": fv.tiny_steps, "medium": fv.medium_steps}
   for name in fv.configs:
     batches = [int(b) for b in fv.batch]
+    structures = fv.medium_denoise if name == "medium" else fv.denoise
     fns = {}
     for b in batches:
       fns.update({f"b{b} {k}": f for k, f in sampling_stages(name, b, steps.get(name, 50),
-                                                              fv.denoise).items()})
+                                                              structures).items()})
     start = time.perf_counter()
     t = interleaved(fns, fv.runs)
     print(f"\n§2 sampling, {name}, {steps.get(name, 50)} PNDM steps with audio guidance "
@@ -112,7 +116,7 @@ def sampling_part(fv) -> None:
       b = int(k.split()[0][1:])
       print(f"  {k:34s} {w / b:12.4f} {c / b:11.4f}")
     for b in batches:
-      ref = f"b{b} denoise {fv.denoise[0]}"
+      ref = f"b{b} denoise {structures[0]}"
       for k in t:
         if k.startswith(f"b{b} denoise") and k != ref:
           print(f"  batch {b}: {k[len(f'b{b} '):]} / {ref[len(f'b{b} '):]}: wall {t[k][0] / t[ref][0]:.2f}, "
@@ -159,8 +163,29 @@ def device() -> str:
   return f"{jax.default_backend()}: {jax.devices()[0].device_kind}, jax {jax.__version__}"
 
 
+def check_flags(fv) -> None:
+  """One clear line for a bad flag, before anything is built."""
+  from absl import app
+  for flag, allowed in (("part", ("sampling", "unet")), ("configs", ("tiny", "medium", "full"))):
+    bad = [v for v in fv[flag].value if v not in allowed]
+    if bad:
+      raise app.UsageError(f"--{flag}: {bad} not in {allowed}")
+  for flag in ("denoise", "medium_denoise"):
+    for structure in fv[flag].value:
+      parts = structure.split(":")
+      if (len(parts) != 3 or parts[0] not in ("scan", "calls") or parts[1] not in ("full", "gathered")
+          or not (parts[2] == "all" or parts[2].isdigit() and int(parts[2]) > 0)):
+        raise app.UsageError(f"--{flag} {structure!r}: expected LOOP:AUDIO:CLIPS, LOOP scan or calls, "
+                             f"AUDIO full or gathered, CLIPS all or a positive integer")
+  if not all(b.isdigit() and int(b) > 0 for b in fv.batch):
+    raise app.UsageError(f"--batch {','.join(fv.batch)}: expected positive integers")
+  if fv.runs < 1 or fv.latent < 8 or fv.latent % 8:
+    raise app.UsageError("--runs must be >= 1 and --latent a multiple of 8")
+
+
 def main(argv, fv: flags.FlagValues = flags.FLAGS):
   del argv
+  check_flags(fv)
   start = time.perf_counter()
   if "sampling" in fv.part:
     sampling_part(fv)
