@@ -174,6 +174,21 @@ def workdir_without_spec_or_shards(tmp: Path) -> None:
   (tmp / "w" / "config.json").write_text(config.to_json())
 
 
+def shards_without_test_split(tmp: Path) -> None:
+  """tmp/data: the metadata of shards from data_prep.build that hold a train split only; a checkpoint
+  folder tmp/ck and a --models folder m/ with a (placeholder) FID Inception file, to get that far."""
+  from asva_jax.data.features import VERSION, make_features
+  folder = tmp / "data" / "avsync15" / VERSION
+  folder.mkdir(parents=True)
+  make_features(["dog"]).save_config(str(folder))
+  split = {"name": "train", "filepathTemplate": "{DATASET}-{SPLIT}.{FILEFORMAT}-{SHARD_X_OF_Y}",
+           "shardLengths": ["1"], "numBytes": "1"}
+  (folder / "dataset_info.json").write_text(json.dumps({"name": "avsync15", "fileFormat": "array_record",
+                                                        "version": VERSION, "splits": [split]}))
+  (tmp / "ck").mkdir()
+  text_file(tmp / "m" / "inception.safetensors")
+
+
 def _mkdir(*names: str) -> Callable[[Path], None]:
   return lambda tmp: [(tmp / n).mkdir(parents=True) for n in names]
 
@@ -194,9 +209,11 @@ TRAIN = ["-m", "asva_jax.train"]
 DEMO = ["-m", "asva_jax.demo", "--workdir", "w"]   # --config: configs/demo.py by default
 RECIPE = TRAIN + ["--config", "{repo}/configs/avsyncd.py", "--workdir", "w"]
 TINY = TRAIN + ["--config", "{repo}/configs/tiny.py", "--workdir", "w"]
+APP = ["-m", "asva_jax.app"]
 SAMPLE = ["-m", "asva_jax.sample", "--category", "dog barking", "--out", "o.mp4"]
 EVAL = ["-m", "asva_jax.eval"]
 SYNC = ["-m", "asva_jax.eval.sync"]
+PROTOCOL = ["-m", "asva_jax.eval.protocol", "--out", "o", "--metrics", "fid"]
 TINY_HEADS = ["--audio-config", '{"num_heads": 4}']
 
 CASES: list[Case] = [
@@ -360,6 +377,10 @@ CASES: list[Case] = [
     Case("sample-bad-num-clips", SAMPLE + ["--ckpt", "ck", "--num-clips", "two"], ["num", "two"]),
     Case("sample-bad-num-clips-new-spelling", SAMPLE + ["--ckpt", "ck", "--num_clips", "two"],
          ["num_clips", "two"]),
+    Case("sample-batch-size-zero", SAMPLE + ["--ckpt", "ck", "--image", "x.png", "--audio", "a.wav",
+                                             "--batch_size=0"], ["--batch_size 0", ">= 1"]),
+    Case("sample-distributed-off-a-pod", SAMPLE + ["--ckpt", "ck", "--image", "x.png", "--audio", "a.wav",
+                                                   "--distributed"], ["--distributed", "--coordinator_address"]),
     Case("sample-workdir-spec-underivable", SAMPLE + ["--ckpt", "w", "--image", "x.png", "--audio", "a.wav"],
          ["w/run.json", "frame size", "nodata"], setup=workdir_without_spec_or_shards),
     # asva_jax.eval
@@ -367,6 +388,21 @@ CASES: list[Case] = [
          ["--generated nope"]),
     Case("eval-unknown-metric", EVAL + ["--generated", "g", "--reference", "r", "--models", "m",
                                         "--metrics", "fid,speed"], ["speed"], setup=_mkdir("g", "r", "m")),
+    # asva_jax.eval.protocol
+    Case("protocol-checkpoint-missing", PROTOCOL + ["--ckpt", "nock", "--data", "data", "--models", "m"],
+         ["--ckpt nock", "no such checkpoint"]),
+    Case("protocol-models-missing", PROTOCOL + ["--ckpt", "ck", "--data", "data", "--models", "nomodels"],
+         ["--models nomodels"], setup=_mkdir("ck")),
+    Case("protocol-models-without-detector", PROTOCOL + ["--ckpt", "ck", "--data", "data", "--models", "m"],
+         ["--models m", "no inception file"], setup=_mkdir("ck", "m")),
+    Case("protocol-data-missing", PROTOCOL + ["--ckpt", "ck", "--data", "nodata", "--models", "m"],
+         ["nodata", "data_prep.build"], setup=shards_without_test_split),
+    Case("protocol-split-missing", PROTOCOL + ["--ckpt", "ck", "--data", "data", "--models", "m"],
+         ["split 'test' is not built", "ready: train"], setup=shards_without_test_split),
+    Case("protocol-distributed-off-a-pod", PROTOCOL + ["--ckpt", "ck", "--data", "d", "--models", "m",
+                                                       "--distributed"], ["--distributed", "--coordinator_address"]),
+    Case("protocol-unknown-metric", ["-m", "asva_jax.eval.protocol", "--out", "o", "--ckpt", "ck", "--data", "d",
+                                     "--models", "m", "--metrics", "fid,speed"], ["speed"]),
     # asva_jax.eval.sync
     Case("sync-no-video", SYNC, ["VIDEO"]),
     Case("sync-video-missing", SYNC + ["nope.mp4"], ["nope.mp4"]),
@@ -378,8 +414,18 @@ CASES: list[Case] = [
          ["--denoise"]),
     Case("bench-unet-bad-batch", ["{repo}/benchmarks/unet_forward.py", "--batch", "two"], ["--batch"]),
     Case("bench-data-bad-size", ["{repo}/benchmarks/data_throughput.py", "--source", "360"], ["--source"]),
+    # asva_jax.app (the web app's command; bad uploads are tests/test_app.py's)
+    Case("app-checkpoint-missing", APP + ["--ckpt", "nock"], ["nock"]),
+    Case("app-bad-steps", APP + ["--ckpt", "ck", "--scheduler", "ddim", "--steps", "0"], ["--steps 0"],
+         setup=_mkdir("ck")),
+    Case("app-bad-port", APP + ["--ckpt", "ck", "--port", "70000"], ["port", "70000"], setup=_mkdir("ck")),
     Case("bench-tpu-compile-unknown-topology", ["{repo}/benchmarks/tpu_compile.py", "--topology", "v5e:9x9"],
          ["--topology v5e:9x9"]),
     Case("bench-train-step-latents-without-vae", ["{repo}/benchmarks/train_step.py", "--latents"],
          ["--latents", "autoencoder=vae"]),
+    # a rerun refuses to overwrite an earlier report
+    Case("bench-report-out-holds-a-report", ["{repo}/benchmarks/report.py", "--out", "r"],
+         ["--out r", "report.json", "exists"], setup=_both(_mkdir("r"), _file("r/report.json"))),
+    Case("bench-report-unknown-section", ["{repo}/benchmarks/report.py", "--sections", "train,speed"],
+         ["--sections", "speed"]),
 ]

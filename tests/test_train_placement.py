@@ -54,7 +54,7 @@ def report() -> None:
   import jax
   import numpy as np
   from benchmarks import tpu_compile
-  from asva_jax.training import sharding
+  from asva_jax.parallel import sharding
   from asva_jax.training.flops import step_flops
   from asva_jax.training.build import build_models
   from asva_jax.training.program import batch_shapes, build_program

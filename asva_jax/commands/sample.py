@@ -5,6 +5,10 @@ r"""Animate an image with a sound: AVSyncD sampling from the command line.
   python -m asva_jax.sample --ckpt CKPT --video v.mp4 --category "dog barking" --num_clips 3 --out o.mp4
   python -m asva_jax.sample --ckpt CKPT --jobs jobs.csv          # columns image,audio,category,out[,start]
 
+Every batch is split over all of this machine's devices. Several hosts: run the same command on
+each with `--distributed` (TPU pods, SLURM) or `--coordinator_address HOST:PORT --num_processes N
+--process_id I`; each host samples and writes its own share of the clips.
+
 CKPT is a converted checkpoint folder or a training workdir (its latest step, or --step).
 Audio: with --start (or --num_clips) the original's 2-s clips (one centred clip by default
 with --num_clips 1); otherwise the whole audio, window after window (--long_audio), in one mp4.
@@ -14,9 +18,10 @@ spellings of before (`--audio-guidance`, `--num-clips`, ...) still work.
 
 from __future__ import annotations
 
-from absl import app, flags, logging
+from absl import app, flags
 
 from asva_jax.commands import runner
+from asva_jax.commands.train import define_distributed_flags, start_processes
 from asva_jax.pipeline.jobs import LONG_AUDIO_MODES, SCHEDULERS, SampleOptions
 
 # The spellings documented before issue 17 (README, docs/sampling.md) stay as aliases.
@@ -52,12 +57,14 @@ def define_flags(fv: flags.FlagValues = flags.FLAGS) -> None:
                     flag_values=fv)
   flags.DEFINE_bool("gif", False, "Also write a GIF next to each mp4.", flag_values=fv)
   string("jobs", "CSV with columns image,audio,category,out[,start]; rows run in batches.")
-  flags.DEFINE_integer("batch_size", 4, "Clips per batched sampler call.", flag_values=fv)
+  flags.DEFINE_integer("batch_size", 4, "Clips per batched sampler call (rounded up to a multiple of the devices).",
+                       flag_values=fv)
   flags.DEFINE_list("size", None, "Output H,W (default: the frame size in the run spec of --ckpt).",
                     flag_values=fv)
   flags.DEFINE_enum("long_audio", "anchored", list(LONG_AUDIO_MODES),
                     "How windows of a long audio chain: every window from the image, or each from the last frame.",
                     flag_values=fv)
+  define_distributed_flags(fv)
   runner.define_aliases(_ALIASES, fv)
 
 
@@ -69,8 +76,7 @@ def options(fv: flags.FlagValues = flags.FLAGS) -> SampleOptions:
 def main(argv, fv: flags.FlagValues = flags.FLAGS) -> None:
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-  if not fv["verbosity"].present:
-    logging.set_verbosity(logging.WARNING)
+  start_processes(fv)
   from asva_jax.pipeline.jobs import run_jobs
   run_jobs(options(fv))
 

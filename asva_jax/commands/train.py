@@ -26,7 +26,7 @@ def define_flags(fv: flags.FlagValues = flags.FLAGS) -> None:
 
 
 def define_distributed_flags(fv: flags.FlagValues) -> None:
-  """The flags of `training.distributed.initialize` (train and demo)."""
+  """The flags of `parallel.hosts.initialize` (train, demo, sample)."""
   flags.DEFINE_bool("distributed", False, "Call jax.distributed.initialize() (auto-detects TPU pods, SLURM).",
                     flag_values=fv)
   flags.DEFINE_string("coordinator_address", None, "HOST:PORT of process 0, for several hosts.", flag_values=fv)
@@ -37,8 +37,8 @@ def define_distributed_flags(fv: flags.FlagValues) -> None:
 
 
 def start_processes(fv: flags.FlagValues) -> None:
-  """Quiet logging unless asked, then `training.distributed.initialize` from the flags."""
-  from asva_jax.training.distributed import initialize
+  """Quiet logging unless asked, then `parallel.hosts.initialize` from the flags."""
+  from asva_jax.parallel.hosts import initialize
   if not fv["verbosity"].present:
     logging.set_verbosity(logging.WARNING)  # Orbax logs every file it writes at INFO
   initialize(fv.coordinator_address, fv.num_processes, fv.process_id, fv.cpu_collectives,

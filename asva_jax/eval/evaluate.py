@@ -3,7 +3,8 @@
 Steps, as the original `evaluate_generation_results` (docs/reference.md §9.1):
 1. pair each generated clip `<video>_clip-NN.mp4` with clip NN of reference video `<video>.mp4`;
 2. features of every reference clip, videos in sorted name order, then of every generated clip
-   in the same order, in batches through the jitted networks (`detectors.Detectors`);
+   in the same order, in batches through the jitted networks (`detectors.Detectors`), each batch
+   split over this process's devices with the networks replicated (`parallel.sharding.data_mesh`);
 3. the metrics (`metrics`, `frechet`), a summary JSON and one JSON line per generated clip.
 
 `--models DIR` layout (first name found wins; only the networks of the asked metrics are read):
@@ -157,12 +158,13 @@ def _batches(items: list, size: int):
     yield items[i:i + size]
 
 
-def _stack(clips, batch_size: int):
+def _stack(clips, batch_size: int, mesh):
   """(video (B, F, H, W, 3) in [0, 1], mel (B, 128, 204)), padded to `batch_size` by repeating the
-  last clip so that every batch has one shape (one compilation)."""
+  last clip so that every batch has one shape (one compilation), split over the mesh's devices."""
+  from asva_jax.parallel.sharding import on_batch
   clips = list(clips) + [clips[-1]] * (batch_size - len(clips))
   video = np.stack([c.video for c in clips]).astype(np.float32) / 255.0
-  return video, np.stack([c.mel for c in clips])
+  return on_batch(video, mesh), on_batch(np.stack([c.mel for c in clips]).astype(np.float32), mesh)
 
 
 def _collect(parts: list[dict], n: int) -> dict[str, np.ndarray]:
@@ -170,10 +172,21 @@ def _collect(parts: list[dict], n: int) -> dict[str, np.ndarray]:
 
 
 def compute_features(pairing: Pairing, references, detectors, chosen: Sequence[str], batch_size: int,
-                     progress: bool = True) -> tuple[dict, dict]:
-  """Per-clip features of the reference and of the generated clips, in `pairing.clip_names()` order."""
+                     progress: bool = True, *, mesh=None) -> tuple[dict, dict]:
+  """Per-clip features of the reference and of the generated clips, in `pairing.clip_names()` order.
+
+  Each batch of `batch_size` clips (rounded up to a multiple of the devices) is split over `mesh`
+  (default: all of this process's devices), the networks replicated on it (in place); a clip's
+  features do not depend on its batch, so the metrics equal a one-device run.
+  """
   from tqdm import tqdm
   from asva_jax.eval.detectors import Detectors
+  from asva_jax.parallel import sharding
+  mesh = sharding.data_mesh() if mesh is None else mesh
+  batch_size = sharding.padded_size(batch_size, mesh)
+  for network in (detectors.inception, detectors.i3d, detectors.imagebind, detectors.avsync):
+    if network is not None:
+      sharding.replicate(network, mesh)
   chosen = set(chosen)
   names = pairing.clip_names()
   first = read_generated(pairing.generated[names[0][0]][names[0][1]])
@@ -191,11 +204,11 @@ def compute_features(pairing: Pairing, references, detectors, chosen: Sequence[s
   for clip in reference_clips():
     batch.append(clip)
     if len(batch) == batch_size:
-      ref_parts.append(ref_det.features(*_stack(batch, batch_size), first_frame_only=True))
+      ref_parts.append(ref_det.features(*_stack(batch, batch_size, mesh), first_frame_only=True))
       bar.update(len(batch))
       batch = []
   if batch:
-    ref_parts.append(ref_det.features(*_stack(batch, batch_size), first_frame_only=True))
+    ref_parts.append(ref_det.features(*_stack(batch, batch_size, mesh), first_frame_only=True))
     bar.update(len(batch))
 
   text = None
@@ -215,8 +228,8 @@ def compute_features(pairing: Pairing, references, detectors, chosen: Sequence[s
     emb = None
     if text is not None:
       emb = text[start:start + batch_size]
-      emb = np.concatenate([emb, np.repeat(emb[-1:], batch_size - len(emb), 0)])
-    gen_parts.append(detectors.features(*_stack(clips, batch_size), text_emb=emb))
+      emb = sharding.on_batch(np.concatenate([emb, np.repeat(emb[-1:], batch_size - len(emb), 0)]), mesh)
+    gen_parts.append(detectors.features(*_stack(clips, batch_size, mesh), text_emb=emb))
     bar.update(len(part))
   bar.close()
   return _collect(ref_parts, len(names)), _collect(gen_parts, len(names))
@@ -257,10 +270,11 @@ def evaluate(generated: str | os.PathLike, reference: str | os.PathLike, models:
              out: str | os.PathLike, chosen: str | Sequence[str] = METRICS, *, num_clips: int = 3,
              batch_size: int = 8, split: str = "test", category: str = "hitting with a stick",
              partial: bool = False, original_category_pairing: bool = False, progress: bool = True,
-             detectors=None) -> dict:
+             detectors=None, mesh=None) -> dict:
   """The whole evaluation; writes `out` (summary) and its per-clip JSONL; returns the summary.
 
   `detectors` may be given already loaded (a training loop evaluating its samples repeatedly).
+  mesh: the devices the networks run on (`parallel.sharding.data_mesh`; default all of this process's).
   """
   chosen = parse_metrics(chosen)
   if batch_size < 1 or num_clips < 1:
@@ -274,7 +288,7 @@ def evaluate(generated: str | os.PathLike, reference: str | os.PathLike, models:
     if len(pairing.videos) * num_clips < 2:
       raise EvaluationError("fid/fvd need at least 2 clips")
   detectors = detectors or load_detectors(models, chosen)
-  ref, gen = compute_features(pairing, references, detectors, chosen, batch_size, progress)
+  ref, gen = compute_features(pairing, references, detectors, chosen, batch_size, progress, mesh=mesh)
   summary, per_clip = compute_metrics(ref, gen, chosen)
   result = {"generated": str(generated), "reference": str(reference), "metrics": list(chosen),
             "num_videos": len(pairing.videos), "num_clips_per_video": num_clips,

@@ -4,6 +4,11 @@ A job is one image (or video) with its audio and category, written to one mp4 (s
 `num_clips`), or a row of a --jobs CSV. `run_jobs` reads and checks every job's files before
 any model is loaded (bad input fails fast), then samples the 2-s clips in batches and the
 long audios window after window.
+
+Devices and hosts: every batch is split over this process's devices (`pipeline.sample_batched`);
+with several processes (`--distributed`, `--coordinator_address`; `parallel.hosts`) each takes a
+contiguous share of the clips and of the long audios and writes what it made, so no clip is made
+twice. Every host reads and checks all jobs, so bad input fails on each of them alike.
 """
 
 from __future__ import annotations
@@ -12,6 +17,7 @@ import csv
 import dataclasses
 from pathlib import Path
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 
@@ -144,9 +150,13 @@ def write(path: Path, frames: np.ndarray, audio: np.ndarray, fps: int, gif: bool
   print(f"wrote {path} ({len(frames)} frames, {len(audio) / SAMPLE_RATE:.2f} s audio)")
 
 
-def run_jobs(o: SampleOptions) -> None:
-  """Samples every job of `o` (one from the flags, or the rows of `o.jobs`) and writes its videos."""
+def run_jobs(o: SampleOptions, *, mesh=None) -> None:
+  """Samples this process's share of every job of `o` (one from the flags, or the rows of `o.jobs`)
+  and writes its videos. mesh: the devices to sample on (default: all of this process's)."""
+  from asva_jax.parallel import hosts, sharding
   from asva_jax.pipeline import loading as models_lib, long_audio, pipeline
+  if o.batch_size < 1:
+    raise JobError(f"--batch_size {o.batch_size}: must be >= 1")
   jobs = read_jobs(o.jobs) if o.jobs else [single_job(o)]
   options = dict(audio_guidance=o.audio_guidance, text_guidance=o.text_guidance,
                  num_inference_steps=o.steps, scheduler=o.scheduler, eta=o.eta)
@@ -164,10 +174,16 @@ def run_jobs(o: SampleOptions) -> None:
       long_tasks.append(task)
   for prompt in {c.prompt for c in clips} | {t["prompt"] for t in long_tasks}:
     models.text_encodings[prompt]  # unknown categories fail before sampling
-  if clips:
-    frames = pipeline.sample_batched(models, clips, batch_size=o.batch_size, seeds=o.seed,
-                                     progress=True, **options)
-    for (path, audio), video in zip(outs, frames):
+  mesh = sharding.data_mesh() if mesh is None else mesh
+  mine = hosts.share(range(len(clips)))
+  long_tasks = hosts.share(long_tasks)
+  print(f"process {jax.process_index()} of {jax.process_count()}: {len(mine)} of {len(clips)} clip(s), "
+        f"{len(long_tasks)} long audio(s) on {mesh.size} {mesh.devices.flat[0].platform} device(s)", flush=True)
+  if mine:
+    frames = pipeline.sample_batched(models, [clips[i] for i in mine], batch_size=o.batch_size, seeds=o.seed,
+                                     progress=True, mesh=mesh, **options)
+    for i, video in zip(mine, frames):
+      path, audio = outs[i]
       write(path, video, audio, models.spec.fps, o.gif)
   for task in long_tasks:
     video, _ = long_audio.animate(models, task["image"], task["audio"], task["prompt"],

@@ -24,7 +24,7 @@ from jax.sharding import Mesh
 
 from asva_jax.constants import NUM_FRAMES
 from asva_jax.errors import ConfigError
-from asva_jax.training import sharding
+from asva_jax.parallel import sharding
 from asva_jax.training.build import Trainee, build_models
 from asva_jax.training.state import frozen_cast, make_optimizer
 from asva_jax.training.step import jit_train_step, make_train_step

@@ -20,16 +20,17 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
-from absl import logging
 from etils import epath
 
 from asva_jax import storage
 from asva_jax.errors import AsvaError, ConfigError
+from asva_jax.models.attention import kernels_in
 from asva_jax.models.prompts import PromptEncoder
+from asva_jax.parallel import sharding
 from asva_jax.run_folder import shard_frame_size, write_text_encodings
 from asva_jax.schedulers.noise_schedule import PREDICTION_TYPES
 from asva_jax.storage import as_path
-from asva_jax.training import checkpoints, resume_check, sharding
+from asva_jax.training import checkpoints, resume_check
 from asva_jax.training.batches import host_batch, make_loader
 from asva_jax.training.build import build_models
 from asva_jax.training.flops import SOURCE as FLOPS_SOURCE, peak_flops, step_flops
@@ -211,7 +212,9 @@ def make_step(run: Run, state: dict, global_batch: dict):
   flops = step_flops(lowered, int(run.config.train.grad_accum))
   compile_start = time.perf_counter()
   compiled = lowered.compile(compiler_options=compiler_options(run.config))
-  logging.info("compiled the train step in %.1f s", time.perf_counter() - compile_start)
+  if run.primary:  # which kernels this device got (model.attention "auto": cuDNN flash where it compiles)
+    print(f"compiled the train step in {time.perf_counter() - compile_start:.1f} s; attention "
+          f"{kernels_in(compiled.as_text())}, remat {run.config.remat}", flush=True)
   return compiled, flops
 
 

@@ -1,9 +1,21 @@
-"""Starting several JAX processes (TPU pod slices, SLURM, several machines): `jax.distributed`
-with the failure named by the flags that asked for it."""
+"""Several JAX processes (TPU pod slices, SLURM, several machines): starting them (`jax.distributed`,
+with the failure named by the flags that asked for it) and each one's share of independent work."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from asva_jax.errors import AsvaError
+
+
+def share(items: Sequence, index: int | None = None, count: int | None = None) -> list:
+  """Process `index`'s contiguous share of `items` out of `count` processes (this process's by
+  default): the shares are disjoint, cover every item once, and differ in size by at most one."""
+  import jax
+  index = jax.process_index() if index is None else index
+  count = jax.process_count() if count is None else count
+  n = len(items)
+  return list(items[index * n // count:(index + 1) * n // count])
 
 
 def initialize(coordinator_address: str | None = None, num_processes: int | None = None,
