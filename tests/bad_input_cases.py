@@ -410,6 +410,8 @@ CASES: list[Case] = [
     Case("sync-video-zero-byte", SYNC + ["v.mp4"], ["v.mp4"], setup=lambda tmp: zero_byte(tmp / "v.mp4")),
     # benchmarks (run as scripts: they are not installed)
     Case("bench-audio-unknown-size", ["{repo}/benchmarks/audio_encoder.py", "--sizes", "giant"], ["--sizes"]),
+    Case("bench-cpu-paths-bad-structure", ["{repo}/benchmarks/cpu_paths.py", "--denoise", "scan:half:all"],
+         ["--denoise"]),
     Case("bench-unet-bad-batch", ["{repo}/benchmarks/unet_forward.py", "--batch", "two"], ["--batch"]),
     Case("bench-data-bad-size", ["{repo}/benchmarks/data_throughput.py", "--source", "360"], ["--source"]),
     # asva_jax.app (the web app's command; bad uploads are tests/test_app.py's)
