@@ -26,7 +26,6 @@ import jax
 import jax.numpy as jnp
 from absl import app, flags
 from flax import nnx
-from tqdm import tqdm
 
 from asva_jax.commands import runner
 from asva_jax.eval import detectors as D
@@ -34,11 +33,11 @@ from asva_jax.eval import detectors as D
 def define_flags(fv: flags.FlagValues = flags.FLAGS) -> None:
   flags.DEFINE_integer("batch", 2, "items per call for the batched measurement", flag_values=fv)
   flags.DEFINE_integer("repeats", 1, "timed calls per measurement (after one warm-up call)", flag_values=fv)
-  flags.DEFINE_list("networks", ["inception", "i3d", "avsync", "imagebind_vision", "imagebind_audio",
-                                 "imagebind_text"], "networks to time", flag_values=fv)
-  flags.DEFINE_integer("videos", 150, "protocol: test videos (AVSync15: 150)", flag_values=fv)
-  flags.DEFINE_integer("clips", 3, "protocol: clips per video", flag_values=fv)
-  flags.DEFINE_integer("classes", 15, "protocol: IT prompts (AVSync15: 15 classes)", flag_values=fv)
+  flags.DEFINE_list("networks", list(NETWORKS), "networks to time", flag_values=fv)
+  flags.DEFINE_integer("videos", AVSYNC15_TEST_VIDEOS, "protocol: test videos (AVSync15: 150)", flag_values=fv)
+  flags.DEFINE_integer("clips", CLIPS_PER_VIDEO, "protocol: clips per video", flag_values=fv)
+  flags.DEFINE_integer("classes", AVSYNC15_CLASSES, "protocol: IT prompts (AVSync15: 15 classes)",
+                       flag_values=fv)
   flags.DEFINE_integer("vision_blocks", 4, "blocks of the ImageBind vision tower actually built (its 32 "
                        "full-width blocks would need ~9 GB here); the time is scaled to 32 blocks",
                        flag_values=fv)
@@ -46,6 +45,11 @@ def define_flags(fv: flags.FlagValues = flags.FLAGS) -> None:
 
 FRAMES = 12
 TINY_TOWER = dict(embed_dim=64, num_blocks=1, num_heads=1)
+NETWORKS = ("inception", "i3d", "avsync", "imagebind_vision", "imagebind_audio", "imagebind_text")
+# `tiny` (tests, a first look): the networks whose widths are parameters, at a few channels; the
+# Inception networks have no small form and are left out.
+TINY_NETWORKS = ("avsync", "imagebind_vision", "imagebind_audio", "imagebind_text")
+AVSYNC15_TEST_VIDEOS, CLIPS_PER_VIDEO, AVSYNC15_CLASSES = 150, 3, 15
 
 
 def zeros_like_abstract(make):
@@ -55,18 +59,19 @@ def zeros_like_abstract(make):
   return nnx.merge(graphdef, jax.tree.map(lambda x: jnp.zeros(x.shape, x.dtype), state))
 
 
-def imagebind(tower: str, blocks: int | None = None):
+def imagebind(tower: str, blocks: int | None = None, tiny: bool = False):
   """ImageBind-Huge's `tower` at full width (`blocks` of its blocks, default all); the two other
-  towers tiny (memory of this machine)."""
+  towers tiny (memory of this machine); all three tiny with `tiny`."""
   from asva_jax.eval.imagebind import ImageBind, ImageBindConfig
-  small = {f"{t}_{k}": v for t in ("vision", "text", "audio") if t != tower for k, v in TINY_TOWER.items()}
+  small = {f"{t}_{k}": v for t in ("vision", "text", "audio") if tiny or t != tower
+           for k, v in TINY_TOWER.items()}
   if blocks:
     small[f"{tower}_num_blocks"] = blocks
   return zeros_like_abstract(lambda: ImageBind(ImageBindConfig(**small), rngs=nnx.Rngs(0)))
 
 
-def build(name: str, fv):
-  """(module, call(module, n) -> output, unit) for one network at full size."""
+def build(name: str, vision_blocks: int | None = None, tiny: bool = False):
+  """(module, call(module, n) -> output, unit) for one network at full size (or `tiny`)."""
   video = lambda n: jnp.full((n, FRAMES, 256, 256, 3), 0.5, jnp.float32)
   mel = lambda n: jnp.zeros((n, 128, 204), jnp.float32)
   if name == "inception":
@@ -77,14 +82,16 @@ def build(name: str, fv):
     return zeros_like_abstract(InceptionI3d), lambda m, n: D.fvd_features(m, video(n)), "clip"
   if name == "avsync":
     from asva_jax.eval.avsync_classifier import AVSyncClassifier
-    return zeros_like_abstract(AVSyncClassifier), lambda m, n: D.avsync_scores(m, video(n), mel(n)), "clip"
+    make = (lambda: AVSyncClassifier((8, 8, 8, 8, 16), (8, 8, 8, 8, 16), head_dim=16)) if tiny else AVSyncClassifier
+    return zeros_like_abstract(make), lambda m, n: D.avsync_scores(m, video(n), mel(n)), "clip"
   if name == "imagebind_vision":
-    return (imagebind("vision", fv.vision_blocks), lambda m, n: D.image_embeddings(m, video(n)[:, :1]),
+    return (imagebind("vision", vision_blocks, tiny), lambda m, n: D.image_embeddings(m, video(n)[:, :1]),
             "frame")
   if name == "imagebind_audio":
-    return imagebind("audio"), lambda m, n: D.audio_embeddings(m, mel(n)), "clip"
+    return imagebind("audio", tiny=tiny), lambda m, n: D.audio_embeddings(m, mel(n)), "clip"
   if name == "imagebind_text":
-    return imagebind("text"), lambda m, n: D.text_embeddings(m, jnp.ones((n, 77), jnp.int32)), "prompt"
+    return (imagebind("text", tiny=tiny), lambda m, n: D.text_embeddings(m, jnp.ones((n, 77), jnp.int32)),
+            "prompt")
   raise app.UsageError(f"unknown network {name}")
 
 
@@ -96,6 +103,19 @@ def seconds_per_item(module, call, n: int, repeats: int) -> float:
   return (time.perf_counter() - start) / (repeats * n)
 
 
+def measure(name: str, batches, repeats: int, vision_blocks: int | None = None,
+            tiny: bool = False) -> tuple[dict[int, float], str, float]:
+  """({batch: seconds per item}, unit, scale) of one network; `scale` > 1 where a shallower
+  ImageBind vision tower was timed and scaled to its 32 blocks (a ViT block costs the same at
+  every depth)."""
+  module, call, unit = build(name, vision_blocks, tiny)
+  scale = 32 / vision_blocks if name == "imagebind_vision" and vision_blocks and not tiny else 1.0
+  per_item = {n: scale * seconds_per_item(module, call, n, repeats) for n in sorted(set(batches))}
+  del module
+  gc.collect()
+  return per_item, unit, scale
+
+
 def protocol_seconds(per_item: dict[str, float], clips: int, classes: int) -> dict[str, float]:
   """Seconds of each network over the protocol (reference + generated passes)."""
   uses = {"inception": 2 * FRAMES * clips, "i3d": 2 * clips, "avsync": 2 * clips,
@@ -105,6 +125,7 @@ def protocol_seconds(per_item: dict[str, float], clips: int, classes: int) -> di
 
 def main(argv, fv: flags.FlagValues = flags.FLAGS):
   del argv
+  from tqdm import tqdm  # only the command's progress bar: the report imports this module without it
   batch, repeats = fv.batch, fv.repeats
   device = jax.devices()[0]
   print(f"backend: {jax.default_backend()} ({device.device_kind}), {repeats} timed call(s) after a warm-up; "
@@ -112,13 +133,9 @@ def main(argv, fv: flags.FlagValues = flags.FLAGS):
   per_item = {1: {}, batch: {}}
   print(f"\n{'network':18s} {'unit':7s} {'items/s b=1':>12s} {f'items/s b={batch}':>12s}", flush=True)
   for name in tqdm(fv.networks, desc="networks"):
-    module, call, unit = build(name, fv)
-    # A ViT block costs the same at every depth: time a shallower vision tower and scale.
-    scale = 32 / fv.vision_blocks if name == "imagebind_vision" and fv.vision_blocks else 1.0
-    for n in sorted(per_item):
-      per_item[n][name] = scale * seconds_per_item(module, call, n, repeats)
-    del module
-    gc.collect()
+    seconds, unit, scale = measure(name, per_item, repeats, fv.vision_blocks)
+    for n, s in seconds.items():
+      per_item[n][name] = s
     note = f"  ({fv.vision_blocks} of 32 blocks timed, scaled)" if scale != 1.0 else ""
     tqdm.write(f"{name:18s} {unit:7s} {1 / per_item[1][name]:12.3f} {1 / per_item[batch][name]:12.3f}{note}")
   clips = fv.videos * fv.clips

@@ -49,13 +49,15 @@ def define_flags(fv: flags.FlagValues = flags.FLAGS) -> None:
 
 
 def size_config(size: str):
+  """(config, frame size) of a size: tiny, tiny:one_level (configs/tiny.py's variant), medium, full."""
   from asva_jax.training.defaults import base_config
+  size, _, variant = size.partition(":")
   if size == "tiny":
     import importlib.util
     spec = importlib.util.spec_from_file_location("tiny", REPO / "configs" / "tiny.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    return module.get_config(), (32, 32)
+    return module.get_config(variant or None), (32, 32)
   c = base_config()
   c.model.trainable = "temp_audio"
   if size == "medium":
@@ -70,47 +72,55 @@ def size_config(size: str):
   return c, (256, 256)
 
 
-def bench(config, frame_size, batch: int, remat: str, fv):
+def compile_step(config, frame_size, batch: int, remat: str, *, latents: bool = False):
+  """(compiled step, its arguments, row): the trainer's step (asva_jax.training.program) on random
+  models and inputs, lowered and compiled; the row holds the sizes, compile time, FLOPs, XLA's
+  memory analysis (`xla_peak_gib` = what the step needs on a device) and the attention kernel."""
+  from asva_jax.models.attention import kernels_in
   from asva_jax.training.build import build_models
+  from asva_jax.training.memory import peak_bytes
   from asva_jax.training.program import batch_shapes, build_program
   from asva_jax.training.state import count_params
   config.remat = remat
   config.train.batch_size = batch
   model = build_models(config).model
-  shapes = batch_shapes(model, batch, frame_size, latents=fv.latents)
+  shapes = batch_shapes(model, batch, frame_size, latents=latents)
   program, state, frozen = build_program(model, config, sharding.make_mesh(config.mesh))
   del model
   rng = np.random.default_rng(0)
   local = {k: (rng.integers(0, 256, v.shape, dtype=np.uint8) if v.dtype == np.uint8
                else rng.standard_normal(v.shape).astype(v.dtype)) for k, v in shapes.items()}
   gb = sharding.global_batch(local, program.mesh)
-  fn = program.step
   t0 = time.perf_counter()
-  lowered = fn.lower(state, frozen, gb)
+  lowered = program.step.lower(state, frozen, gb)
   flops = step_flops(lowered, int(config.train.grad_accum))
   compiled = lowered.compile()
-  compile_s = time.perf_counter() - t0
-  mem = compiled.memory_analysis()
   row = {"batch": batch, "remat": remat, "trainable": count_params(state["params"]),
-         "frozen": count_params(frozen), "compile_s": compile_s,
-         "gflop_per_step": flops / 1e9 if flops else None}
+         "frozen": count_params(frozen), "compile_s": time.perf_counter() - t0,
+         "gflop_per_step": flops / 1e9 if flops else None, "attention": kernels_in(compiled.as_text())}
+  mem = compiled.memory_analysis()
   if mem is not None:
     row.update(args_gib=mem.argument_size_in_bytes / 2**30, temp_gib=mem.temp_size_in_bytes / 2**30,
-               out_gib=mem.output_size_in_bytes / 2**30)
-  if fv.flops_only:
-    return row
+               out_gib=mem.output_size_in_bytes / 2**30, xla_peak_gib=peak_bytes(compiled) / 2**30)
+  return compiled, (state, frozen, gb), row
+
+
+def time_step(compiled, args, row: dict, steps: int) -> dict:
+  """`row` with the median time of `steps` steps after a warm-up one, clips/s, TFLOP/s per device,
+  MFU (where the device's peak is known) and the allocator's peak (accelerators)."""
+  state, frozen, gb = args
   state, m = compiled(state, frozen, gb)
   jax.block_until_ready(m)
   times = []
-  for _ in range(fv.steps):
+  for _ in range(steps):
     t = time.perf_counter()
     state, m = compiled(state, frozen, gb)
     jax.block_until_ready(m)
     times.append(time.perf_counter() - t)
   step_s = statistics.median(times)
-  row.update(step_s=step_s, clips_per_s=batch / step_s, loss=float(m["loss"]))
-  if flops:
-    per_device = flops / step_s / jax.device_count()
+  row = dict(row, step_s=step_s, clips_per_s=row["batch"] / step_s, loss=float(m["loss"]))
+  if row.get("gflop_per_step"):
+    per_device = row["gflop_per_step"] * 1e9 / step_s / jax.device_count()
     row["tflops_per_device"] = per_device / 1e12
     peak = peak_flops()
     row["mfu"] = per_device / peak if peak else None
@@ -120,20 +130,30 @@ def bench(config, frame_size, batch: int, remat: str, fv):
   return row
 
 
+def bench(config, frame_size, batch: int, remat: str, fv):
+  compiled, args, row = compile_step(config, frame_size, batch, remat, latents=fv.latents)
+  return row if fv.flops_only else time_step(compiled, args, row, fv.steps)
+
+
+def sized_config(size: str, compute: str | None = None, frozen: str | None = None, fsdp: int = 1):
+  """(config, frame size) of `size` in `compute` (default: float32 on CPU, bfloat16 elsewhere)."""
+  config, frame_size = size_config(size)
+  compute = compute or ("float32" if jax.default_backend() == "cpu" else "bfloat16")
+  config.precision.compute = compute
+  config.precision.frozen = frozen or compute
+  config.mesh.fsdp = fsdp
+  return config, frame_size
+
+
 def main(argv, fv: flags.FlagValues = flags.FLAGS):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
   logging.set_verbosity(logging.WARNING)
-  platform = jax.devices()[0].platform
-  compute = fv.compute or ("float32" if platform == "cpu" else "bfloat16")
   print(f"devices: {jax.device_count()} x {jax.devices()[0].device_kind}; size {fv.size}; "
-        f"compute {compute}; FLOPs: {SOURCE}")
+        f"FLOPs: {SOURCE}")
   for batch in (int(b) for b in fv.batch):
     for remat in fv.remat:
-      config, frame_size = size_config(fv.size)
-      config.precision.compute = compute
-      config.precision.frozen = fv.frozen or compute
-      config.mesh.fsdp = fv.fsdp
+      config, frame_size = sized_config(fv.size, fv.compute, fv.frozen, fv.fsdp)
       row = bench(config, frame_size, batch, remat, fv)
       print("  ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()),
             flush=True)

@@ -414,6 +414,8 @@ CASES: list[Case] = [
     Case("sync-video-zero-byte", SYNC + ["v.mp4"], ["v.mp4"], setup=lambda tmp: zero_byte(tmp / "v.mp4")),
     # benchmarks (run as scripts: they are not installed)
     Case("bench-audio-unknown-size", ["{repo}/benchmarks/audio_encoder.py", "--sizes", "giant"], ["--sizes"]),
+    Case("bench-cpu-paths-bad-structure", ["{repo}/benchmarks/cpu_paths.py", "--denoise", "scan:half:all"],
+         ["--denoise"]),
     Case("bench-unet-bad-batch", ["{repo}/benchmarks/unet_forward.py", "--batch", "two"], ["--batch"]),
     Case("bench-data-bad-size", ["{repo}/benchmarks/data_throughput.py", "--source", "360"], ["--source"]),
     # asva_jax.app (the web app's command; bad uploads are tests/test_app.py's)
@@ -425,4 +427,9 @@ CASES: list[Case] = [
          ["--topology v5e:9x9"]),
     Case("bench-train-step-latents-without-vae", ["{repo}/benchmarks/train_step.py", "--latents"],
          ["--latents", "autoencoder=vae"]),
+    # a rerun refuses to overwrite an earlier report
+    Case("bench-report-out-holds-a-report", ["{repo}/benchmarks/report.py", "--out", "r"],
+         ["--out r", "report.json", "exists"], setup=_both(_mkdir("r"), _file("r/report.json"))),
+    Case("bench-report-unknown-section", ["{repo}/benchmarks/report.py", "--sections", "train,speed"],
+         ["--sections", "speed"]),
 ]

@@ -14,6 +14,7 @@ from diffusers import DDIMScheduler, DDPMScheduler, PNDMScheduler
 from flax import nnx
 
 from asva_jax.pipeline import denoise
+from asva_jax.pipeline.guidance import GuidanceError
 from tests.reference_models import SD15_SCHEDULER
 
 # The module, not the function of the same name that `asva_jax.pipeline` exports.
@@ -182,6 +183,28 @@ def test_real_unet_at_the_pipelines_shapes():
   ours = denoise(unet, latents, audio_guidance=4.0, num_inference_steps=2, **cond)
   ref = reference(unet, latents, cond, 4.0, 1.0, 2, "pndm", frames=12)
   assert rel(ours, ref) < 1e-5
+
+
+@pytest.mark.parametrize("scheduler", ["pndm", "ddpm"])
+def test_loop_of_calls_equals_the_scan(scheduler):
+  """The two loop structures (one program, or one jitted step per UNet call) compute the same."""
+  unet, cond, latents = StandInUNet(4), conditions(4), initial_latents(4)
+  run = lambda loop: np.asarray(denoise(unet, latents, audio_guidance=4.0, text_guidance=2.0,  # noqa: E731
+                                        num_inference_steps=4, scheduler=scheduler, loop=loop,
+                                        key=jax.random.key(1), **cond))
+  scan = run("scan")
+  assert rel(run("calls"), scan) < 1e-6
+  assert rel(scan, latents) > 1e-2
+
+
+def test_one_clip_per_unet_call_equals_the_whole_batch():
+  """clips_per_call=1 (CPU's choice) regroups the branch-major batch clip by clip and back."""
+  unet, cond, latents = StandInUNet(5), conditions(5, null_batch=B), initial_latents(5)
+  run = lambda c: np.asarray(denoise(unet, latents, audio_guidance=4.0, text_guidance=2.0,  # noqa: E731
+                                     num_inference_steps=3, clips_per_call=c, **cond))
+  assert rel(run(1), run(None)) < 1e-6
+  with pytest.raises(GuidanceError, match="clips_per_call"):
+    run(3)
 
 
 def test_scales_are_traced_and_null_conditions_broadcast():

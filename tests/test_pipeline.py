@@ -158,6 +158,17 @@ def test_audio_that_does_not_fill_a_window_does_not_end_on_a_reset(models):
   assert not np.array_equal(video[12], video[0])
 
 
+def test_long_audio_takes_the_frame_rate_of_the_run_spec(models, monkeypatch):
+  """A run at 4 fps: 5 s of audio is 20 frames, the tail window starts at 11/4 s (anchored)."""
+  import dataclasses
+  at_4 = dataclasses.replace(models, spec=dataclasses.replace(models.spec, fps=4))
+  c, audio = clip(5.0)
+  windows = record_windows(monkeypatch)
+  video, starts = long_audio.animate(at_4, c.image, audio, c.prompt, batch_size=1, progress=False, **OPTIONS)
+  assert len(video) == 20 and starts == [0.0, 11 / 4]
+  np.testing.assert_array_equal(windows[1]["clip"].audio, audio[44000:44000 + 32000])  # 2 s from 11/4 s
+
+
 def test_window_plans():
   W = long_audio.Window
   assert long_audio.windows(2.0, "anchored", 12) == [W(0.0, False)]

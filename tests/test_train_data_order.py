@@ -26,7 +26,7 @@ def stream(process_count: int, steps: int, start_step: int = 0) -> list[list[tup
     rows = []
     for order in hosts:
       for r in range(local):
-        step, row, record = order.locate(i * local + r)
+        step, row, record = order.locate(i, r)
         assert step == start_step + i
         rows.append((row, record))
     out.append(rows)

@@ -76,6 +76,35 @@ def test_cadence_change_resumes_says_so_and_keeps_what_retention_says(reference,
   assert sorted(int(p.name) for p in (workdir / "checkpoints").iterdir() if p.name.isdigit()) == [5, 7, 8]
 
 
+def test_checkpoints_hold_no_data_item_and_old_steps_with_one_resume(reference, shards, tmp_path,
+                                                                      tmp_path_factory, capsys):
+  """Steps no longer save grain's iterator state; a step written before, which holds one (a `data`
+  item listed in the step's metadata), resumes and continues with the reference's losses."""
+  import grain.python as grain
+  from asva_jax.data import open_split, train_stream
+  from asva_jax.training.trainer import train
+  workdir = copy(reference, tmp_path)
+  assert not list((workdir / "checkpoints").glob("*/data")), "a step saved a data item"
+  for step in (6, 8):
+    shutil.rmtree(workdir / "checkpoints" / str(step))
+  step_dir = workdir / "checkpoints" / "4"
+  iterator = iter(train_stream(open_split(shards, "train"), seed=0, global_batch=2, process_index=0,
+                               process_count=1))
+  next(iterator)
+  (step_dir / "data").mkdir()
+  grain.PyGrainCheckpointHandler().save(step_dir / "data", args=grain.PyGrainCheckpointSave(iterator))
+  (step_dir / "data" / "commit_success.txt").write_text("Checkpoint commit was successful")
+  step_meta = json.loads((step_dir / "_CHECKPOINT_METADATA").read_text())
+  step_meta["item_handlers"]["data"] = "grain._src.python.checkpoint.handler.CheckpointHandler"
+  (step_dir / "_CHECKPOINT_METADATA").write_text(json.dumps(step_meta))
+  assert list((step_dir / "data").glob("process_0-of-1.json"))
+  use_cache(tmp_path_factory)
+  resumed = train(tiny_config(shards), workdir)
+  assert "resuming at step 4 of 8" in capsys.readouterr().out
+  np.testing.assert_array_equal(losses(resumed), losses(metrics(reference))[4:])
+  assert not (workdir / "checkpoints" / "8" / "data").exists()
+
+
 def test_only_damaged_steps_are_skipped_and_all_damaged_refuses(reference, shards, tmp_path, capsys):
   from asva_jax.training.checkpoints import DamagedCheckpoints
   from asva_jax.training.trainer import train

@@ -1,5 +1,6 @@
 """The video UNet against the original PyTorch AVSyncD UNet (fixture saved by the original code)."""
 
+import functools
 from pathlib import Path
 
 import jax
@@ -23,9 +24,9 @@ def unet():
   return import_unet(DATA / "unet")[0]
 
 
-@nnx.jit
-def forward(unet, sample, timestep, text_states, audio_states, audio_mask):
-  return unet(sample, timestep, text_states, audio_states, audio_mask)
+@functools.partial(nnx.jit, static_argnames="audio_keys")
+def forward(unet, sample, timestep, text_states, audio_states, audio_mask, audio_keys=None):
+  return unet(sample, timestep, text_states, audio_states, audio_mask, audio_keys=audio_keys)
 
 
 def run(unet, io, **overrides):
@@ -50,6 +51,16 @@ def test_matches_original(io, unet):
 def test_reference_attention_matches_original(io):
   unet, _ = import_unet(DATA / "unet", attention="reference")
   assert_close(run(unet, io), io["expected"])
+
+
+def test_gathered_audio_keys_match_original(io, unet):
+  """Each frame attending to its own 25 of 229 audio tokens (gathered) is the masked attention."""
+  from asva_jax.models.unet_3d import audio_keys_per_frame
+  keys = int(io["audio_mask"].sum(-1).max())
+  assert keys < io["audio_mask"].shape[-1]
+  assert audio_keys_per_frame(io["audio_mask"], backend="cpu") == keys
+  assert audio_keys_per_frame(io["audio_mask"], backend="gpu") is None
+  assert_close(run(unet, io, audio_keys=keys), io["expected"])
 
 
 def test_bin_weights_load_like_safetensors(io, tmp_path):

@@ -32,10 +32,12 @@ def shard_options(process_index: int | None, process_count: int | None,
                             drop_remainder=drop_remainder)
 
 
-def read_options(batch_size: int, read_threads: int) -> grain.ReadOptions:
-  """A small read-ahead: a record holds every frame of a video (megabytes), and grain's
-  default of 500 records per worker would hold gigabytes."""
-  return grain.ReadOptions(num_threads=read_threads, prefetch_buffer_size=max(8, 2 * batch_size))
+def read_options(clips_per_record: int, batch_size: int, read_threads: int) -> grain.ReadOptions:
+  """A small read-ahead, about two batches and one record per read thread: a video holds every frame
+  (megabytes), and grain's default of 500 records per worker would hold gigabytes. A record of the
+  eval loader is one clip, one of the training stream a whole host batch."""
+  prefetch = max(8 // clips_per_record, 2 * batch_size // clips_per_record, read_threads)
+  return grain.ReadOptions(num_threads=read_threads, prefetch_buffer_size=prefetch)
 
 
 def eval_loader(data_dir: str | os.PathLike, batch_size: int, *, split: str = "test",
@@ -56,4 +58,4 @@ def eval_loader(data_dir: str | os.PathLike, batch_size: int, *, split: str = "t
   return grain.DataLoader(
       data_source=clips_source, sampler=sampler,
       operations=[FixedClip(), grain.Batch(batch_size, drop_remainder=False)],
-      worker_count=worker_count, read_options=read_options(batch_size, read_threads))
+      worker_count=worker_count, read_options=read_options(1, batch_size, read_threads))

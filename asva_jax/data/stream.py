@@ -6,11 +6,13 @@ the records (`drop_last` per epoch, docs/reference.md §6.5), and each clip's ra
 flip from (seed, j, row). Host h of P reads only rows [h·G/P, (h+1)·G/P) of each
 global batch, so one process and N processes train on the same batches, and a
 run can resume on a different number of hosts: it restarts the stream at its step
-(`start_step`). grain decodes the clips (worker processes optional).
+(`start_step`). One item of the data source is one host batch of one step, so grain's worker
+processes (`worker_count` > 0; item i goes to worker i mod W, read back round-robin) give the
+same batches, in the same order, as loading in this process.
 
 The iterator is checkpointable: `it.get_state()` -> bytes; a new stream's iterator after
-`it.set_state(state)` yields exactly the batches that would have come next (also through
-`grain.PyGrainCheckpointHandler` with Orbax).
+`it.set_state(state)` yields exactly the batches that would have come next. The trainer's
+checkpoints do not save it: a resumed run restarts the stream at its step.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ STREAM_STEPS = 2 ** 31  # the stream is longer than any run; the loop stops at t
 
 
 class GlobalOrder(grain.RandomAccessDataSource):
-  """Host-local item i -> the clip at its place in the global batch stream (from `start_step`)."""
+  """Item i -> this host's rows of global batch `start_step + i`, decoded and stacked."""
 
   def __init__(self, source, *, seed: int, global_batch: int, process_index: int, process_count: int,
                start_step: int = 0):
@@ -46,7 +48,7 @@ class GlobalOrder(grain.RandomAccessDataSource):
 
   def __len__(self) -> int:
     # Fixed, so that a saved iterator state fits a resumed run with another num_steps.
-    return STREAM_STEPS * self.local
+    return STREAM_STEPS
 
   def order(self, epoch: int) -> np.ndarray:
     cached_epoch, order = self._cached
@@ -55,18 +57,22 @@ class GlobalOrder(grain.RandomAccessDataSource):
       self._cached = (epoch, order)
     return order
 
-  def locate(self, index: int) -> tuple[int, int, int]:
-    """Host-local item `index` -> (global step, row in the global batch, record index)."""
-    step, row = divmod(int(index), self.local)
-    step += self.start_step
-    row += self.offset
+  def locate(self, item: int, local_row: int) -> tuple[int, int, int]:
+    """Row `local_row` of this host's part of item `item` -> (global step, row in the global batch,
+    record index)."""
+    step = self.start_step + int(item)
+    row = self.offset + int(local_row)
     epoch, batch = divmod(step, self.per_epoch)
     return step, row, int(self.order(epoch)[batch * self.global_batch + row])
 
-  def __getitem__(self, index: int) -> dict:
+  def __getitem__(self, item: int) -> dict:
+    """This host's batch of one step: each example as grain.Batch would stack it."""
+    examples = [self.example(*self.locate(item, r)) for r in range(self.local)]
+    return {key: np.stack([e[key] for e in examples]) for key in examples[0]}
+
+  def example(self, step: int, row: int, record_index: int) -> dict:
     """The example of `transforms.make_clip`: start ~ U[0, duration - 2], then a fair coin for the
     flip (docs/reference.md §6.6), both drawn from (seed, global step, row) alone."""
-    step, row, record_index = self.locate(index)
     record = self.source[record_index]
     rng = np.random.default_rng([self.seed, step, row, 1])
     start = clips.random_start(rng, float(record["duration"]))
@@ -86,6 +92,5 @@ def train_stream(source, *, seed: int, global_batch: int, process_index: int, pr
                       process_count=process_count, start_step=start_step)
   sampler = grain.IndexSampler(num_records=len(order), shard_options=grain.NoSharding(), shuffle=False,
                                num_epochs=1, seed=0)
-  return grain.DataLoader(data_source=order, sampler=sampler,
-                          operations=[grain.Batch(order.local, drop_remainder=True)],
-                          worker_count=int(worker_count), read_options=read_options(order.local, read_threads))
+  return grain.DataLoader(data_source=order, sampler=sampler, operations=[], worker_count=int(worker_count),
+                          read_options=read_options(order.local, order.local, read_threads))

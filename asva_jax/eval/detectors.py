@@ -2,7 +2,7 @@
 
 Clips come as `video` (B, F, H, W, 3) float in [0, 1] at the generation size and `mel`
 (B, 128, 204) normalised log-mel. Each network gets its own input as the original
-prepares it (antialiased bicubic resizes, `asva_jax.eval.resize`):
+prepares it (antialiased bicubic resizes, `asva_jax.eval.preprocess`):
 
   FID      Inception pool features of every frame          (B, F, D)   229 px, x*2-1
   FVD      I3D features of the whole clip                  (B, 400)    224 px, x*2-1
@@ -24,7 +24,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from asva_jax.eval.resize import preprocess_clip, preprocess_fid, preprocess_fvd
+from asva_jax.eval.preprocess import preprocess_clip, preprocess_fid, preprocess_fvd
 
 
 def _highest(fn):

@@ -17,6 +17,13 @@ from asva_jax.constants import FPS, SAMPLE_RATE
 VIDEO_CODEC = "libx264"  # PyAV's bundled FFmpeg has it; checked by `video_codec()`
 AUDIO_CODEC = "aac"
 _AAC_FRAME = 1024
+# Single-threaded x264 without macroblock-tree rate control. With mbtree on (x264's default), x264's
+# AVX-512 code gave different bytes for the same frames now and then, depending on what the process
+# had run before (measured 2026-12-05 on an AVX-512 AMD EPYC: ~5 % of encodes differed when other
+# numpy work ran between them; 0 of 300 with mbtree=0, as with aq-mode=0 or asm=AVX2, and 0 under
+# valgrind, which has no AVX-512). `asm=AVX2` would break CPUs without AVX2 and non-x86 builds;
+# mbtree=0 only costs a little compression at our high quality (crf 12).
+X264_OPTIONS = {"threads": "1", "x264-params": "mbtree=0"}
 
 
 def video_codec() -> str:
@@ -33,8 +40,8 @@ def write_mp4(path: str | os.PathLike, frames: np.ndarray | None, fps: int,
   audio start that much later than the video: `audio`'s first sample is presented at
   that time (rounded to whole samples; the AAC encoder's ~1024 priming samples then
   remain in the stream just before it), as in files whose streams start apart.
-  Single-threaded x264 so the bytes depend only on the input. Written to a temporary
-  name, then renamed.
+  The bytes depend only on the input (see `X264_OPTIONS`). Written to a temporary name, then
+  renamed.
   """
   if frames is None and audio is None:
     raise ValueError(f"{path}: nothing to write (no frames and no audio)")
@@ -59,7 +66,7 @@ def _mux(container, frames, fps, audio, sample_rate, crf, audio_delay) -> None:
     vstream = container.add_stream(video_codec(), rate=fps)
     vstream.height, vstream.width = frames.shape[1:3]
     vstream.pix_fmt = "yuv420p"
-    vstream.options = {"crf": str(crf), "threads": "1"} if video_codec() == VIDEO_CODEC else {}
+    vstream.options = {"crf": str(crf), **X264_OPTIONS} if video_codec() == VIDEO_CODEC else {}
   if audio is not None:
     audio = np.atleast_2d(np.asarray(audio, np.float32))
     astream = container.add_stream(AUDIO_CODEC, rate=sample_rate)

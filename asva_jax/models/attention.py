@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 
 import jax
@@ -19,7 +20,9 @@ def dot_product_attention(q: jax.Array, k: jax.Array, v: jax.Array, mask: jax.Ar
 
   `mask` is boolean, True = may attend, broadcastable to (B, heads, T_q, T_k).
   "reference" is the exact float32 formula; the others go through
-  `jax.nn.dot_product_attention` ("auto" lets JAX pick cuDNN flash on GPU).
+  `jax.nn.dot_product_attention`. "auto" is cuDNN flash attention on a GPU where it compiles
+  for these shapes and dtype (forward and gradient), JAX's XLA formula elsewhere
+  (`kernel_for`); a compiled program shows which runs (`kernels_in`).
   """
   if implementation == "reference":
     scale = 1.0 / math.sqrt(q.shape[-1])
@@ -30,8 +33,41 @@ def dot_product_attention(q: jax.Array, k: jax.Array, v: jax.Array, mask: jax.Ar
     return jnp.einsum("bhqk,bkhd->bqhd", probs, v.astype(jnp.float32)).astype(q.dtype)
   if implementation not in IMPLEMENTATIONS:
     raise ValueError(f"attention implementation {implementation!r} not in {IMPLEMENTATIONS}")
-  impl = None if implementation == "auto" else implementation
+  impl = kernel_for(q, k, v, mask) if implementation == "auto" else implementation
   return jax.nn.dot_product_attention(q, k, v, mask=mask, implementation=impl)
+
+
+def kernel_for(q, k, v, mask=None) -> str | None:
+  """The kernel "auto" runs: "cudnn" on a GPU backend when it compiles for these shapes, else None
+  (JAX's XLA attention: on every other backend exactly what "auto" ran before)."""
+  if jax.default_backend() != "gpu":
+    return None
+  shape = lambda x: None if x is None else (tuple(x.shape), jnp.dtype(x.dtype).name)  # noqa: E731
+  return "cudnn" if cudnn_compiles(shape(q), shape(k), shape(v), shape(mask)) else None
+
+
+@functools.lru_cache(maxsize=None)
+def cudnn_compiles(q, k, v, mask) -> bool:
+  """Whether cuDNN's fused attention compiles, forward and gradient, for these (shape, dtype)s.
+  cuDNN refuses some head sizes, float32 and some masks; asking its compiler is the only complete
+  test. Cached: one small compilation per distinct attention shape."""
+  def loss(q, k, v, mask):
+    out = jax.nn.dot_product_attention(q, k, v, mask=mask, implementation="cudnn")
+    return out.astype(jnp.float32).sum()
+  spec = lambda x: None if x is None else jax.ShapeDtypeStruct(x[0], x[1])  # noqa: E731
+  try:
+    jax.jit(jax.value_and_grad(loss, argnums=(0, 1, 2))).lower(
+        spec(q), spec(k), spec(v), spec(mask)).compile()
+  except Exception:  # any refusal (unsupported shape, dtype, mask, cuDNN version) means: use XLA
+    return False
+  return True
+
+
+def kernels_in(compiled_text: str) -> str:
+  """Which attention a compiled program runs, read from its text (`compiled.as_text()`): cuDNN's
+  fused-attention custom calls when present (forward and backward counted), else XLA's."""
+  n = compiled_text.count("__cudnn$fmha")
+  return f"cudnn flash ({n} fused calls)" if n else "xla"
 
 
 class Attention(nnx.Module):

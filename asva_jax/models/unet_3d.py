@@ -11,6 +11,7 @@ import os
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from flax import nnx
 
 from asva_jax import component_folders
@@ -80,13 +81,19 @@ class AudioUNet3D(nnx.Module):
     self.conv_out = FFInflatedConv(ch[0], config.out_channels, 3, padding=1, **kw)
 
   def __call__(self, sample: jax.Array, timestep: jax.Array, text_states: jax.Array,
-               audio_states: jax.Array | None = None, audio_mask: jax.Array | None = None) -> jax.Array:
+               audio_states: jax.Array | None = None, audio_mask: jax.Array | None = None,
+               audio_keys: int | None = None) -> jax.Array:
     """Noise prediction shaped like `sample`.
 
     sample (B, F, H, W, C); timestep scalar or (B,); text_states (B, F, N, D) or
     (B, N, D); audio_states (B, F, T, D) or (B, T, D); audio_mask (B, F, T) or
     (F, T), boolean, True = may attend. A per-video (3-D) text/audio context is
     projected once and shared by all frames, which equals repeating it per frame.
+
+    audio_keys (static): when every frame may attend at most this many (and at least one) audio
+    tokens, each frame's audio cross-attention runs over its own tokens only, gathered before the
+    projections: the same softmax without the masked-out scores (AVSyncD's windows: 25 of 229).
+    `audio_keys_per_frame` gives the value for a mask, or None where the full masked form is faster.
     """
     b, f = sample.shape[:2]
     dtype = self.dtype
@@ -106,6 +113,8 @@ class AudioUNet3D(nnx.Module):
         mask = jnp.ones((b, f, audio.shape[2]), bool)
       else:
         mask = jnp.broadcast_to(jnp.asarray(audio_mask, bool), (b, f, audio.shape[2]))
+      if audio_keys is not None and audio_keys < audio.shape[2]:
+        audio, mask = gather_audio_keys(audio, mask, audio_keys)
 
     x = self.conv_in(sample.astype(dtype))
     skips = [x]
@@ -117,6 +126,24 @@ class AudioUNet3D(nnx.Module):
       x, skips = block(x, skips, emb, text, audio, mask)
     x = jax.nn.silu(self.conv_norm_out(x))
     return self.conv_out(x)
+
+
+def gather_audio_keys(audio: jax.Array, mask: jax.Array, keys: int) -> tuple[jax.Array, jax.Array]:
+  """Each frame's first `keys` visible tokens (in token order, then masked ones as padding):
+  audio (B, F|1, T, D), mask (B, F, T) -> (B, F, keys, D), (B, F, keys)."""
+  index = jnp.argsort(~mask, axis=-1, stable=True)[..., :keys]
+  audio = jnp.broadcast_to(audio, mask.shape + audio.shape[-1:])
+  return (jnp.take_along_axis(audio, index[..., None], axis=2),
+          jnp.take_along_axis(mask, index, axis=-1))
+
+
+def audio_keys_per_frame(audio_mask, backend: str | None = None) -> int | None:
+  """`audio_keys` for a concrete mask (B, F, T) or (F, T), or None where the gathered form is not
+  the chosen structure: CPU only for now (docs/cpu_speed.md; GPU/TPU not measured yet)."""
+  if audio_mask is None or (backend or jax.default_backend()) != "cpu":
+    return None
+  counts = np.asarray(audio_mask, bool).sum(axis=-1)
+  return int(counts.max()) if counts.min() > 0 else None
 
 
 def _per_frame(states: jax.Array, name: str) -> jax.Array:

@@ -13,6 +13,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from asva_jax.models.unet_3d import AudioUNet3D, audio_keys_per_frame
 from asva_jax.pipeline import guidance
 from asva_jax.schedulers import Plan, make_plan
 from asva_jax.schedulers.noise_schedule import PREDICTION_TYPES, epsilon_from_output, scaled_linear_alphas_cumprod
@@ -21,7 +22,8 @@ from asva_jax.schedulers.noise_schedule import PREDICTION_TYPES, epsilon_from_ou
 def denoise(unet, latents, *, text, audio, audio_mask, null_text, null_audio, null_audio_mask,
             audio_guidance=4.0, text_guidance=1.0, num_inference_steps=50, scheduler="pndm",
             eta: float = 0.0, key: jax.Array | None = None, prediction_type: str = "epsilon",
-            alphas_cumprod=None) -> jax.Array:
+            alphas_cumprod=None, loop: str | None = None, audio_keys: int | str | None = "auto",
+            clips_per_call: int | str | None = "auto") -> jax.Array:
   """Runs the whole sampler and returns the final latents (same shape), before decoding.
 
   latents (B, F, h, w, c), channels-last: frame 0 the scaled image latent, frames 1..F-1
@@ -49,6 +51,12 @@ def denoise(unet, latents, *, text, audio, audio_mask, null_text, null_audio, nu
   branches share one batched UNet call per step. The loop is one `lax.scan` under
   `jax.jit`: the same shapes, sampler and guidance mode reuse one compilation, and the
   scales are traced (4.0 -> 8.0 does not recompile; 4.0 -> 1.0 changes the mode).
+  loop: "scan" (the whole loop as one program) or "calls" (one jitted step per UNet call, the same
+  arithmetic); None picks `default_loop()`, the faster structure on this backend.
+  audio_keys: the UNet's `audio_keys` (each frame attends to its own audio tokens only); "auto" is
+  `audio_keys_per_frame` of the mask (the faster structure on this backend), None the full masked form.
+  clips_per_call: UNet calls take this many clips (with all their guidance branches) at a time, one
+  after another; None: the whole batch in one call; "auto": `default_clips_per_call()`.
   """
   if prediction_type not in PREDICTION_TYPES:
     raise guidance.GuidanceError(f"prediction_type {prediction_type!r}: expected one of {PREDICTION_TYPES}")
@@ -74,9 +82,24 @@ def denoise(unet, latents, *, text, audio, audio_mask, null_text, null_audio, nu
   scales = jnp.asarray([audio_guidance, text_guidance], jnp.float32)
   tables = {k: jnp.asarray(v) for k, v in plan.tables.items()}
   alphas = jnp.asarray(scaled_linear_alphas_cumprod() if alphas_cumprod is None else alphas_cumprod, jnp.float32)
-  out = _loop(graphdef, state, latents.astype(jnp.float32), conds, scales, jnp.asarray(plan.timesteps),
+  loop = default_loop() if loop is None else loop
+  if loop not in LOOPS:
+    raise guidance.GuidanceError(f"loop {loop!r}: expected one of {LOOPS}")
+  run = _loop if loop == "scan" else _calls
+  if clips_per_call == "auto":
+    clips_per_call = default_clips_per_call()
+  if clips_per_call is not None and (not isinstance(clips_per_call, int) or clips_per_call < 1
+                                     or b % clips_per_call):
+    raise guidance.GuidanceError(f"clips_per_call {clips_per_call!r}: expected None, 'auto' or a positive "
+                                 f"divisor of the batch ({b})")
+  if isinstance(audio_keys, str):
+    if audio_keys != "auto":
+      raise guidance.GuidanceError(f"audio_keys {audio_keys!r}: expected 'auto', None or an int")
+    audio_keys = audio_keys_per_frame(conds[2]) if isinstance(unet, AudioUNet3D) else None
+  out = run(graphdef, state, latents.astype(jnp.float32), conds, scales, jnp.asarray(plan.timesteps),
               tables, key if plan.stochastic else None, alphas, mode=mode, init=plan.init, step=plan.step,
-              prediction_type=prediction_type if convert else "epsilon")
+              prediction_type=prediction_type if convert else "epsilon", audio_keys=audio_keys,
+              clips_per_call=clips_per_call)
   return out.astype(latents.dtype)
 
 
@@ -89,25 +112,85 @@ def step_noise(key: jax.Array, i, shape) -> jax.Array:
   return jax.vmap(lambda k: jax.random.normal(jax.random.fold_in(k, i), shape[1:], jnp.float32))(key)
 
 
-@functools.partial(jax.jit, static_argnames=("graphdef", "mode", "init", "step", "prediction_type"))
-def _loop(graphdef, state, latents, conds, scales, timesteps, tables, key, alphas, *, mode, init, step,
-          prediction_type):
-  """prediction_type: the UNet's output, converted to ε per call; "epsilon" passes it on as is."""
+LOOPS = ("scan", "calls")
+
+
+def default_loop() -> str:
+  """The loop structure that measured faster on the current backend (docs/cpu_speed.md §2):
+  "scan" everywhere (one program, no per-step dispatch)."""
+  return "scan"
+
+
+def default_clips_per_call() -> int | None:
+  """CPU: one clip per UNet call (a batch's activations outgrow the caches and batch 8 cost more per
+  clip than batch 1, docs/cpu_speed.md); elsewhere the whole batch in one call."""
+  return 1 if jax.default_backend() == "cpu" else None
+
+
+def _in_groups(fn, clips: int | None, branches: int, *args):
+  """fn(*args) over branch-major batches (branches * B, ...), `clips` clips (all their branches) per
+  call, one call after another (`lax.map`); None: one call for the whole batch."""
+  b = args[0].shape[0] // branches
+  if clips is None or clips >= b:
+    return fn(*args)
+  groups = lambda a: a.reshape((branches, b // clips, clips) + a.shape[1:]).swapaxes(0, 1).reshape(  # noqa: E731
+      (b // clips, branches * clips) + a.shape[1:])
+  out = jax.lax.map(lambda a: fn(*a), tuple(groups(a) for a in args))
+  return out.reshape((b // clips, branches, clips) + out.shape[2:]).swapaxes(0, 1).reshape(
+      (branches * b,) + out.shape[2:])
+
+
+def _body(graphdef, state, conds, scales, key, alphas, shape, carry, xs, *, mode, step, prediction_type,
+          audio_keys, clips_per_call):
+  """One sampler step: all guidance branches in one UNet call, guidance, the sampler's update."""
   text, audio, mask = conds
   branches = len(guidance.BRANCHES[mode])
+  x, sched_state = carry
+  t, i, tab = xs
+  unet = nnx.merge(graphdef, state)
+  options = {} if audio_keys is None else dict(audio_keys=audio_keys)
+  call = lambda x, text, audio, mask: unet(x, t, text, audio, mask, **options)  # noqa: E731
+  out = _in_groups(call, clips_per_call, branches, jnp.concatenate([x] * branches), text, audio,
+                   mask).astype(jnp.float32)
+  out = guidance.combine(mode, out, scales[0], scales[1])
+  out = epsilon_from_output(out, x, t, alphas, prediction_type)
+  noise = None if key is None else step_noise(key, i, shape)
+  prev, sched_state = step(tab, sched_state, i, out[:, 1:], x[:, 1:], noise)
+  return x.at[:, 1:].set(prev.astype(x.dtype)), sched_state
+
+
+@functools.partial(jax.jit, static_argnames=("graphdef", "mode", "init", "step", "prediction_type",
+                                                   "audio_keys", "clips_per_call"))
+def _loop(graphdef, state, latents, conds, scales, timesteps, tables, key, alphas, *, mode, init, step,
+          prediction_type, audio_keys, clips_per_call):
+  """prediction_type: the UNet's output, converted to ε per call; "epsilon" passes it on as is."""
   sample = latents[:, 1:]
-
-  def body(carry, xs):
-    x, sched_state = carry
-    t, i, tab = xs
-    unet = nnx.merge(graphdef, state)
-    out = unet(jnp.concatenate([x] * branches), t, text, audio, mask).astype(jnp.float32)
-    out = guidance.combine(mode, out, scales[0], scales[1])
-    out = epsilon_from_output(out, x, t, alphas, prediction_type)
-    noise = None if key is None else step_noise(key, i, sample.shape)
-    prev, sched_state = step(tab, sched_state, i, out[:, 1:], x[:, 1:], noise)
-    return (x.at[:, 1:].set(prev.astype(x.dtype)), sched_state), None
-
+  body = functools.partial(_body, graphdef, state, conds, scales, key, alphas, sample.shape, mode=mode,
+                           step=step, prediction_type=prediction_type, audio_keys=audio_keys,
+                           clips_per_call=clips_per_call)
   n = timesteps.shape[0]
-  (x, _), _ = jax.lax.scan(body, (latents, init(sample)), (timesteps, jnp.arange(n), tables))
+  (x, _), _ = jax.lax.scan(lambda c, xs: (body(c, xs), None), (latents, init(sample)),
+                           (timesteps, jnp.arange(n), tables))
   return x
+
+
+@functools.partial(jax.jit, static_argnames=("graphdef", "mode", "step", "prediction_type", "audio_keys",
+                                                   "clips_per_call"))
+def _call(graphdef, state, carry, conds, scales, timesteps, tables, i, key, alphas, *, mode, step,
+          prediction_type, audio_keys, clips_per_call):
+  """Step i of the loop as its own program (the "calls" structure)."""
+  xs = (timesteps[i], i, jax.tree.map(lambda a: a[i], tables))
+  return _body(graphdef, state, conds, scales, key, alphas, carry[0][:, 1:].shape, carry, xs, mode=mode,
+               step=step, prediction_type=prediction_type, audio_keys=audio_keys,
+               clips_per_call=clips_per_call)
+
+
+def _calls(graphdef, state, latents, conds, scales, timesteps, tables, key, alphas, *, mode, init, step,
+           prediction_type, audio_keys, clips_per_call):
+  """The same loop as `_loop`, one jitted step per UNet call driven from Python."""
+  carry = (latents, jax.jit(init)(latents[:, 1:]))
+  for i in range(timesteps.shape[0]):
+    carry = _call(graphdef, state, carry, conds, scales, timesteps, tables, jnp.int32(i), key, alphas,
+                  mode=mode, step=step, prediction_type=prediction_type, audio_keys=audio_keys,
+                  clips_per_call=clips_per_call)
+  return carry[0]

@@ -1,7 +1,8 @@
 """Audio longer than one 2-s window, animated whole: one window after another.
 
-Two ways to chain windows (F frames per window at 6 fps); the video has round(6 · duration)
-frames (at least F), frame n at time n/6 s:
+Two ways to chain windows (F frames per window at the run's frame rate r, `RunSpec.fps`: 6 fps
+in the recipe, the rate the times below assume); the video has round(r · duration) frames (at
+least F), frame n at time n/r s:
   continuous  window k starts at k·(F-1)/6 s and its frame 0 is the previous window's last
               frame (its final latent, handed over without a decode/encode round trip); each
               window adds F-1 new frames. No reset at the seams, but appearance can drift as
@@ -11,8 +12,8 @@ frames (at least F), frame n at time n/6 s:
               to the image at every seam. Frames left over after the last whole window (an
               audio that does not fill a further window: 2.2 s, 5 s) come from one continuous
               window after it, so the video never ends on a jump back to the image.
-A window's audio is the 2 s from its frame 0's time (zeros past the end of the track); the
-output keeps the whole audio, and the frames are cut to its length.
+A window's audio is the run's `audio_seconds` (2 s) from its frame 0's time (zeros past the end
+of the track); the output keeps the whole audio, and the frames are cut to its length.
 """
 
 from __future__ import annotations
@@ -67,15 +68,16 @@ def animate(models, image: np.ndarray, audio: np.ndarray, prompt: str, *, mode: 
             seed: int = 0, batch_size: int = 4, progress: bool = True, **options):
   """uint8 frames (N, H, W, 3) for the whole 16-kHz `audio`, and the window start times.
 
-  N = round(duration · 6) frames (at least one window); every window samples with `seed`.
-  `options` go to `pipeline.sample` (guidance, steps, scheduler).
+  N = round(duration · fps) frames (at least one window), at the frame rate of the models' run
+  spec; every window samples with `seed`. `options` go to `pipeline.sample` (guidance, steps,
+  scheduler).
   """
   from tqdm import tqdm
   duration = len(audio) / inputs.SAMPLE_RATE
   inputs.check_length(audio, "audio")
-  f = num_frames(models)
-  plan = windows(duration, mode, f)
-  clips = [Clip(image, inputs.window(audio, w.start, f / inputs.FPS), prompt) for w in plan]
+  f, fps, seconds = num_frames(models), int(models.spec.fps), float(models.spec.audio_seconds)
+  plan = windows(duration, mode, f, fps)
+  clips = [Clip(image, inputs.window(audio, w.start, seconds), prompt) for w in plan]
   fresh = [c for c, w in zip(clips, plan) if not w.continues]  # a prefix of the windows
   frames, latents = sample_batched(models, fresh, batch_size=batch_size, seeds=seed, progress=progress,
                                    return_latents=True, **options)
@@ -86,7 +88,7 @@ def animate(models, image: np.ndarray, audio: np.ndarray, prompt: str, *, mode: 
     parts.append(frames[0, 1:])
     last = latents[:, -1]
   video = np.concatenate(parts)
-  return video[:total_frames(duration, f)], [w.start for w in plan]
+  return video[:total_frames(duration, f, fps)], [w.start for w in plan]
 
 
 def seam_indices(starts: list[float], frames: int, total: int, fps: int = inputs.FPS) -> list[int]:

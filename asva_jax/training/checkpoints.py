@@ -5,7 +5,6 @@ Each step holds
   opt_state  the optimizer state
   ema        the EMA of the params (only in runs with train.ema_decay > 0; `training.ema`)
   meta       JSON: step, seed, the RNG key data, the host count of the writer
-  data       grain's iterator state (one file per host)
   config     the run's config (JSON)
 Saves are asynchronous (configurable); the last `train.keep` steps and every
 milestone are kept (Orbax deletes the others; nothing else deletes a step). An
@@ -14,9 +13,10 @@ latest step first and falls back to an older one only when a step is damaged
 (missing or corrupt files), with a warning naming it. A step whose trees differ from
 the run's (another model or optimizer) is refused, never skipped
 (`resume_check`). Arrays are restored onto the current mesh, whatever mesh wrote
-them. The data stream is not restored from `data`: it is a function of the step
+them. The data stream is not saved: it is a function of the step
 (`data.stream.GlobalOrder`), so a resumed run restarts it at the restored step
-on any number of hosts.
+on any number of hosts. (Steps written before 2026-12-05 also hold grain's iterator
+state, a `data` item; restoring reads only the items above, so they still resume.)
 """
 
 from __future__ import annotations
@@ -29,13 +29,11 @@ from absl import logging
 from etils import epath
 from orbax.checkpoint import checkpoint_managers as policies
 
-import grain.python as grain
-
 from asva_jax.errors import AsvaError
 from asva_jax.storage import as_path
 from asva_jax.training import resume_check
 
-ITEMS = ("params", "opt_state", "ema", "meta", "data", "config")
+ITEMS = ("params", "opt_state", "ema", "meta", "config")
 
 
 def checkpoint_dir(workdir) -> epath.Path:
@@ -55,18 +53,16 @@ def make_manager(workdir, train_config=None, *, read_only: bool = False) -> ocp.
       preservation_policy=policies.AnyPreservationPolicy(preserve))
   handlers = {"params": ocp.StandardCheckpointHandler(), "opt_state": ocp.StandardCheckpointHandler(),
               "ema": ocp.StandardCheckpointHandler(),
-              "meta": ocp.JsonCheckpointHandler(), "config": ocp.JsonCheckpointHandler(),
-              "data": grain.PyGrainCheckpointHandler()}
+              "meta": ocp.JsonCheckpointHandler(), "config": ocp.JsonCheckpointHandler()}
   return ocp.CheckpointManager(checkpoint_dir(workdir), options=options, item_names=ITEMS,
                                item_handlers=handlers)
 
 
-def save(manager: ocp.CheckpointManager, step: int, state: dict, data_iterator, meta: dict,
-         config_json: str, *, force: bool = False) -> bool:
+def save(manager: ocp.CheckpointManager, step: int, state: dict, meta: dict, config_json: str, *,
+         force: bool = False) -> bool:
   args = ocp.args.Composite(
       params=ocp.args.StandardSave(state["params"]), opt_state=ocp.args.StandardSave(state["opt_state"]),
       meta=ocp.args.JsonSave(meta), config=ocp.args.JsonSave(json.loads(config_json)),
-      data=grain.PyGrainCheckpointSave(data_iterator),
       **({"ema": ocp.args.StandardSave(state["ema"])} if "ema" in state else {}))
   return manager.save(step, args=args, force=force)
 

@@ -20,11 +20,11 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
-from absl import logging
 from etils import epath
 
 from asva_jax import storage
 from asva_jax.errors import AsvaError, ConfigError
+from asva_jax.models.attention import kernels_in
 from asva_jax.models.prompts import PromptEncoder
 from asva_jax.parallel import sharding
 from asva_jax.run_folder import shard_frame_size, write_text_encodings
@@ -216,7 +216,9 @@ def make_step(run: Run, state: dict, global_batch: dict):
   flops = step_flops(lowered, int(run.config.train.grad_accum))
   compile_start = time.perf_counter()
   compiled = lowered.compile(compiler_options=compiler_options(run.config))
-  logging.info("compiled the train step in %.1f s", time.perf_counter() - compile_start)
+  if run.primary:  # which kernels this device got (model.attention "auto": cuDNN flash where it compiles)
+    print(f"compiled the train step in {time.perf_counter() - compile_start:.1f} s; attention "
+          f"{kernels_in(compiled.as_text())}, remat {run.config.remat}", flush=True)
   return compiled, flops
 
 
@@ -234,7 +236,7 @@ def step_record(run: Run, step: int, metrics, steps_per_s: float | None, flops, 
   return record
 
 
-def save(run: Run, step: int, state: dict, iterator, force: bool = False) -> None:
+def save(run: Run, step: int, state: dict, force: bool = False) -> None:
   """The step's checkpoint, after the text encodings of any prompt first used since the last save."""
   config = run.config
   if run.primary and len(run.text.used) != run.known_prompts:
@@ -242,7 +244,7 @@ def save(run: Run, step: int, state: dict, iterator, force: bool = False) -> Non
     run.known_prompts = len(run.text.used)
   meta = {"step": step, "seed": int(config.seed), "process_count": jax.process_count(),
           "rng": np.asarray(jax.random.key_data(jax.random.key(int(config.seed)))).tolist()}
-  checkpoints.save(run.manager, step, state, iterator, meta, config.to_json(), force=force)
+  checkpoints.save(run.manager, step, state, meta, config.to_json(), force=force)
 
 
 def run_steps(run: Run, state: dict, iterator, start_step: int) -> tuple[list[dict], int, float | None]:
@@ -275,7 +277,7 @@ def run_steps(run: Run, state: dict, iterator, start_step: int) -> tuple[list[di
         window_start, window_steps = time.perf_counter(), 0
       stop = preemption.requested()
       if step % ckpt_every == 0 or step == total or stop:
-        save(run, step, state, iterator, force=stop)
+        save(run, step, state, force=stop)
       if stop:
         if run.primary:
           print(f"preempted: saved step {step} in {run.workdir}; rerun the same command to resume", flush=True)

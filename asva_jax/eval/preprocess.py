@@ -1,12 +1,8 @@
-"""torchvision's antialiased resize, channels-last, and the metrics' input preprocessing.
+"""The metrics' input preprocessing: each detector's input size and normalisation.
 
-The original evaluation resizes float frames with torchvision
-`Resize(size, bicubic, antialias=True)` (a centre crop to the same size follows
-and does nothing). With `antialias=True` PyTorch uses PIL's separable filter:
-a cubic with a = -0.5 (not the -0.75 of plain bicubic) whose support widens by
-the scale factor when shrinking, clipped at the borders and renormalised
-there (no edge replication). The weights depend only on the sizes, so each axis
-is one small matrix product; values are not clamped (bicubic overshoot stays).
+The original evaluation resizes float frames with torchvision `Resize(size, bicubic,
+antialias=True)` (a centre crop to the same size follows and does nothing): `media.resize.resize`,
+which rebuilds PyTorch's antialiased filter. Values are not clamped (bicubic overshoot stays).
 """
 
 from __future__ import annotations
@@ -14,7 +10,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from asva_jax.media.resize import resize, resize_weights  # noqa: F401  (re-exported)
+from asva_jax.media.resize import resize
 
 FID_SIZE = 229
 FVD_SIZE = 224

@@ -7,8 +7,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from asva_jax.eval.resize import (CLIP_MEAN, CLIP_STD, preprocess_clip, preprocess_fid, preprocess_fvd,
-                                  resize, resize_weights)
+from asva_jax.eval.preprocess import CLIP_MEAN, CLIP_STD, preprocess_clip, preprocess_fid, preprocess_fvd
+from asva_jax.media.resize import resize, resize_weights
 
 DATA = Path(__file__).parent / "data" / "eval"
 ATOL = 2e-6  # float32 rounding of values in [0, 1]

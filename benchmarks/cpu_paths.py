@@ -1,0 +1,198 @@
+"""Before/after figures of the two CPU anomalies of issue 20 (docs/cpu_speed.md), in one command:
+
+    python -m benchmarks.cpu_paths                      # both parts, about 5 minutes on 2 idle cores
+    python -m benchmarks.cpu_paths --part sampling --configs tiny,medium --medium_steps 5
+    python -m benchmarks.cpu_paths --part unet --latent 32 --runs 5
+
+sampling (§2): per stage of `pipeline.sample` (VAE encode, ImageBind audio, denoise, VAE decode),
+seconds per clip at batch 1 and 8, for denoising structures LOOP:AUDIO:CLIPS: the loop as one
+`lax.scan` program ("scan") or one jitted call per UNet call ("calls"); the full masked audio
+attention ("full") or each frame's own audio tokens gathered ("gathered"); the whole batch per UNet
+call ("all") or N clips per call one after another. tiny runs 50 PNDM steps (51 UNet calls);
+medium `--medium_steps` (per-call ratios do not depend on the count). unet (§3): the forward of a
+53 M-parameter UNet (widths 64-256, 12 frames of `--latent`² latents, batch 1, float32) with the
+structure before (auto attention, full audio) and after (the per-backend choices).
+
+Every variant is compiled first; then the variants run interleaved, `--runs` rounds, so that load
+on a shared machine hits all alike. Printed: median wall seconds, median process CPU seconds (less
+sensitive to preemption) and ratios to the first variant. Random weights; no assertions.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from typing import Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from absl import flags
+
+from asva_jax.commands import runner
+
+
+def define_flags(fv: flags.FlagValues = flags.FLAGS) -> None:
+  flags.DEFINE_list("part", ["sampling", "unet"], "sampling (issue 20 §2) and/or unet (§3)", flag_values=fv)
+  flags.DEFINE_list("configs", ["tiny", "medium"], "sampling configs (benchmarks.sampling.CONFIGS)",
+                    flag_values=fv)
+  flags.DEFINE_list("batch", ["1", "8"], "sampling batch sizes", flag_values=fv)
+  flags.DEFINE_list("denoise", ["scan:full:all", "calls:full:all", "scan:gathered:1"],
+                    "denoise structures LOOP:AUDIO:CLIPS to compare, the first the reference: LOOP scan or "
+                    "calls, AUDIO full or gathered (audio_keys), CLIPS clips per UNet call (all: the batch)",
+                    flag_values=fv)
+  flags.DEFINE_list("medium_denoise", ["scan:full:all", "scan:gathered:1"],
+                    "--denoise for the medium config (fewer compiles: keeps the command near 5 minutes)",
+                    flag_values=fv)
+  flags.DEFINE_integer("tiny_steps", 50, "PNDM steps of the tiny config", flag_values=fv)
+  flags.DEFINE_integer("medium_steps", 3, "PNDM steps of the medium config", flag_values=fv)
+  flags.DEFINE_integer("latent", 32, "unet: latent height = width", flag_values=fv)
+  flags.DEFINE_integer("runs", 3, "interleaved timed rounds (after one warm-up call each)", flag_values=fv)
+
+
+# The §3 UNet: four levels of every block type at widths 64-256, 64-wide heads, 53.0 M parameters.
+UNET_WIDTHS = dict(block_out_channels=[64, 128, 256, 256], attention_head_dim=[1, 2, 4, 4])
+
+
+def interleaved(fns: dict[str, Callable[[], object]], runs: int) -> dict[str, tuple[float, float]]:
+  """{name: (median wall s, median process CPU s)} over `runs` rounds that call every fn in turn."""
+  for fn in fns.values():
+    jax.block_until_ready(fn())
+  wall = {k: [] for k in fns}
+  cpu = {k: [] for k in fns}
+  for _ in range(runs):
+    for k, fn in fns.items():
+      w, c = time.perf_counter(), time.process_time()
+      jax.block_until_ready(fn())
+      wall[k].append(time.perf_counter() - w)
+      cpu[k].append(time.process_time() - c)
+  return {k: (statistics.median(wall[k]), statistics.median(cpu[k])) for k in fns}
+
+
+def sampling_stages(name: str, batch: int, steps: int, structures) -> dict[str, Callable]:
+  """The stages of `pipeline.sample` as separate calls on the same inputs."""
+  from asva_jax.constants import NULL_PROMPT
+  from asva_jax.pipeline import denoise, pipeline
+  from benchmarks.sampling import build, clips
+  models = build(name, jnp.float32)
+  cs = clips(name, batch)
+  seeds = list(range(batch))
+  images = np.stack([c.image for c in cs])
+  audio = np.stack([c.audio for c in cs])
+  z0 = pipeline.image_latents(models, images, seeds)
+  tokens, null_tokens, masks = pipeline.audio_tokens(models, audio)
+  x = jnp.concatenate([z0[:, None], pipeline.initial_noise(seeds, (pipeline.num_frames(models) - 1,)
+                                                            + z0.shape[1:])], axis=1)
+  cond = dict(text=np.stack([models.text_encodings[c.prompt] for c in cs]), audio=tokens, audio_mask=masks,
+              null_text=models.text_encodings[NULL_PROMPT][None], null_audio=null_tokens,
+              null_audio_mask=masks, audio_guidance=4.0, num_inference_steps=steps)
+  keys = {"full": None, "gathered": int(np.asarray(masks).sum(-1).max())}
+  fns = {"encode": lambda: pipeline.image_latents(models, images, seeds),
+         "audio": lambda: pipeline.audio_tokens(models, audio)}
+  for structure in structures:
+    loop, a, clips_per_call = structure.split(":")
+    clips_per_call = None if clips_per_call == "all" else int(clips_per_call)
+    fns[f"denoise {structure}"] = (lambda loop=loop, k=keys[a], c=clips_per_call: denoise(
+        models.unet, x, loop=loop, audio_keys=k, clips_per_call=c, **cond))
+  fns["decode"] = lambda: pipeline.decode(models, x)
+  return fns
+
+
+def sampling_part(fv) -> None:
+  steps = {"tiny": fv.tiny_steps, "medium": fv.medium_steps}
+  for name in fv.configs:
+    batches = [int(b) for b in fv.batch]
+    structures = fv.medium_denoise if name == "medium" else fv.denoise
+    fns = {}
+    for b in batches:
+      fns.update({f"b{b} {k}": f for k, f in sampling_stages(name, b, steps.get(name, 50),
+                                                              structures).items()})
+    start = time.perf_counter()
+    t = interleaved(fns, fv.runs)
+    print(f"\n§2 sampling, {name}, {steps.get(name, 50)} PNDM steps with audio guidance "
+          f"({time.perf_counter() - start:.0f} s): seconds per clip, median of {fv.runs} [{device()}]")
+    print(f"  {'stage':34s} {'wall s/clip':>12s} {'cpu s/clip':>11s}")
+    for k, (w, c) in t.items():
+      b = int(k.split()[0][1:])
+      print(f"  {k:34s} {w / b:12.4f} {c / b:11.4f}")
+    for b in batches:
+      ref = f"b{b} denoise {structures[0]}"
+      for k in t:
+        if k.startswith(f"b{b} denoise") and k != ref:
+          print(f"  batch {b}: {k[len(f'b{b} '):]} / {ref[len(f'b{b} '):]}: wall {t[k][0] / t[ref][0]:.2f}, "
+                f"cpu {t[k][1] / t[ref][1]:.2f}")
+    if len(batches) > 1:
+      lo, hi = min(batches), max(batches)
+      for k in t:
+        if k.startswith(f"b{hi} denoise"):
+          base = f"b{lo}" + k[len(f"b{hi}"):]
+          print(f"  {k[len(f'b{hi} '):]}: batch {hi} / batch {lo} per clip: wall "
+                f"{t[k][0] / hi / (t[base][0] / lo):.2f}, cpu {t[k][1] / hi / (t[base][1] / lo):.2f}")
+
+
+def unet_part(fv) -> None:
+  from flax import nnx
+  from asva_jax.audio import segment_masks
+  from asva_jax.models.unet_3d import audio_keys_per_frame, build_unet
+  from benchmarks.unet_forward import SMALL_CONFIG, make_inputs
+  config = dict(SMALL_CONFIG, **UNET_WIDTHS)
+  weights = nnx.split(build_unet(config, seed=0))[1]
+  inputs = make_inputs(1, 12, fv.latent, jnp.float32, False, 1)
+  chosen = audio_keys_per_frame(segment_masks(12))
+  variants = {"before (auto attention, full audio)": ("auto", None),
+              f"after (auto attention, audio_keys={chosen})": ("auto", chosen)}
+  fns, outs = {}, {}
+  for label, (attention, keys) in variants.items():
+    graph = nnx.split(build_unet(config, abstract=True, attention=attention))[0]
+    fn = jax.jit(lambda state, *a, graph=graph, keys=keys: nnx.merge(graph, state)(*a, audio_keys=keys))
+    fns[label] = lambda fn=fn: fn(weights, *inputs)
+    outs[label] = np.asarray(fns[label]())
+  first = next(iter(outs.values()))
+  start = time.perf_counter()
+  t = interleaved(fns, fv.runs)
+  print(f"\n§3 UNet forward, 53 M parameters, 12 frames of {fv.latent}x{fv.latent}, batch 1, float32 "
+        f"({time.perf_counter() - start:.0f} s), median of {fv.runs} [{device()}]")
+  base = next(iter(t.values()))
+  for label, (w, c) in t.items():
+    err = np.abs(outs[label] - first).max() / np.abs(first).max()
+    print(f"  {label:44s} wall {w:7.3f} s ({w / base[0]:.2f}x)  cpu {c:7.3f} s ({c / base[1]:.2f}x)  "
+          f"max |diff| / max |before| {err:.1e}")
+
+
+def device() -> str:
+  return f"{jax.default_backend()}: {jax.devices()[0].device_kind}, jax {jax.__version__}"
+
+
+def check_flags(fv) -> None:
+  """One clear line for a bad flag, before anything is built."""
+  from absl import app
+  for flag, allowed in (("part", ("sampling", "unet")), ("configs", ("tiny", "medium", "full"))):
+    bad = [v for v in fv[flag].value if v not in allowed]
+    if bad:
+      raise app.UsageError(f"--{flag}: {bad} not in {allowed}")
+  for flag in ("denoise", "medium_denoise"):
+    for structure in fv[flag].value:
+      parts = structure.split(":")
+      if (len(parts) != 3 or parts[0] not in ("scan", "calls") or parts[1] not in ("full", "gathered")
+          or not (parts[2] == "all" or parts[2].isdigit() and int(parts[2]) > 0)):
+        raise app.UsageError(f"--{flag} {structure!r}: expected LOOP:AUDIO:CLIPS, LOOP scan or calls, "
+                             f"AUDIO full or gathered, CLIPS all or a positive integer")
+  if not all(b.isdigit() and int(b) > 0 for b in fv.batch):
+    raise app.UsageError(f"--batch {','.join(fv.batch)}: expected positive integers")
+  if fv.runs < 1 or fv.latent < 8 or fv.latent % 8:
+    raise app.UsageError("--runs must be >= 1 and --latent a multiple of 8")
+
+
+def main(argv, fv: flags.FlagValues = flags.FLAGS):
+  del argv
+  check_flags(fv)
+  start = time.perf_counter()
+  if "sampling" in fv.part:
+    sampling_part(fv)
+  if "unet" in fv.part:
+    unet_part(fv)
+  print(f"\ntotal {time.perf_counter() - start:.0f} s")
+
+
+if __name__ == "__main__":
+  runner.run(main, define_flags=define_flags)
