@@ -11,7 +11,10 @@ attention ("full") or each frame's own audio tokens gathered ("gathered"); the w
 call ("all") or N clips per call one after another. tiny runs 50 PNDM steps (51 UNet calls);
 medium `--medium_steps` (per-call ratios do not depend on the count). unet (§3): the forward of a
 53 M-parameter UNet (widths 64-256, 12 frames of `--latent`² latents, batch 1, float32) with the
-structure before (auto attention, full audio) and after (the per-backend choices).
+structure before (auto attention, full audio) and after (the per-backend choices). conv (§3's
+minimal reproduction): one 3 x 3 convolution at each level's shape of that UNet, XLA:CPU
+(`lax.conv_general_dilated`, NHWC, jitted) against PyTorch's `conv2d` (NCHW, oneDNN) on the same
+numbers; needs torch.
 
 Every variant is compiled first; then the variants run interleaved, `--runs` rounds, so that load
 on a shared machine hits all alike. Printed: median wall seconds, median process CPU seconds (less
@@ -33,7 +36,9 @@ from asva_jax.commands import runner
 
 
 def define_flags(fv: flags.FlagValues = flags.FLAGS) -> None:
-  flags.DEFINE_list("part", ["sampling", "unet"], "sampling (issue 20 §2) and/or unet (§3)", flag_values=fv)
+  flags.DEFINE_list("part", ["sampling", "unet", "conv"],
+                    "sampling (issue 20 §2), unet (§3) and/or conv (§3: one convolution, XLA vs PyTorch)",
+                    flag_values=fv)
   flags.DEFINE_list("configs", ["tiny", "medium"], "sampling configs (benchmarks.sampling.CONFIGS)",
                     flag_values=fv)
   flags.DEFINE_list("batch", ["1", "8"], "sampling batch sizes", flag_values=fv)
@@ -159,6 +164,37 @@ def unet_part(fv) -> None:
           f"max |diff| / max |before| {err:.1e}")
 
 
+# (channels, side) of the §3 UNet's four levels at 32 x 32 latents; 12 frames are the batch of a 2-D conv.
+CONV_SHAPES = ((64, 32), (128, 16), (256, 8), (256, 4))
+
+
+def conv_part(fv) -> None:
+  import torch
+  import torch.nn.functional as F
+  rng = np.random.default_rng(0)
+  fns, pairs = {}, []
+  for channels, side in CONV_SHAPES:
+    x = rng.standard_normal((12, side, side, channels), dtype=np.float32)
+    w = rng.standard_normal((3, 3, channels, channels), dtype=np.float32) / (3 * channels ** 0.5)
+    conv = jax.jit(lambda x, w: jax.lax.conv_general_dilated(x, w, (1, 1), "SAME",
+                                                              dimension_numbers=("NHWC", "HWIO", "NHWC")))
+    xj, wj = jnp.asarray(x), jnp.asarray(w)
+    xt = torch.from_numpy(x.transpose(0, 3, 1, 2).copy())
+    wt = torch.from_numpy(w.transpose(3, 2, 0, 1).copy())
+    diff = np.abs(np.asarray(conv(xj, wj)) - F.conv2d(xt, wt, padding=1).numpy().transpose(0, 2, 3, 1)).max()
+    key = f"{channels} ch, {side}x{side}"
+    fns[f"xla   {key}"] = lambda conv=conv, xj=xj, wj=wj: conv(xj, wj)
+    fns[f"torch {key}"] = lambda xt=xt, wt=wt: (F.conv2d(xt, wt, padding=1), None)[1]
+    pairs.append((key, diff))
+  t = interleaved(fns, max(fv.runs, 10))
+  print(f"\n§3 one 3x3 convolution, 12 frames, float32, XLA:CPU vs PyTorch {torch.__version__} "
+        f"({torch.get_num_threads()} threads), median of {max(fv.runs, 10)} [{device()}]")
+  for key, diff in pairs:
+    (xw, xc), (tw, tc) = t[f"xla   {key}"], t[f"torch {key}"]
+    print(f"  {key:16s} xla wall {xw * 1e3:8.2f} ms  torch wall {tw * 1e3:8.2f} ms  torch/xla wall {tw / xw:.2f}  "
+          f"cpu {tc / xc:.2f}  max |diff| {diff:.1e}")
+
+
 def device() -> str:
   return f"{jax.default_backend()}: {jax.devices()[0].device_kind}, jax {jax.__version__}"
 
@@ -166,7 +202,7 @@ def device() -> str:
 def check_flags(fv) -> None:
   """One clear line for a bad flag, before anything is built."""
   from absl import app
-  for flag, allowed in (("part", ("sampling", "unet")), ("configs", ("tiny", "medium", "full"))):
+  for flag, allowed in (("part", ("sampling", "unet", "conv")), ("configs", ("tiny", "medium", "full"))):
     bad = [v for v in fv[flag].value if v not in allowed]
     if bad:
       raise app.UsageError(f"--{flag}: {bad} not in {allowed}")
@@ -191,6 +227,8 @@ def main(argv, fv: flags.FlagValues = flags.FLAGS):
     sampling_part(fv)
   if "unet" in fv.part:
     unet_part(fv)
+  if "conv" in fv.part:
+    conv_part(fv)
   print(f"\ntotal {time.perf_counter() - start:.0f} s")
 
 

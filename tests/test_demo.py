@@ -265,3 +265,15 @@ def test_sample_noise_measures_flicker_where_the_real_clip_is_still():
                                      "noisier": pytest.approx(40)}
   assert report["static_ratio"]["own_audio"] == pytest.approx(20 / 3)
   assert report["frame_change"]["own_audio"] > 20  # the square's jump counts in the whole frame
+
+
+def test_plot_title_wraps_inside_the_image_and_keeps_every_character():
+  """The demo plot's title is a clip path plus a sentence: it must fit the image, not run off its edge."""
+  from PIL import ImageDraw
+  from asva_jax.demo import figures
+  draw = ImageDraw.Draw(Image.new("RGB", (640, 360)))
+  title = "blue_ball_squashing_tone_02/" + "x" * 150 + ".mp4: audio onset envelope vs motion energy of the samples"
+  lines = figures._wrap(draw, title, 620)
+  assert len(lines) > 1
+  assert all(draw.textlength(line) <= 620 for line in lines)
+  assert "".join(lines).replace(" ", "") == title.replace(" ", "")

@@ -78,10 +78,12 @@ def envelope_plot(path: str | os.PathLike, series: dict[str, np.ndarray], events
                   title: str, size: tuple[int, int] = (640, 360)) -> Path:
   """Line plot of per-frame series (each scaled to [0, 1]) with the true event frames as dashes."""
   width, height = size
-  left, right, top, bottom = 50, 20, 40, 50
+  # The legend has its own column right of the axes, so it never hides a curve.
+  left, right, top, bottom = 50, 170, 48, 50
   canvas = Image.new("RGB", size, BACKGROUND)
   draw = ImageDraw.Draw(canvas)
-  draw.text((left, 10), title, fill=INK)
+  for k, line in enumerate(_wrap(draw, title, width - 2 * 10)):
+    draw.text((10, 6 + 14 * k), line, fill=INK)
   num = max(len(v) for v in series.values())
   px = lambda j: left + (width - left - right) * j / max(num - 1, 1)
   py = lambda v: height - bottom - (height - top - bottom) * v
@@ -94,16 +96,38 @@ def envelope_plot(path: str | os.PathLike, series: dict[str, np.ndarray], events
   for e in np.asarray(events).tolist():
     for y in range(top, height - bottom, 8):
       draw.line([(px(e), y), (px(e), y + 4)], fill=(200, 40, 40))
-  legend_y = top + 4
+  legend_x, legend_y = width - right + 20, top + 4
   for name, values in series.items():
     colour = COLOURS.get(name, INK)
     v = _normalise(values)
     draw.line([(px(j), py(v[j])) for j in range(len(v))], fill=colour, width=3)
     for j in range(len(v)):
       draw.ellipse([px(j) - 3, py(v[j]) - 3, px(j) + 3, py(v[j]) + 3], fill=colour)
-    draw.line([(width - right - 150, legend_y + 6), (width - right - 130, legend_y + 6)], fill=colour, width=3)
-    draw.text((width - right - 125, legend_y), name, fill=INK)
+    draw.line([(legend_x, legend_y + 6), (legend_x + 20, legend_y + 6)], fill=colour, width=3)
+    draw.text((legend_x + 25, legend_y), name, fill=INK)
     legend_y += 14
-  draw.line([(width - right - 150, legend_y + 6), (width - right - 130, legend_y + 6)], fill=(200, 40, 40))
-  draw.text((width - right - 125, legend_y), "true audio events", fill=INK)
+  draw.line([(legend_x, legend_y + 6), (legend_x + 20, legend_y + 6)], fill=(200, 40, 40))
+  draw.text((legend_x + 25, legend_y), "true audio events", fill=INK)
   return _save_atomic(canvas, Path(path), format="PNG")
+
+
+def _wrap(draw: ImageDraw.ImageDraw, text: str, width: int) -> list[str]:
+  """`text` broken at spaces (or inside a word longer than a line) into lines at most `width` pixels wide."""
+  lines, line = [], ""
+  for word in text.split(" "):
+    while draw.textlength(word) > width:  # a path without spaces: cut it where it overflows
+      cut = max(k for k in range(1, len(word) + 1) if draw.textlength(word[:k]) <= width)
+      if line:
+        lines.append(line)
+        line = ""
+      lines.append(word[:cut])
+      word = word[cut:]
+    candidate = f"{line} {word}" if line else word
+    if draw.textlength(candidate) <= width:
+      line = candidate
+    else:
+      lines.append(line)
+      line = word
+  if line:
+    lines.append(line)
+  return lines
