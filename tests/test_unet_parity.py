@@ -60,6 +60,10 @@ def test_gathered_audio_keys_match_original(io, unet):
   assert keys < io["audio_mask"].shape[-1]
   assert audio_keys_per_frame(io["audio_mask"], backend="cpu") == keys
   assert audio_keys_per_frame(io["audio_mask"], backend="gpu") is None
+  # Inside a caller's jit the mask is traced: the full masked form, not a crash.
+  seen = []
+  jax.jit(lambda m: seen.append(audio_keys_per_frame(m, backend="cpu")) or m)(jnp.asarray(io["audio_mask"]))
+  assert seen == [None]
   assert_close(run(unet, io, audio_keys=keys), io["expected"])
 
 

@@ -139,8 +139,11 @@ def gather_audio_keys(audio: jax.Array, mask: jax.Array, keys: int) -> tuple[jax
 
 def audio_keys_per_frame(audio_mask, backend: str | None = None) -> int | None:
   """`audio_keys` for a concrete mask (B, F, T) or (F, T), or None where the gathered form is not
-  the chosen structure: CPU only for now (docs/cpu_speed.md; GPU/TPU not measured yet)."""
-  if audio_mask is None or (backend or jax.default_backend()) != "cpu":
+  the chosen structure: CPU only for now (docs/cpu_speed.md; GPU/TPU not measured yet). A traced
+  mask (denoise called inside the caller's own jit) has no values to count: the full masked form,
+  which gives the same result, is used."""
+  if (audio_mask is None or isinstance(audio_mask, jax.core.Tracer)
+      or (backend or jax.default_backend()) != "cpu"):
     return None
   counts = np.asarray(audio_mask, bool).sum(axis=-1)
   return int(counts.max()) if counts.min() > 0 else None
