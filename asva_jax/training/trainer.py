@@ -270,6 +270,8 @@ def run_steps(run: Run, state: dict, iterator, start_step: int) -> tuple[list[di
       window_steps += 1
       log.advance()
       if step % log_every == 0 or step == total:
+        # Steps are dispatched asynchronously: wait for this one, or the window times dispatch only.
+        metrics = jax.block_until_ready(metrics)
         elapsed = time.perf_counter() - window_start
         record = step_record(run, step, metrics, window_steps / elapsed if elapsed > 0 else None, flops, peak)
         records.append(record)
