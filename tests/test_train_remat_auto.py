@@ -79,6 +79,15 @@ def test_auto_takes_the_first_policy_that_fits_then_resumes_with_none_where_no_l
   np.testing.assert_allclose(losses(metrics(workdir)), losses(metrics(reference)[:3]), rtol=1e-6, atol=0)
 
 
+def test_a_rerun_may_switch_to_auto():
+  """remat is a field a rerun may change (resume_check.MAY_CHANGE), "auto" included; the resumed run
+  chooses again (the test above)."""
+  from asva_jax.training.resume_check import config_changes
+  recorded = json.loads(tiny_config("", remat="full").to_json())
+  refused, allowed = config_changes(recorded, tiny_config("", remat="auto"))
+  assert refused == [] and len(allowed) == 1 and "remat" in allowed[0] and "auto" in allowed[0], allowed
+
+
 def fake_compile(needs: dict, refused=()):
   """compile_with for choose_remat: programs with the given needs; `refused` settings fail the way
   a TPU compile fails when the program does not fit."""
