@@ -73,8 +73,10 @@ def test_auto_takes_the_first_policy_that_fits_then_resumes_with_none_where_no_l
   out = capsys.readouterr().out
   assert len(calls) == 1, out
   assert "remat none (auto: no memory limit on cpu devices, so none, compiled once)" in out, out
-  assert [(n["step"], n["remat"], n["limit_bytes"]) for n in compiled_notes(workdir)] == [
-      (0, "dots_saveable", 64 * GIB), (2, "none", None)]
+  notes = compiled_notes(workdir)
+  assert [(n["step"], n["remat"], n["limit_bytes"]) for n in notes] == [(0, "dots_saveable", 64 * GIB),
+                                                                        (2, "none", None)]
+  assert 0 < notes[1]["need_bytes"] < GIB and notes[1]["tried"] == []
   assert [r["step"] for r in first] == [1, 2]
   np.testing.assert_allclose(losses(metrics(workdir)), losses(metrics(reference)[:3]), rtol=1e-6, atol=0)
 
@@ -115,6 +117,7 @@ def test_choose_remat_order_margin_and_refusals():
   compile_with, compiled = fake_compile(needs)
   program, choice = memory.choose_remat(compile_with, None)
   assert program.name == "none" and compiled == ["none"] and choice.limit is None
+  assert choice.need == 100 * GIB
 
 
 def test_choose_remat_says_what_to_change_when_nothing_fits():

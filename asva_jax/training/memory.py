@@ -86,7 +86,8 @@ def choose_remat(compile_with: Callable[[str], Any], limit: int | None) -> tuple
   the usable part of `limit` (the device's bytes_limit less FIT_MARGIN). No limit (CPUs): "none",
   compiled once. Nothing fits: an AsvaError with the smallest need, naming what to change."""
   if limit is None:
-    return compile_with("none"), RematChoice("none", None, None)
+    compiled = compile_with("none")
+    return compiled, RematChoice("none", peak_bytes(compiled), None)
   usable = RematChoice("none", None, limit).usable
   tried = []
   for name in AUTO_ORDER:

@@ -36,7 +36,7 @@ from asva_jax.training.batches import host_batch, make_loader
 from asva_jax.training.build import build_models, remat_option, set_remat
 from asva_jax.training.ema import check_ema_config
 from asva_jax.training.flops import SOURCE as FLOPS_SOURCE, peak_flops, step_flops
-from asva_jax.training.memory import choose_remat, device_bytes
+from asva_jax.training.memory import choose_remat, device_bytes, peak_bytes
 from asva_jax.training.metrics_log import MetricsLog
 from asva_jax.training.preemption import Preemption
 from asva_jax.training.program import TrainProgram, build_program
@@ -258,7 +258,7 @@ def make_step(run: Run, state: dict, global_batch: dict):
     info = {"remat_config": "auto", **choice.record()}
   else:
     compiled, remat, why = compile_with(config.remat), config.remat, ""
-    info = {"remat": remat}
+    info = {"remat": remat, "need_bytes": peak_bytes(compiled)}
   seconds = time.perf_counter() - compile_start
   run.program, lowered = lowered_by[remat]
   flops = step_flops(lowered, int(config.train.grad_accum))
