@@ -2,7 +2,7 @@ r"""Compile the real train step for a TPU topology on this (CPU) machine: per-ch
 
     pip install 'asva-jax[tpu]'     # libtpu, the version jax pins (not needed for anything else)
     python -m benchmarks.tpu_compile --config configs/avsyncd.py --topology v5e:2x4 \
-        --batch_per_chip 4 [--remat full] [--fsdp 8] [--frozen bfloat16] [--latents]
+        --batch_per_chip 4 --remat full [--fsdp 8] [--frozen bfloat16] [--latents]
 
     python -m benchmarks.tpu_compile --topology v5e:2x4 --search [--remats none,full,best] \
         [--max_batch 64] [--json OUT.json]
@@ -172,6 +172,9 @@ def main(argv, fv: flags.FlagValues = flags.FLAGS):
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
   logging.set_verbosity(logging.WARNING)
   devices = topology_devices(fv.topology)
+  if fv.config.remat == "auto" and not (fv.remat or fv.search):  # the trainer chooses it on the device
+    raise AsvaError("--config sets remat=auto, which the trainer resolves on the device; name the setting "
+                    "to compile with --remat none, full or a policy (or --search --remats none,full,best)")
   import jax
   from asva_jax.training.flops import step_flops
   from asva_jax.training.memory import peak_bytes

@@ -15,6 +15,6 @@ def get_config():
   c = base_config()
   c.train.num_steps = 37_000
   c.train.milestones = (37_000,)
-  c.remat = "full"
+  c.remat = "auto"  # the fastest setting whose step fits the device (docs/training.md, "Remat")
   c.mesh.fsdp = 1
   return c

@@ -33,16 +33,26 @@ class Built:
 
 
 def remat_option(name: str):
-  """config.remat -> the UNet's `remat` argument (False, True or a checkpoint policy)."""
-  if name in ("", "none"):
+  """config.remat -> the UNet's `remat` argument (False, True or a checkpoint policy). "auto" builds
+  without remat; the trainer then chooses what fits (`training.memory.choose_remat`, `set_remat`)."""
+  if name in ("", "none", "auto"):
     return False
   if name == "full":
     return True
   policy = getattr(jax.checkpoint_policies, name, None)
   if policy is None or not callable(policy):
-    raise ConfigError(f"--config.remat={name!r}: expected none, full or a jax.checkpoint_policies name "
-                      f"such as dots_with_no_batch_dims_saveable")
+    raise ConfigError(f"--config.remat={name!r}: expected none, full, auto or a jax.checkpoint_policies "
+                      f"name such as dots_with_no_batch_dims_saveable")
   return policy
+
+
+def set_remat(model: Trainee, name: str) -> None:
+  """Switches the UNet's blocks to remat `name` in place. The setting is a static attribute that the
+  blocks read when traced, so the parameters stay as they are; only the graphdef changes."""
+  option = remat_option(name)
+  for _, module in nnx.iter_modules(model.unet):
+    if hasattr(module, "remat"):
+      module.remat = option
 
 
 def trainable_filter(model_config):

@@ -69,7 +69,9 @@ def base_config() -> ml_collections.ConfigDict:
   c.precision.frozen = "bfloat16"   # storage of the frozen base (UNet, VAE, ImageBind)
 
   # "none" | "full" (re-run every resnet/transformer) | a jax.checkpoint_policies name
-  # applied per block, e.g. "dots_with_no_batch_dims_saveable".
+  # applied per block, e.g. "dots_with_no_batch_dims_saveable" | "auto": the first of none, the
+  # policies of training/memory.py and full whose compiled step fits the device. "auto" costs an
+  # extra full compilation per setting tried where none does not fit, so it is not the default.
   c.remat = "none"
 
   c.mesh = ml_collections.ConfigDict()

@@ -4,7 +4,8 @@ Only process 0 writes; the others keep quiet.
 
 `metrics.jsonl` only grows (local or `gs://`, see `asva_jax.storage.AppendOnlyFile`): no run
 deletes or truncates it. Each writer first appends a start line, {"start_step": S}, then
-one record per logged step. A resumed run (or one restarted from scratch, S = 0) logs again
+one record per logged step (and notes, lines with neither "step" nor "start_step" at the top:
+the trainer's {"compiled": ...}). A resumed run (or one restarted from scratch, S = 0) logs again
 the steps after S, so `read_metrics` gives the log as the latest writer left it: a start
 line at S hides the earlier records after S, and a step logged twice keeps its latest record.
 """
@@ -85,6 +86,12 @@ class MetricsLog:
       self._tb.scalars(record["step"], scalars)
     if self._wandb is not None:
       self._wandb.log(scalars, step=record["step"])
+
+  def note(self, record: dict) -> None:
+    """A line about the run that is no step's record (e.g. {"compiled": {...}}: the step's attention
+    kernel and remat); `read_metrics` passes over it."""
+    if self.primary:
+      self._file.write((json.dumps(record) + "\n").encode())
 
   def close(self) -> None:
     self.bar.close()

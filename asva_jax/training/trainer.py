@@ -21,6 +21,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from etils import epath
+from flax import nnx
 
 from asva_jax import storage
 from asva_jax.errors import AsvaError, ConfigError
@@ -32,9 +33,10 @@ from asva_jax.schedulers.noise_schedule import PREDICTION_TYPES
 from asva_jax.storage import as_path
 from asva_jax.training import checkpoints, resume_check
 from asva_jax.training.batches import host_batch, make_loader
-from asva_jax.training.build import build_models
+from asva_jax.training.build import build_models, remat_option, set_remat
 from asva_jax.training.ema import check_ema_config
 from asva_jax.training.flops import SOURCE as FLOPS_SOURCE, peak_flops, step_flops
+from asva_jax.training.memory import choose_remat, device_bytes, peak_bytes
 from asva_jax.training.metrics_log import MetricsLog
 from asva_jax.training.preemption import Preemption
 from asva_jax.training.program import TrainProgram, build_program
@@ -63,6 +65,7 @@ def check_config(config) -> None:
     if int(t[field]) < 1:
       raise ConfigError(f"--config.train.{field}={t[field]} must be at least 1")
   check_ema_config(t)
+  remat_option(config.remat)
   radius = config.data.synthetic.get("ball_radius")
   if config.data.synthetic.enabled and radius is not None and not 0 < float(radius) <= 0.5:
     raise ConfigError(f"--config.data.synthetic.ball_radius={radius}: must be in (0, 0.5] (a fraction of the "
@@ -210,16 +213,61 @@ def announce(run: Run, state: dict, start_step: int) -> None:
           flush=True)
 
 
+def remat_program(run: Run, state: dict, remat: str) -> TrainProgram:
+  """`run.program` with its step built for another remat setting. The model is put together again
+  from shapes only (the graphdef with abstract params and frozen tree: nothing is allocated or
+  moved), switched (`set_remat`) and handed to `build_program`, so the step is the trainer's own."""
+  def shapes(tree):
+    return jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding), tree)
+  model = nnx.merge(run.program.graphdef, shapes(state["params"]), shapes(run.frozen))
+  set_remat(model, remat)
+  program, _, _ = build_program(model, run.config, run.program.mesh)
+  return program
+
+
+def shared_limit() -> int | None:
+  """The device memory limit every host chooses remat by (the smallest over hosts, so that all of
+  them compile the same program); None where no device has one (CPUs)."""
+  limit = device_bytes(jax.local_devices()[0])
+  if jax.process_count() == 1:
+    return limit
+  from jax.experimental import multihost_utils
+  limits = np.ravel(multihost_utils.process_allgather(np.int64(-1 if limit is None else limit)))
+  known = [int(v) for v in limits if v >= 0]
+  return min(known) if known else None
+
+
 def make_step(run: Run, state: dict, global_batch: dict):
-  """(compiled step, FLOPs per step or None): the jitted step lowered for these shapes and compiled."""
-  lowered = run.program.step.lower(state, run.frozen, global_batch)
-  flops = step_flops(lowered, int(run.config.train.grad_accum))
+  """(compiled step, FLOPs per step or None, what was compiled {"attention", "remat", ...}): the
+  jitted step lowered for these shapes and compiled. remat "auto" compiles remat none first and,
+  where that does not fit the device, the next setting of `memory.AUTO_ORDER` (replacing
+  `run.program`); on a device with no memory limit (CPU) that is one compilation, as for a fixed
+  setting."""
+  config = run.config
+  lowered_by = {}
+
+  def compile_with(remat: str):
+    program = run.program if remat in ("none", config.remat) else remat_program(run, state, remat)
+    lowered_by[remat] = (program, program.step.lower(state, run.frozen, global_batch))
+    return lowered_by[remat][1].compile(compiler_options=compiler_options(config))
+
   compile_start = time.perf_counter()
-  compiled = lowered.compile(compiler_options=compiler_options(run.config))
-  if run.primary:  # which kernels this device got (model.attention "auto": cuDNN flash where it compiles)
-    print(f"compiled the train step in {time.perf_counter() - compile_start:.1f} s; attention "
-          f"{kernels_in(compiled.as_text())}, remat {run.config.remat}", flush=True)
-  return compiled, flops
+  if config.remat == "auto":
+    compiled, choice = choose_remat(compile_with, shared_limit())
+    remat, why = choice.remat, f" ({choice.reason()})"
+    info = {"remat_config": "auto", **choice.record()}
+  else:
+    compiled, remat, why = compile_with(config.remat), config.remat, ""
+    info = {"remat": remat, "need_bytes": peak_bytes(compiled)}
+  seconds = time.perf_counter() - compile_start
+  run.program, lowered = lowered_by[remat]
+  flops = step_flops(lowered, int(config.train.grad_accum))
+  attention = kernels_in(compiled.as_text())  # model.attention "auto": cuDNN flash where it compiles
+  if run.primary:
+    count = f" ({len(lowered_by)} compilations)" if len(lowered_by) > 1 else ""
+    print(f"compiled the train step in {seconds:.1f} s{count}; attention {attention}, remat {remat}{why}",
+          flush=True)
+  return compiled, flops, {"attention": attention, **info, "compile_s": seconds}
 
 
 def step_record(run: Run, step: int, metrics, steps_per_s: float | None, flops, peak) -> dict:
@@ -263,7 +311,8 @@ def run_steps(run: Run, state: dict, iterator, start_step: int) -> tuple[list[di
       local = host_batch(next(iterator), run.text, run.use_moments)
       global_batch = sharding.global_batch(local, run.program.mesh)
       if compiled is None:
-        compiled, flops = make_step(run, state, global_batch)
+        compiled, flops, what = make_step(run, state, global_batch)
+        log.note({"compiled": {"step": step, **what}})
         window_start = time.perf_counter()
       state, metrics = compiled(state, run.frozen, global_batch)
       step += 1
