@@ -13,5 +13,5 @@ def get_config():
   c = base_config()
   c.train.num_steps = 16_000
   c.train.milestones = (16_000,)
-  c.remat = "full"
+  c.remat = "auto"  # the fastest setting whose step fits the device (docs/training.md, "Remat")
   return c
