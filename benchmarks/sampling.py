@@ -7,7 +7,8 @@
 Speed: one row per (config, batch): the first call's time minus a repeat's (≈ compile time),
 then seconds per clip of the whole `pipeline.sample` call (image encode, ImageBind tokens, 50
 PNDM steps = 51 UNet calls with audio guidance at batch 2B, VAE decode of 12 frames), median
-of `--runs` repeats. `full` is AVSyncD's size (SD1.5 UNet/VAE, ImageBind-Huge): GPU only.
+of `--runs` repeats. `full` is AVSyncD's size (SD1.5 UNet/VAE, ImageBind-Huge): meant for a GPU; on a
+2-core CPU one UNet call takes ~23 s (the Colab notebook's CPU estimate).
 Drift: the same clip in float32 and bfloat16, relative L2 of the final latents and mean
 |difference| of the uint8 frames. Long audio: both chaining modes over `--seconds` of a
 synthetic audio; seam smoothness (mean squared frame difference across window seams over
