@@ -115,3 +115,58 @@ def global_norm(tree):
 
 def max_diff(a, b) -> float:
   return max(float(np.abs(np.asarray(x, np.float64) - y).max()) for x, y in zip(a, b))
+
+
+# The audio cross-attention over each frame's own tokens (config.model.audio_keys "gathered") against the
+# full masked attention over all 229 ("masked"), on the same step: with the audio encoder training and
+# classifier-free audio dropout on (both kept and dropped clips in the batch), the loss, every gradient
+# and one AdamW update agree; and on CPU the trainer's own step (build_program) uses the gathered form.
+# Adam's eps is 1 here: a first Adam step is about sign(g) where |g| >> eps, which would turn float noise in
+# near-zero gradients into whole updates; with eps = 1 (and the clip at 1) the update follows g itself.
+GATHER = {"train.batch_size": B, "train.grad_accum": 1, "model.train_audio_encoder": True,
+          "diffusion.audio_drop_prob": 0.5, "train.eps": 1.0}
+
+
+def relative_error(a, b) -> float:
+  """max |a - b| over max |b|, leaf by leaf, the worst leaf."""
+  return max(float(jnp.abs(x - y).max() / jnp.abs(y).max()) for x, y in
+             zip(jax.tree.leaves(a), jax.tree.leaves(b)) if float(jnp.abs(y).max()) > 0)
+
+
+def audio_encoder_leaves(tree) -> list:
+  return [x for path, x in jax.tree_util.tree_flatten_with_path(tree)[0] if path[0].key == "audio_encoder"]
+
+
+def test_gathered_audio_keys_give_the_masked_loss_gradients_and_update():
+  from asva_jax.training.objective import draw_keys
+  from asva_jax.training.step import make_loss_fn, step_key
+  configs = {form: tiny_config("", **GATHER, **{"model.audio_keys": form}) for form in ("gathered", "masked")}
+  config = configs["masked"]
+  model = build_models(config).model
+  graphdef, params, frozen = split_model(model, config)
+  assert audio_encoder_leaves(params)
+  mask = jnp.asarray(model.audio_encoder.segment_masks())
+  d = config.diffusion
+  alphas = jnp.asarray(scaled_linear_alphas_cumprod(d.num_train_timesteps, d.beta_start, d.beta_end))
+  data = batch(0, model.unet.config.cross_attention_dim)
+  key = step_key(config.seed, 0)  # the step's key at step 0 (grad_accum 1)
+  keep = np.asarray(jax.random.bernoulli(draw_keys(key).audio_drop, 1 - d.audio_drop_prob, (B,)))
+  assert 0 < keep.sum() < B, keep  # the batch holds clips with their audio and clips with the null audio
+
+  results = {}
+  for form, c in configs.items():
+    grad = jax.jit(jax.value_and_grad(make_loss_fn(graphdef, c, alphas, mask)))
+    optimizer = make_optimizer(c.train)
+    state = {"step": jnp.asarray(0, jnp.int32), "params": params, "opt_state": optimizer.init(params)}
+    step = jax.jit(make_train_step(graphdef, optimizer, c, alphas, mask))
+    results[form] = (grad.lower(params, frozen, data, key).compile(FAST)(params, frozen, data, key),
+                     step.lower(state, frozen, data).compile(FAST)(state, frozen, data))
+  (loss_g, grads_g), (state_g, metrics_g) = results["gathered"]
+  (loss_m, grads_m), (state_m, metrics_m) = results["masked"]
+  assert float(loss_g) == pytest.approx(float(loss_m), rel=1e-5)
+  assert float(metrics_g["loss"]) == pytest.approx(float(loss_m), rel=1e-5)
+  assert relative_error(grads_g, grads_m) < 1e-5
+  # the gather passes the audio tokens' gradients on to the encoder
+  assert any(float(jnp.abs(g).max()) > 0 for g in audio_encoder_leaves(grads_g))
+  updates = lambda s: jax.tree.map(jnp.subtract, s["params"], params)  # noqa: E731
+  assert relative_error(updates(state_g), updates(state_m)) < 1e-5
