@@ -82,6 +82,14 @@ def interleaved(fns: dict[str, Callable[[], object]], runs: int) -> dict[str, tu
   return {k: (statistics.median(wall[k]), statistics.median(cpu[k])) for k in fns}
 
 
+def timed(fns: dict[str, Callable[[], object]], runs: int, title: str):
+  """(`interleaved`'s medians, the first variant's): prints the title with the time it took."""
+  start = time.perf_counter()
+  t = interleaved(fns, runs)
+  print(f"\n{title} ({time.perf_counter() - start:.0f} s), median of {runs} [{device()}]")
+  return t, next(iter(t.values()))
+
+
 def sampling_stages(name: str, batch: int, steps: int, structures) -> dict[str, Callable]:
   """The stages of `pipeline.sample` as separate calls on the same inputs."""
   from asva_jax.constants import NULL_PROMPT
@@ -161,11 +169,8 @@ def unet_part(fv) -> None:
     fns[label] = lambda fn=fn: fn(weights, *inputs)
     outs[label] = np.asarray(fns[label]())
   first = next(iter(outs.values()))
-  start = time.perf_counter()
-  t = interleaved(fns, fv.runs)
-  print(f"\n§3 UNet forward, 53 M parameters, 12 frames of {fv.latent}x{fv.latent}, batch 1, float32 "
-        f"({time.perf_counter() - start:.0f} s), median of {fv.runs} [{device()}]")
-  base = next(iter(t.values()))
+  t, base = timed(fns, fv.runs, f"§3 UNet forward, 53 M parameters, 12 frames of {fv.latent}x{fv.latent}, "
+                                f"batch 1, float32")
   for label, (w, c) in t.items():
     err = np.abs(outs[label] - first).max() / np.abs(first).max()
     print(f"  {label:44s} wall {w:7.3f} s ({w / base[0]:.2f}x)  cpu {c:7.3f} s ({c / base[1]:.2f}x)  "
@@ -255,11 +260,8 @@ def train_steps(name: str, batch: int) -> tuple[dict[str, Callable], dict[str, f
 def train_part(fv) -> None:
   for name in fv.train_configs:
     fns, losses, clips = train_steps(name, fv.train_batch)
-    start = time.perf_counter()
-    t = interleaved(fns, fv.runs)
-    print(f"\ntrain step, {name}, {clips} clips per step, audio cross-attention masked vs gathered "
-          f"({time.perf_counter() - start:.0f} s), median of {fv.runs} [{device()}]")
-    base = next(iter(t.values()))
+    t, base = timed(fns, fv.runs, f"train step, {name}, {clips} clips per step, audio cross-attention "
+                                  f"masked vs gathered")
     for label, (w, c) in t.items():
       print(f"  {label:22s} wall {w:8.4f} s ({w / base[0]:.2f}x)  cpu {c:8.4f} s ({c / base[1]:.2f}x)  "
             f"steps/s {1 / w:6.2f}")
