@@ -70,6 +70,7 @@ def test_cadence_change_resumes_says_so_and_keeps_what_retention_says(reference,
                  "train.keep: 10 in the workdir, 2 now", "train.milestones: [] in the workdir, [5] now"):
     assert change in out, out
   assert "resuming at step 4 of 8" in out
+  assert "audio keys gathered (25 per frame)" in out, out  # model.audio_keys "auto" on CPU
   assert [r["step"] for r in resumed] == [6, 8]
   np.testing.assert_array_equal(losses(resumed), losses(metrics(reference))[[5, 7]])
   # Saved 5, 6, 7, 8; kept: the last train.keep = 2 steps and the milestone (older steps deleted).

@@ -65,6 +65,7 @@ def diffusion_loss(unet, vae, audio_encoder, video: jax.Array | None, mel: jax.A
   noise = jax.random.normal(k_noise, x0.shape, x0.dtype)
   xt = add_noise(x0, noise, t, alphas_cumprod)
   xt = xt.at[:, 0].set(x0[:, 0])
-  out = unet(xt, t, text, audio, audio_mask, audio_keys=audio_keys)
+  keys = {} if audio_keys is None else {"audio_keys": audio_keys}  # a UNet without the option still fits
+  out = unet(xt, t, text, audio, audio_mask, **keys)
   target = training_target(x0, noise, t, alphas_cumprod, prediction_type)
   return jnp.mean(jnp.square(out[:, 1:].astype(jnp.float32) - target[:, 1:].astype(jnp.float32)))
