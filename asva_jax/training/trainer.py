@@ -205,13 +205,13 @@ def restore(run: Run, initial: dict, changed: list[str]) -> tuple[dict, int]:
 
 def announce(run: Run, state: dict, start_step: int) -> None:
   if run.primary:
-    mesh = run.program.mesh
+    mesh, keys = run.program.mesh, run.program.audio_keys
     print(f"{'resuming at' if start_step else 'starting at'} step {start_step} of "
           f"{int(run.config.train.num_steps)} in {run.workdir}; {count_params(state['params']):,} trainable "
           f"and {count_params(run.frozen):,} frozen parameters; mesh {dict(mesh.shape)} over "
           f"{jax.device_count()} {jax.devices()[0].platform} devices, {jax.process_count()} host(s)"
-          + (f"; EMA weights, decay {float(run.config.train.ema_decay):g}" if "ema" in state else ""),
-          flush=True)
+          + (f"; EMA weights, decay {float(run.config.train.ema_decay):g}" if "ema" in state else "")
+          + f"; audio keys {'masked' if keys is None else f'gathered ({keys} per frame)'}", flush=True)
 
 
 def remat_program(run: Run, state: dict, remat: str) -> TrainProgram:
@@ -266,9 +266,8 @@ def make_step(run: Run, state: dict, global_batch: dict):
   attention = kernels_in(compiled.as_text())  # model.attention "auto": cuDNN flash where it compiles
   if run.primary:
     count = f" ({len(lowered_by)} compilations)" if len(lowered_by) > 1 else ""
-    keys = run.program.audio_keys
-    print(f"compiled the train step in {seconds:.1f} s{count}; attention {attention}, remat {remat}{why}, "
-          f"audio keys {'masked' if keys is None else f'gathered ({keys} per frame)'}", flush=True)
+    print(f"compiled the train step in {seconds:.1f} s{count}; attention {attention}, remat {remat}{why}",
+          flush=True)
   return compiled, flops, {"attention": attention, **info, "audio_keys": run.program.audio_keys,
                            "compile_s": seconds}
 
