@@ -43,8 +43,9 @@ def define_flags(fv: flags.FlagValues = flags.FLAGS) -> None:
   flags.DEFINE_list("part", ["sampling", "unet", "conv"],
                     "sampling (issue 20 §2), unet (§3), conv (§3: one convolution, XLA vs PyTorch) and/or "
                     "train (the train step, masked vs gathered audio keys)", flag_values=fv)
-  flags.DEFINE_list("train_configs", ["demo", "tiny"], "train: configs/demo.py and/or benchmarks.train_step "
-                    "sizes (tiny, tiny:one_level, medium)", flag_values=fv)
+  flags.DEFINE_list("train_configs", ["demo", "tiny"], "train: configs/demo.py (demo:N at N x N frames, N a "
+                    "multiple of 4) and/or benchmarks.train_step sizes (tiny, tiny:one_level, medium)",
+                    flag_values=fv)
   flags.DEFINE_integer("train_batch", 2, "train: clips per step of the train_step sizes (demo: its own)",
                        flag_values=fv)
   flags.DEFINE_list("configs", ["tiny", "medium"], "sampling configs (benchmarks.sampling.CONFIGS)",
@@ -208,14 +209,14 @@ def conv_part(fv) -> None:
           f"cpu {tc / xc:.2f}  max |diff| {diff:.1e}")
 
 
-TRAIN_CONFIGS = ("demo", "tiny", "tiny:one_level", "medium")
+TRAIN_CONFIGS = ("demo", "tiny", "tiny:one_level", "medium")  # and demo:N
 
 
 def train_config(name: str, batch: int):
-  """(config, frame size) of a train part config: configs/demo.py as the demo trains it, or a
-  benchmarks.train_step size at `batch` clips per step."""
+  """(config, frame size) of a train part config: configs/demo.py as the demo trains it (demo:N at
+  N x N frames), or a benchmarks.train_step size at `batch` clips per step."""
   from benchmarks.train_step import REPO, sized_config
-  if name != "demo":
+  if not name.startswith("demo"):
     config, frame_size = sized_config(name)
     config.train.batch_size = batch
     return config, frame_size
@@ -224,6 +225,9 @@ def train_config(name: str, batch: int):
   module = importlib.util.module_from_spec(spec)
   spec.loader.exec_module(module)
   config = module.get_config()
+  if name != "demo":  # demo:N, the demo at N x N frames
+    side = int(name.partition(":")[2])
+    config.data.synthetic.size = config.data.synthetic.source_size = (side, side)
   return config, tuple(config.data.synthetic.size)
 
 
@@ -273,14 +277,21 @@ def device() -> str:
   return f"{jax.default_backend()}: {jax.devices()[0].device_kind}, jax {jax.__version__}"
 
 
+def demo_size(name: str) -> bool:
+  """Whether `name` is demo:N with N a positive multiple of 4 (the demo's space-to-depth factor)."""
+  head, _, side = name.partition(":")
+  return head == "demo" and side.isdigit() and int(side) > 0 and int(side) % 4 == 0
+
+
 def check_flags(fv) -> None:
   """One clear line for a bad flag, before anything is built."""
   from absl import app
   for flag, allowed in (("part", ("sampling", "unet", "conv", "train")), ("configs", ("tiny", "medium", "full")),
                         ("train_configs", TRAIN_CONFIGS)):
-    bad = [v for v in fv[flag].value if v not in allowed]
+    bad = [v for v in fv[flag].value if v not in allowed and not (flag == "train_configs" and demo_size(v))]
     if bad:
-      raise app.UsageError(f"--{flag}: {bad} not in {allowed}")
+      more = " or demo:N (N a multiple of 4)" if flag == "train_configs" else ""
+      raise app.UsageError(f"--{flag}: {bad} not in {allowed}{more}")
   for flag in ("denoise", "medium_denoise"):
     for structure in fv[flag].value:
       parts = structure.split(":")
