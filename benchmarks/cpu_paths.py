@@ -3,6 +3,7 @@
     python -m benchmarks.cpu_paths                      # both parts, about 5 minutes on 2 idle cores
     python -m benchmarks.cpu_paths --part sampling --configs tiny,medium --medium_steps 5
     python -m benchmarks.cpu_paths --part unet --latent 32 --runs 5
+    python -m benchmarks.cpu_paths --part train --train_configs demo,tiny --runs 10
 
 sampling (§2): per stage of `pipeline.sample` (VAE encode, ImageBind audio, denoise, VAE decode),
 seconds per clip at batch 1 and 8, for denoising structures LOOP:AUDIO:CLIPS: the loop as one
@@ -14,7 +15,10 @@ medium `--medium_steps` (per-call ratios do not depend on the count). unet (§3)
 structure before (auto attention, full audio) and after (the per-backend choices). conv (§3's
 minimal reproduction): one 3 x 3 convolution at each level's shape of that UNet, XLA:CPU
 (`lax.conv_general_dilated`, NHWC, jitted) against PyTorch's `conv2d` (NCHW, oneDNN) on the same
-numbers; needs torch.
+numbers; needs torch. train: the trainer's optimizer step (`training.program`, state carried from
+step to step) with the audio cross-attention masked over all 229 ImageBind tokens against each
+frame's 25 gathered (`model.audio_keys`), at configs/demo.py (its batch, 16 x 16 frames) and
+`benchmarks.train_step` sizes (tiny: 32 x 32 frames; medium: 128 x 128; `--train_batch` clips).
 
 Every variant is compiled first; then the variants run interleaved, `--runs` rounds, so that load
 on a shared machine hits all alike. Printed: median wall seconds, median process CPU seconds (less
@@ -37,8 +41,13 @@ from asva_jax.commands import runner
 
 def define_flags(fv: flags.FlagValues = flags.FLAGS) -> None:
   flags.DEFINE_list("part", ["sampling", "unet", "conv"],
-                    "sampling (issue 20 §2), unet (§3) and/or conv (§3: one convolution, XLA vs PyTorch)",
+                    "sampling (issue 20 §2), unet (§3), conv (§3: one convolution, XLA vs PyTorch) and/or "
+                    "train (the train step, masked vs gathered audio keys)", flag_values=fv)
+  flags.DEFINE_list("train_configs", ["demo", "tiny"], "train: configs/demo.py (demo:N at N x N frames, N a "
+                    "multiple of 4) and/or benchmarks.train_step sizes (tiny, tiny:one_level, medium)",
                     flag_values=fv)
+  flags.DEFINE_integer("train_batch", 2, "train: clips per step of the train_step sizes (demo: its own)",
+                       flag_values=fv)
   flags.DEFINE_list("configs", ["tiny", "medium"], "sampling configs (benchmarks.sampling.CONFIGS)",
                     flag_values=fv)
   flags.DEFINE_list("batch", ["1", "8"], "sampling batch sizes", flag_values=fv)
@@ -72,6 +81,14 @@ def interleaved(fns: dict[str, Callable[[], object]], runs: int) -> dict[str, tu
       wall[k].append(time.perf_counter() - w)
       cpu[k].append(time.process_time() - c)
   return {k: (statistics.median(wall[k]), statistics.median(cpu[k])) for k in fns}
+
+
+def timed(fns: dict[str, Callable[[], object]], runs: int, title: str):
+  """(`interleaved`'s medians, the first variant's): prints the title with the time it took."""
+  start = time.perf_counter()
+  t = interleaved(fns, runs)
+  print(f"\n{title} ({time.perf_counter() - start:.0f} s), median of {runs} [{device()}]")
+  return t, next(iter(t.values()))
 
 
 def sampling_stages(name: str, batch: int, steps: int, structures) -> dict[str, Callable]:
@@ -153,11 +170,8 @@ def unet_part(fv) -> None:
     fns[label] = lambda fn=fn: fn(weights, *inputs)
     outs[label] = np.asarray(fns[label]())
   first = next(iter(outs.values()))
-  start = time.perf_counter()
-  t = interleaved(fns, fv.runs)
-  print(f"\n§3 UNet forward, 53 M parameters, 12 frames of {fv.latent}x{fv.latent}, batch 1, float32 "
-        f"({time.perf_counter() - start:.0f} s), median of {fv.runs} [{device()}]")
-  base = next(iter(t.values()))
+  t, base = timed(fns, fv.runs, f"§3 UNet forward, 53 M parameters, 12 frames of {fv.latent}x{fv.latent}, "
+                                f"batch 1, float32")
   for label, (w, c) in t.items():
     err = np.abs(outs[label] - first).max() / np.abs(first).max()
     print(f"  {label:44s} wall {w:7.3f} s ({w / base[0]:.2f}x)  cpu {c:7.3f} s ({c / base[1]:.2f}x)  "
@@ -195,17 +209,89 @@ def conv_part(fv) -> None:
           f"cpu {tc / xc:.2f}  max |diff| {diff:.1e}")
 
 
+TRAIN_CONFIGS = ("demo", "tiny", "tiny:one_level", "medium")  # and demo:N
+
+
+def train_config(name: str, batch: int):
+  """(config, frame size) of a train part config: configs/demo.py as the demo trains it (demo:N at
+  N x N frames), or a benchmarks.train_step size at `batch` clips per step."""
+  from benchmarks.train_step import REPO, sized_config
+  if not name.startswith("demo"):
+    config, frame_size = sized_config(name)
+    config.train.batch_size = batch
+    return config, frame_size
+  import importlib.util
+  spec = importlib.util.spec_from_file_location("demo_config", REPO / "configs" / "demo.py")
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  config = module.get_config()
+  if name != "demo":  # demo:N, the demo at N x N frames
+    side = int(name.partition(":")[2])
+    config.data.synthetic.size = config.data.synthetic.source_size = (side, side)
+  return config, tuple(config.data.synthetic.size)
+
+
+def train_steps(name: str, batch: int) -> tuple[dict[str, Callable], dict[str, float], int]:
+  """({form: one optimizer step}, {form: its first step's loss}, clips per step): the trainer's step
+  built per model.audio_keys form on the same random model and batch; each call advances its state."""
+  from asva_jax.parallel import sharding
+  from asva_jax.training.build import build_models
+  from asva_jax.training.program import batch_shapes, build_program
+  config, frame_size = train_config(name, batch)
+  clips = int(config.train.batch_size)
+  fns, losses = {}, {}
+  for form in ("masked", "gathered"):
+    config.model.audio_keys = form
+    model = build_models(config).model  # per form: the step donates (deletes) the state it was given
+    rng = np.random.default_rng(0)
+    local = {k: (rng.integers(0, 256, v.shape, dtype=np.uint8) if v.dtype == np.uint8
+                 else rng.standard_normal(v.shape).astype(v.dtype))
+             for k, v in batch_shapes(model, clips, frame_size, latents=False).items()}
+    program, state, frozen = build_program(model, config, sharding.make_mesh(config.mesh))
+    del model
+    gb = sharding.global_batch(local, program.mesh)
+    compiled = program.step.lower(state, frozen, gb).compile()
+    held = {"state": state}
+
+    def step(compiled=compiled, held=held, frozen=frozen, gb=gb):
+      held["state"], metrics = compiled(held["state"], frozen, gb)
+      return metrics
+    losses[form] = float(step()["loss"])
+    fns[f"{form} ({program.audio_keys or 229} keys)"] = step
+  return fns, losses, clips
+
+
+def train_part(fv) -> None:
+  for name in fv.train_configs:
+    fns, losses, clips = train_steps(name, fv.train_batch)
+    t, base = timed(fns, fv.runs, f"train step, {name}, {clips} clips per step, audio cross-attention "
+                                  f"masked vs gathered")
+    for label, (w, c) in t.items():
+      print(f"  {label:22s} wall {w:8.4f} s ({w / base[0]:.2f}x)  cpu {c:8.4f} s ({c / base[1]:.2f}x)  "
+            f"steps/s {1 / w:6.2f}")
+    print(f"  first-step loss: masked {losses['masked']:.7g}, gathered {losses['gathered']:.7g} "
+          f"(relative difference {abs(losses['gathered'] - losses['masked']) / abs(losses['masked']):.1e})")
+
+
 def device() -> str:
   return f"{jax.default_backend()}: {jax.devices()[0].device_kind}, jax {jax.__version__}"
+
+
+def demo_size(name: str) -> bool:
+  """Whether `name` is demo:N with N a positive multiple of 4 (the demo's space-to-depth factor)."""
+  head, _, side = name.partition(":")
+  return head == "demo" and side.isdigit() and int(side) > 0 and int(side) % 4 == 0
 
 
 def check_flags(fv) -> None:
   """One clear line for a bad flag, before anything is built."""
   from absl import app
-  for flag, allowed in (("part", ("sampling", "unet", "conv")), ("configs", ("tiny", "medium", "full"))):
-    bad = [v for v in fv[flag].value if v not in allowed]
+  for flag, allowed in (("part", ("sampling", "unet", "conv", "train")), ("configs", ("tiny", "medium", "full")),
+                        ("train_configs", TRAIN_CONFIGS)):
+    bad = [v for v in fv[flag].value if v not in allowed and not (flag == "train_configs" and demo_size(v))]
     if bad:
-      raise app.UsageError(f"--{flag}: {bad} not in {allowed}")
+      more = " or demo:N (N a multiple of 4)" if flag == "train_configs" else ""
+      raise app.UsageError(f"--{flag}: {bad} not in {allowed}{more}")
   for flag in ("denoise", "medium_denoise"):
     for structure in fv[flag].value:
       parts = structure.split(":")
@@ -215,6 +301,8 @@ def check_flags(fv) -> None:
                              f"AUDIO full or gathered, CLIPS all or a positive integer")
   if not all(b.isdigit() and int(b) > 0 for b in fv.batch):
     raise app.UsageError(f"--batch {','.join(fv.batch)}: expected positive integers")
+  if fv.train_batch < 1:
+    raise app.UsageError(f"--train_batch {fv.train_batch}: expected a positive integer")
   if fv.runs < 1 or fv.latent < 8 or fv.latent % 8:
     raise app.UsageError("--runs must be >= 1 and --latent a multiple of 8")
 
@@ -229,6 +317,8 @@ def main(argv, fv: flags.FlagValues = flags.FLAGS):
     unet_part(fv)
   if "conv" in fv.part:
     conv_part(fv)
+  if "train" in fv.part:
+    train_part(fv)
   print(f"\ntotal {time.perf_counter() - start:.0f} s")
 
 

@@ -70,6 +70,7 @@ def test_cadence_change_resumes_says_so_and_keeps_what_retention_says(reference,
                  "train.keep: 10 in the workdir, 2 now", "train.milestones: [] in the workdir, [5] now"):
     assert change in out, out
   assert "resuming at step 4 of 8" in out
+  assert "audio keys gathered (25 per frame)" in out, out  # model.audio_keys "auto" on CPU
   assert [r["step"] for r in resumed] == [6, 8]
   np.testing.assert_array_equal(losses(resumed), losses(metrics(reference))[[5, 7]])
   # Saved 5, 6, 7, 8; kept: the last train.keep = 2 steps and the milestone (older steps deleted).
@@ -152,3 +153,15 @@ def test_sampling_and_export_of_a_workdir_with_a_damaged_newest_step(reference, 
   assert "Traceback" not in result.stderr and result.stderr.count("error: ") == 1, result.stderr
   assert "no checkpoint can be read" in result.stderr and "--step" in result.stderr, result.stderr
   assert not (tmp_path / "export").exists()
+
+
+def test_changing_the_audio_attention_form_resumes():
+  """model.audio_keys changes how the step computes, not what it trains: a rerun may change it, also in a
+  workdir recorded before the field existed."""
+  from asva_jax.training.resume_check import config_changes
+  recorded = json.loads(tiny_config("").to_json())
+  changed = tiny_config("", **{"model.audio_keys": "masked"})
+  assert config_changes(recorded, changed) == ([], ["--config.model.audio_keys: 'auto' in the workdir, "
+                                                    "'masked' now"])
+  del recorded["model"]["audio_keys"]
+  assert config_changes(recorded, changed) == ([], ["model.audio_keys: not recorded, now 'masked'"])

@@ -115,3 +115,91 @@ def global_norm(tree):
 
 def max_diff(a, b) -> float:
   return max(float(np.abs(np.asarray(x, np.float64) - y).max()) for x, y in zip(a, b))
+
+
+# The audio cross-attention over each frame's own tokens (config.model.audio_keys "gathered") against the
+# full masked attention over all 229 ("masked"), on the same step: with the audio encoder training and
+# classifier-free audio dropout on (both kept and dropped clips in the batch), the loss, every gradient
+# and one AdamW update agree; and on CPU the trainer's own step (build_program) uses the gathered form.
+# Adam's eps is 1 here: a first Adam step is about sign(g) where |g| >> eps, which would turn float noise in
+# near-zero gradients into whole updates; with eps = 1 (and the clip at 1) the update follows g itself.
+GATHER = {"train.batch_size": B, "train.grad_accum": 1, "model.train_audio_encoder": True,
+          "diffusion.audio_drop_prob": 0.5, "train.eps": 1.0}
+
+
+def relative_error(a, b) -> float:
+  """max |a - b| over max |b|, leaf by leaf, the worst leaf."""
+  return max(float(jnp.abs(x - y).max() / jnp.abs(y).max()) for x, y in
+             zip(jax.tree.leaves(a), jax.tree.leaves(b)) if float(jnp.abs(y).max()) > 0)
+
+
+def audio_encoder_leaves(tree) -> list:
+  return [x for path, x in jax.tree_util.tree_flatten_with_path(tree)[0] if path[0].key == "audio_encoder"]
+
+
+def test_gathered_audio_keys_give_the_masked_loss_gradients_and_update():
+  """One step per form from the same state. Adam's first moment after one step is (1 - b1) times the
+  clipped gradient, so the step's own state shows its gradients (the clip factor is common up to the
+  norms' 1e-7)."""
+  from asva_jax.training.objective import draw_keys
+  from asva_jax.training.step import step_key
+  configs = {form: tiny_config("", **GATHER, **{"model.audio_keys": form}) for form in ("gathered", "masked")}
+  config = configs["masked"]
+  model = build_models(config).model
+  graphdef, params, frozen = split_model(model, config)
+  assert audio_encoder_leaves(params)
+  mask = jnp.asarray(model.audio_encoder.segment_masks())
+  d = config.diffusion
+  alphas = jnp.asarray(scaled_linear_alphas_cumprod(d.num_train_timesteps, d.beta_start, d.beta_end))
+  data = batch(0, model.unet.config.cross_attention_dim)
+  key = step_key(config.seed, 0)  # the step's key at step 0 (grad_accum 1)
+  keep = np.asarray(jax.random.bernoulli(draw_keys(key).audio_drop, 1 - d.audio_drop_prob, (B,)))
+  assert 0 < keep.sum() < B, keep  # the batch holds clips with their audio and clips with the null audio
+
+  results = {}
+  for form, c in configs.items():
+    optimizer = make_optimizer(c.train)
+    state = {"step": jnp.asarray(0, jnp.int32), "params": params, "opt_state": optimizer.init(params)}
+    step = jax.jit(make_train_step(graphdef, optimizer, c, alphas, mask))
+    results[form] = step.lower(state, frozen, data).compile(FAST)(state, frozen, data)
+  (state_g, metrics_g), (state_m, metrics_m) = results["gathered"], results["masked"]
+  assert float(metrics_g["loss"]) == pytest.approx(float(metrics_m["loss"]), rel=1e-5)
+  assert float(metrics_g["grad_norm"]) == pytest.approx(float(metrics_m["grad_norm"]), rel=1e-5)
+  [adam_g], [adam_m] = ([s for s in o["opt_state"][1] if hasattr(s, "mu")] for o in (state_g, state_m))
+  assert relative_error(adam_g.mu, adam_m.mu) < 1e-5  # the gradients, leaf by leaf
+  assert relative_error(adam_g.nu, adam_m.nu) < 1e-5
+  # the gather passes the audio tokens' gradients on to the encoder
+  assert any(float(jnp.abs(g).max()) > 0 for g in audio_encoder_leaves(adam_g.mu))
+  # The updated params agree to 1e-5 of the leaf's largest update, beyond the rounding of the params.
+  for p0, p_g, p_m in zip(*(jax.tree.leaves(t) for t in (params, state_g["params"], state_m["params"]))):
+    ulp = np.finfo(np.float32).eps * float(jnp.abs(p0).max())
+    assert float(jnp.abs(p_g - p_m).max()) <= 1e-5 * float(jnp.abs(p_m - p0).max()) + 2 * ulp
+
+
+@pytest.mark.parametrize("form, used", [("auto", True), ("masked", False)])
+def test_the_trainers_step_gathers_audio_keys_on_cpu(monkeypatch, form, used):
+  """build_program's step (the trainer's) on this CPU: "auto" traces the gathered attention, "masked" not."""
+  from asva_jax.models import unet_3d
+  from asva_jax.parallel import sharding
+  from asva_jax.training.program import batch_shapes, build_program
+  calls = []
+  gather = unet_3d.gather_audio_keys
+  monkeypatch.setattr(unet_3d, "gather_audio_keys", lambda audio, mask, keys: calls.append(keys) or gather(
+      audio, mask, keys))
+  config = tiny_config("", **{"train.batch_size": 2, "model.audio_keys": form})
+  model = build_models(config).model
+  program, state, frozen = build_program(model, config, sharding.make_mesh(config.mesh))
+  program.step.lower(state, frozen, batch_shapes(model, 2, (16, 16), latents=False))
+  assert program.audio_keys == (25 if used else None)
+  assert calls == ([25] * len(calls) if used else []) and (len(calls) > 0) == used
+
+
+def test_audio_keys_option_per_backend():
+  from asva_jax.audio.segments import segment_masks
+  from asva_jax.errors import ConfigError
+  from asva_jax.training.build import audio_keys_option
+  masks = segment_masks(12)
+  assert [audio_keys_option(form, masks, backend) for form in ("auto", "gathered", "masked")
+          for backend in ("cpu", "gpu")] == [25, None, 25, 25, None, None]
+  with pytest.raises(ConfigError, match="--config.model.audio_keys='sparse'"):
+    audio_keys_option("sparse", masks)

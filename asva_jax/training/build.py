@@ -55,6 +55,25 @@ def set_remat(model: Trainee, name: str) -> None:
       module.remat = option
 
 
+AUDIO_KEYS = ("auto", "gathered", "masked")
+
+
+def audio_keys_option(form: str, audio_mask, backend: str | None = None) -> int | None:
+  """config.model.audio_keys -> the UNet's `audio_keys` for the segment masks (F, T): "auto" is the
+  sampler's choice for `backend` (`audio_keys_per_frame`), "gathered" the same count on any backend,
+  "masked" None (the full masked attention)."""
+  from asva_jax.models.unet_3d import audio_keys_per_frame
+  check_audio_keys(form)
+  if form == "masked":
+    return None
+  return audio_keys_per_frame(audio_mask, backend="cpu" if form == "gathered" else backend)
+
+
+def check_audio_keys(form: str) -> None:
+  if form not in AUDIO_KEYS:
+    raise ConfigError(f"--config.model.audio_keys={form!r}: expected one of {', '.join(AUDIO_KEYS)}")
+
+
 def trainable_filter(model_config):
   """NNX filter (path, value) -> bool of the parameters that train."""
   from asva_jax.models.unet_3d import trainable

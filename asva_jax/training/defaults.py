@@ -35,6 +35,10 @@ def base_config() -> ml_collections.ConfigDict:
   c.model.trainable = "temp_audio"  # "temp_audio" (the recipe: _temp/_audio modules) | "all"
   c.model.train_audio_encoder = False
   c.model.attention = "auto"      # "auto" | "xla" | "cudnn" | "reference"
+  # The UNet's audio cross-attention in the train step: "gathered" (each frame attends to its own 25
+  # visible ImageBind tokens only, gathered before the projections), "masked" (all 229, masked), or
+  # "auto" (the faster on the step's backend: gathered on CPU). The same softmax either way.
+  c.model.audio_keys = "auto"
 
   # num_train_timesteps, beta_start, beta_end, scaling_factor, prediction_type ("epsilon" or
   # "v_prediction", asva_jax.schedulers.noise_schedule): the recipe's, as the run spec records it

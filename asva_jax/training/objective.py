@@ -37,7 +37,7 @@ def diffusion_loss(unet, vae, audio_encoder, video: jax.Array | None, mel: jax.A
                    audio_mask: jax.Array, alphas_cumprod: jax.Array, key: jax.Array, *,
                    scaling_factor: float = SD15_SCALING_FACTOR, audio_drop_prob: float = 0.2,
                    vae_moments: tuple[jax.Array, jax.Array] | None = None,
-                   prediction_type: str = "epsilon") -> jax.Array:
+                   prediction_type: str = "epsilon", audio_keys: int | None = None) -> jax.Array:
   """ε-prediction MSE over frames 1..F-1, with frame 0 of x_t replaced by the clean latent
   (v-prediction MSE with `prediction_type="v_prediction"`, for models trained from scratch).
 
@@ -46,6 +46,9 @@ def diffusion_loss(unet, vae, audio_encoder, video: jax.Array | None, mel: jax.A
   encoder applied to an all-zero mel) with probability `audio_drop_prob` per sample.
   `vae_moments` (mean, logvar) (B, F, h, w, 4), cached by `data_prep.build --vae-latents`,
   replace the VAE encoder: the latent is then sampled from them (`video` may be None).
+  audio_keys (static): the UNet's `audio_keys` for `audio_mask` (each frame attends to its own tokens
+  only; `training.build.audio_keys_option`), None for the full masked attention: the same loss.
+  The dropped clips' null audio takes the same masks, so the gathered form covers them too.
   """
   k_latent, k_drop, k_t, k_noise = draw_keys(key)
   b = mel.shape[0]
@@ -62,6 +65,7 @@ def diffusion_loss(unet, vae, audio_encoder, video: jax.Array | None, mel: jax.A
   noise = jax.random.normal(k_noise, x0.shape, x0.dtype)
   xt = add_noise(x0, noise, t, alphas_cumprod)
   xt = xt.at[:, 0].set(x0[:, 0])
-  out = unet(xt, t, text, audio, audio_mask)
+  keys = {} if audio_keys is None else {"audio_keys": audio_keys}  # a UNet without the option still fits
+  out = unet(xt, t, text, audio, audio_mask, **keys)
   target = training_target(x0, noise, t, alphas_cumprod, prediction_type)
   return jnp.mean(jnp.square(out[:, 1:].astype(jnp.float32) - target[:, 1:].astype(jnp.float32)))

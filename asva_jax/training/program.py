@@ -26,7 +26,7 @@ from asva_jax.constants import NUM_FRAMES
 from asva_jax.errors import ConfigError
 from asva_jax.parallel import sharding
 from asva_jax.training import ema as ema_lib
-from asva_jax.training.build import Trainee, build_models
+from asva_jax.training.build import Trainee, audio_keys_option, build_models
 from asva_jax.training.state import frozen_cast, make_optimizer
 from asva_jax.training.step import jit_train_step, make_train_step
 
@@ -43,6 +43,7 @@ class TrainProgram:
   state_shardings: dict     # {"step", "params", "opt_state"[, "ema"]}
   frozen_shardings: Any
   step: Callable            # jitted train_step(state, frozen, batch) -> (state, metrics); state donated
+  audio_keys: int | None = None  # audio tokens each frame attends to in the step (None: all, masked)
 
   @property
   def replicated(self):
@@ -99,9 +100,11 @@ def build_program(model: Trainee, config, mesh: Mesh) -> tuple[TrainProgram, dic
   alphas = jnp.asarray(scaled_linear_alphas_cumprod(int(d.num_train_timesteps), float(d.beta_start),
                                                     float(d.beta_end)))
   audio_mask = jnp.asarray(model.audio_encoder.segment_masks())
-  step = jit_train_step(make_train_step(graphdef, optimizer, config, alphas, audio_mask),
+  backend = mesh.devices.flat[0].platform  # the step's platform (a TPU topology compiled from a CPU host)
+  step = jit_train_step(make_train_step(graphdef, optimizer, config, alphas, audio_mask, backend),
                         state_sh, frozen_sh, None, replicated)
-  return TrainProgram(mesh, graphdef, optimizer, state_sh, frozen_sh, step), state, frozen
+  keys = audio_keys_option(str(config.model.get("audio_keys", "auto")), audio_mask, backend)
+  return TrainProgram(mesh, graphdef, optimizer, state_sh, frozen_sh, step, keys), state, frozen
 
 
 def abstract_models(config) -> Trainee:

@@ -24,7 +24,7 @@ MAY_CHANGE = (
     "train.num_steps", "train.log_every", "train.checkpoint_every", "train.keep", "train.milestones",
     "train.async_checkpoints", "train.batch_size", "train.grad_accum", "mesh", "data.worker_count",
     "data.dir", "data.use_vae_latents", "log", "remat", "precision.compute", "precision.frozen",
-    "model.attention", "xla_backend_optimization_level")
+    "model.attention", "model.audio_keys", "xla_backend_optimization_level")
 
 NEW_WORKDIR = ("train the new config in a new --workdir (there is no --config.train.restart_from_scratch: "
                "a rerun never overwrites a run)")

@@ -17,6 +17,7 @@ import optax
 from flax import nnx
 
 from asva_jax.training import ema as ema_lib
+from asva_jax.training.build import audio_keys_option
 from asva_jax.training.objective import diffusion_loss
 
 
@@ -24,8 +25,10 @@ def step_key(seed: int, step: jax.Array) -> jax.Array:
   return jax.random.fold_in(jax.random.key(seed), step)
 
 
-def make_loss_fn(graphdef, config, alphas_cumprod, audio_mask):
-  """loss(params, frozen, batch, key) for one micro-batch."""
+def make_loss_fn(graphdef, config, alphas_cumprod, audio_mask, backend: str | None = None):
+  """loss(params, frozen, batch, key) for one micro-batch; the audio attention's form
+  (config.model.audio_keys) is chosen here, once, from the concrete masks and the step's backend."""
+  keys = audio_keys_option(str(config.model.get("audio_keys", "auto")), audio_mask, backend)
   scaling = float(config.diffusion.scaling_factor)
   drop = float(config.diffusion.audio_drop_prob)
   prediction = str(config.diffusion.prediction_type)
@@ -36,7 +39,7 @@ def make_loss_fn(graphdef, config, alphas_cumprod, audio_mask):
     return diffusion_loss(model.unet, model.autoencoder, model.audio_encoder, batch.get("video"),
                           batch["mel"], batch["text"], audio_mask, alphas_cumprod, key,
                           scaling_factor=scaling, audio_drop_prob=drop, vae_moments=moments,
-                          prediction_type=prediction)
+                          prediction_type=prediction, audio_keys=keys)
   return loss_fn
 
 
@@ -49,9 +52,10 @@ def split_micro(batch: dict, accum: int) -> dict:
 
 
 def make_train_step(graphdef, optimizer: optax.GradientTransformation, config, alphas_cumprod,
-                    audio_mask):
-  """train_step(state, frozen, batch) -> (state, metrics); not yet jitted (see `jit_train_step`)."""
-  loss_fn = make_loss_fn(graphdef, config, alphas_cumprod, audio_mask)
+                    audio_mask, backend: str | None = None):
+  """train_step(state, frozen, batch) -> (state, metrics); not yet jitted (see `jit_train_step`).
+  backend: the platform the step runs on (default: JAX's default backend)."""
+  loss_fn = make_loss_fn(graphdef, config, alphas_cumprod, audio_mask, backend)
   grad_fn = jax.value_and_grad(loss_fn)
   accum = int(config.train.grad_accum)
   seed = int(config.seed)

@@ -33,7 +33,7 @@ from asva_jax.schedulers.noise_schedule import PREDICTION_TYPES
 from asva_jax.storage import as_path
 from asva_jax.training import checkpoints, resume_check
 from asva_jax.training.batches import host_batch, make_loader
-from asva_jax.training.build import build_models, remat_option, set_remat
+from asva_jax.training.build import build_models, check_audio_keys, remat_option, set_remat
 from asva_jax.training.ema import check_ema_config
 from asva_jax.training.flops import SOURCE as FLOPS_SOURCE, peak_flops, step_flops
 from asva_jax.training.memory import choose_remat, device_bytes, peak_bytes
@@ -66,6 +66,7 @@ def check_config(config) -> None:
       raise ConfigError(f"--config.train.{field}={t[field]} must be at least 1")
   check_ema_config(t)
   remat_option(config.remat)
+  check_audio_keys(config.model.get("audio_keys", "auto"))
   radius = config.data.synthetic.get("ball_radius")
   if config.data.synthetic.enabled and radius is not None and not 0 < float(radius) <= 0.5:
     raise ConfigError(f"--config.data.synthetic.ball_radius={radius}: must be in (0, 0.5] (a fraction of the "
@@ -204,13 +205,13 @@ def restore(run: Run, initial: dict, changed: list[str]) -> tuple[dict, int]:
 
 def announce(run: Run, state: dict, start_step: int) -> None:
   if run.primary:
-    mesh = run.program.mesh
+    mesh, keys = run.program.mesh, run.program.audio_keys
     print(f"{'resuming at' if start_step else 'starting at'} step {start_step} of "
           f"{int(run.config.train.num_steps)} in {run.workdir}; {count_params(state['params']):,} trainable "
           f"and {count_params(run.frozen):,} frozen parameters; mesh {dict(mesh.shape)} over "
           f"{jax.device_count()} {jax.devices()[0].platform} devices, {jax.process_count()} host(s)"
-          + (f"; EMA weights, decay {float(run.config.train.ema_decay):g}" if "ema" in state else ""),
-          flush=True)
+          + (f"; EMA weights, decay {float(run.config.train.ema_decay):g}" if "ema" in state else "")
+          + f"; audio keys {'masked' if keys is None else f'gathered ({keys} per frame)'}", flush=True)
 
 
 def remat_program(run: Run, state: dict, remat: str) -> TrainProgram:
@@ -267,7 +268,8 @@ def make_step(run: Run, state: dict, global_batch: dict):
     count = f" ({len(lowered_by)} compilations)" if len(lowered_by) > 1 else ""
     print(f"compiled the train step in {seconds:.1f} s{count}; attention {attention}, remat {remat}{why}",
           flush=True)
-  return compiled, flops, {"attention": attention, **info, "compile_s": seconds}
+  return compiled, flops, {"attention": attention, **info, "audio_keys": run.program.audio_keys,
+                           "compile_s": seconds}
 
 
 def step_record(run: Run, step: int, metrics, steps_per_s: float | None, flops, peak) -> dict:
