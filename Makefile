@@ -13,7 +13,7 @@ $(VENV)/.installed: pyproject.toml
 
 setup: $(VENV)/.installed
 
-# The built-in demo (docs/demo.md): about 13.5 minutes on 2 idle CPU cores; rerun to resume.
+# The built-in demo (docs/demo.md): about 11 minutes on 2 idle CPU cores; rerun to resume.
 DEMO_WORKDIR ?= outputs/demo
 
 demo: setup
