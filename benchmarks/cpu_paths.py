@@ -4,6 +4,7 @@
     python -m benchmarks.cpu_paths --part sampling --configs tiny,medium --medium_steps 5
     python -m benchmarks.cpu_paths --part unet --latent 32 --runs 5
     python -m benchmarks.cpu_paths --part train --train_configs demo,tiny --runs 10
+    python -m benchmarks.cpu_paths --part original --original PATH/TO/ASVA --runs 5
 
 sampling (§2): per stage of `pipeline.sample` (VAE encode, ImageBind audio, denoise, VAE decode),
 seconds per clip at batch 1 and 8, for denoising structures LOOP:AUDIO:CLIPS: the loop as one
@@ -19,6 +20,9 @@ numbers; needs torch. train: the trainer's optimizer step (`training.program`, s
 step to step) with the audio cross-attention masked over all 229 ImageBind tokens against each
 frame's 25 gathered (`model.audio_keys`), at configs/demo.py (its batch, 16 x 16 frames) and
 `benchmarks.train_step` sizes (tiny: 32 x 32 frames; medium: 128 x 128; `--train_batch` clips).
+original (§3 side by side): the unet part's UNet in the original PyTorch code (imported from a local
+checkout, `--original`) and ours on the same weights, converted by `convert.unet`; needs torch and
+diffusers.
 
 Every variant is compiled first; then the variants run interleaved, `--runs` rounds, so that load
 on a shared machine hits all alike. Printed: median wall seconds, median process CPU seconds (less
@@ -42,7 +46,8 @@ from asva_jax.commands import runner
 def define_flags(fv: flags.FlagValues = flags.FLAGS) -> None:
   flags.DEFINE_list("part", ["sampling", "unet", "conv"],
                     "sampling (issue 20 §2), unet (§3), conv (§3: one convolution, XLA vs PyTorch) and/or "
-                    "train (the train step, masked vs gathered audio keys)", flag_values=fv)
+                    "train (the train step, masked vs gathered audio keys), original (§3: the original "
+                    "PyTorch UNet beside ours, --original)", flag_values=fv)
   flags.DEFINE_list("train_configs", ["demo", "tiny"], "train: configs/demo.py (demo:N at N x N frames, N a "
                     "multiple of 4) and/or benchmarks.train_step sizes (tiny, tiny:one_level, medium)",
                     flag_values=fv)
@@ -62,6 +67,8 @@ def define_flags(fv: flags.FlagValues = flags.FLAGS) -> None:
   flags.DEFINE_integer("medium_steps", 3, "PNDM steps of the medium config", flag_values=fv)
   flags.DEFINE_integer("latent", 32, "unet: latent height = width", flag_values=fv)
   flags.DEFINE_integer("runs", 3, "interleaved timed rounds (after one warm-up call each)", flag_values=fv)
+  flags.DEFINE_string("original", None, "original: a local checkout of the original code (lzhangbj/ASVA, the "
+                      "folder holding avgen/), imported to run its UNet; nothing of it is copied", flag_values=fv)
 
 
 # The §3 UNet: four levels of every block type at widths 64-256, 64-wide heads, 53.0 M parameters.
@@ -273,6 +280,64 @@ def train_part(fv) -> None:
           f"(relative difference {abs(losses['gathered'] - losses['masked']) / abs(losses['masked']):.1e})")
 
 
+def original_part(fv) -> None:
+  """§3 side by side: the original PyTorch UNet, imported from `--original`, against ours on the same
+  random weights (written by the original's `save_pretrained`, read by our converter) and inputs."""
+  import sys
+  import tempfile
+  import torch
+  from absl import app
+  from flax import nnx
+  from asva_jax.audio import segment_masks
+  from asva_jax.models.unet_3d import audio_keys_per_frame
+  from benchmarks.unet_forward import AUDIO_TOKENS, CONTEXT_DIM, SMALL_CONFIG, TEXT_TOKENS
+  from convert.unet import import_unet
+  if not fv.original:
+    raise app.UsageError("--part original needs --original PATH: a checkout of lzhangbj/ASVA (the folder with avgen/)")
+  sys.path.insert(0, fv.original)
+  from avgen.models.unets import AudioUNet3DConditionModel
+  torch.manual_seed(0)
+  original = AudioUNet3DConditionModel(**dict(SMALL_CONFIG, **UNET_WIDTHS)).eval()
+  with torch.no_grad():  # zero-initialised paths (temporal, audio) get values too, so every path runs
+    for p in original.parameters():
+      p.add_(0.02 * torch.randn_like(p))
+  with tempfile.TemporaryDirectory() as folder:
+    original.save_pretrained(folder, safe_serialization=True)
+    ours, _ = import_unet(folder)
+  graph, weights = nnx.split(ours)
+  frames, side = 12, fv.latent
+  rng = np.random.default_rng(0)
+  sample = rng.standard_normal((1, 4, frames, side, side), np.float32)
+  timestep = np.array([500])
+  # Per-frame contexts, as the original pipeline feeds them (each video's tokens repeated over frames).
+  text = np.repeat(rng.standard_normal((1, 1, TEXT_TOKENS, CONTEXT_DIM), np.float32), frames, axis=1)
+  audio = np.repeat(rng.standard_normal((1, 1, AUDIO_TOKENS, CONTEXT_DIM), np.float32), frames, axis=1)
+  mask = np.asarray(segment_masks(frames))[None]
+  keys = audio_keys_per_frame(mask[0])
+  fn = jax.jit(lambda state, *a: nnx.merge(graph, state)(*a, audio_keys=keys))
+  masked = jax.jit(lambda state, *a: nnx.merge(graph, state)(*a))
+  args = (jnp.asarray(sample.transpose(0, 2, 3, 4, 1)), jnp.asarray(timestep, jnp.int32), jnp.asarray(text),
+          jnp.asarray(audio), jnp.asarray(mask))
+  t_in = [torch.from_numpy(x) for x in (sample, timestep, text, audio, mask)]
+
+  def run_original():
+    with torch.inference_mode():
+      return original(t_in[0], t_in[1], encoder_hidden_states=t_in[2], audio_encoder_hidden_states=t_in[3],
+                      audio_attention_mask=t_in[4]).sample
+
+  expected = run_original().numpy()
+  got = np.asarray(fn(weights, *args)).transpose(0, 4, 1, 2, 3)
+  err = np.abs(got - expected).max() / np.abs(expected).max()
+  fns = {f"original PyTorch {torch.__version__} ({torch.get_num_threads()} threads)": run_original,
+         f"ours (jit, audio_keys={keys})": lambda: fn(weights, *args),
+         "ours (jit, masked audio attention)": lambda: masked(weights, *args)}
+  t, base = timed(fns, fv.runs, f"§3 side by side: the original UNet and ours, {original.num_parameters() / 1e6:.1f} M "
+                                f"parameters, {frames} frames of {side}x{side}, batch 1, float32")
+  for label, (w, c) in t.items():
+    print(f"  {label:44s} wall {w:7.3f} s ({w / base[0]:.2f}x)  cpu {c:7.3f} s ({c / base[1]:.2f}x)")
+  print(f"  outputs: max |ours - original| / max |original| = {err:.1e}")
+
+
 def device() -> str:
   return f"{jax.default_backend()}: {jax.devices()[0].device_kind}, jax {jax.__version__}"
 
@@ -286,7 +351,7 @@ def demo_size(name: str) -> bool:
 def check_flags(fv) -> None:
   """One clear line for a bad flag, before anything is built."""
   from absl import app
-  for flag, allowed in (("part", ("sampling", "unet", "conv", "train")), ("configs", ("tiny", "medium", "full")),
+  for flag, allowed in (("part", ("sampling", "unet", "conv", "train", "original")), ("configs", ("tiny", "medium", "full")),
                         ("train_configs", TRAIN_CONFIGS)):
     bad = [v for v in fv[flag].value if v not in allowed and not (flag == "train_configs" and demo_size(v))]
     if bad:
@@ -319,6 +384,8 @@ def main(argv, fv: flags.FlagValues = flags.FLAGS):
     conv_part(fv)
   if "train" in fv.part:
     train_part(fv)
+  if "original" in fv.part:
+    original_part(fv)
   print(f"\ntotal {time.perf_counter() - start:.0f} s")
 
 
