@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import statistics
 import time
+from pathlib import Path
 from typing import Callable
 
 import jax
@@ -286,15 +287,12 @@ def original_part(fv) -> None:
   import sys
   import tempfile
   import torch
-  from absl import app
   from flax import nnx
   from asva_jax.audio import segment_masks
   from asva_jax.models.unet_3d import audio_keys_per_frame
   from benchmarks.unet_forward import AUDIO_TOKENS, CONTEXT_DIM, SMALL_CONFIG, TEXT_TOKENS
   from convert.unet import import_unet
-  if not fv.original:
-    raise app.UsageError("--part original needs --original PATH: a checkout of lzhangbj/ASVA (the folder with avgen/)")
-  sys.path.insert(0, fv.original)
+  sys.path.insert(0, fv.original)  # checked by check_flags: a folder holding avgen/
   from avgen.models.unets import AudioUNet3DConditionModel
   torch.manual_seed(0)
   original = AudioUNet3DConditionModel(**dict(SMALL_CONFIG, **UNET_WIDTHS)).eval()
@@ -368,6 +366,9 @@ def check_flags(fv) -> None:
     raise app.UsageError(f"--batch {','.join(fv.batch)}: expected positive integers")
   if fv.train_batch < 1:
     raise app.UsageError(f"--train_batch {fv.train_batch}: expected a positive integer")
+  if "original" in fv.part and not (fv.original and (Path(fv.original) / "avgen" / "models").is_dir()):
+    raise app.UsageError(f"--original {fv.original}: --part original needs a local checkout of the original "
+                         "code (lzhangbj/ASVA): the folder that holds avgen/models/")
   if fv.runs < 1 or fv.latent < 8 or fv.latent % 8:
     raise app.UsageError("--runs must be >= 1 and --latent a multiple of 8")
 

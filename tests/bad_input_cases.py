@@ -420,6 +420,8 @@ CASES: list[Case] = [
     Case("bench-audio-unknown-size", ["{repo}/benchmarks/audio_encoder.py", "--sizes", "giant"], ["--sizes"]),
     Case("bench-cpu-paths-bad-structure", ["{repo}/benchmarks/cpu_paths.py", "--denoise", "scan:half:all"],
          ["--denoise"]),
+    Case("bench-cpu-paths-original-missing", ["{repo}/benchmarks/cpu_paths.py", "--part", "original",
+                                               "--original", "noasva"], ["--original noasva", "avgen"]),
     Case("bench-unet-bad-batch", ["{repo}/benchmarks/unet_forward.py", "--batch", "two"], ["--batch"]),
     Case("bench-data-bad-size", ["{repo}/benchmarks/data_throughput.py", "--source", "360"], ["--source"]),
     # asva_jax.app (the web app's command; bad uploads are tests/test_app.py's)
