@@ -272,6 +272,15 @@ def make_step(run: Run, state: dict, global_batch: dict):
                            "compile_s": seconds}
 
 
+def window_rate(metrics, window_start: float, steps: int) -> tuple[Any, float | None]:
+  """(the metrics, computed; steps/s since `window_start`). Steps are dispatched asynchronously, so
+  the window ends when the last step's metrics exist: timing only the dispatch logged 15-25 steps/s
+  for the demo's 3.8 on a CPU."""
+  metrics = jax.block_until_ready(metrics)
+  elapsed = time.perf_counter() - window_start
+  return metrics, (steps / elapsed if elapsed > 0 else None)
+
+
 def step_record(run: Run, step: int, metrics, steps_per_s: float | None, flops, peak) -> dict:
   """The logged figures of `step`: loss, gradient norm, and speed over the steps since the last log."""
   metrics = jax.device_get(metrics)
@@ -321,10 +330,8 @@ def run_steps(run: Run, state: dict, iterator, start_step: int) -> tuple[list[di
       window_steps += 1
       log.advance()
       if step % log_every == 0 or step == total:
-        # Steps are dispatched asynchronously: wait for this one, or the window times dispatch only.
-        metrics = jax.block_until_ready(metrics)
-        elapsed = time.perf_counter() - window_start
-        record = step_record(run, step, metrics, window_steps / elapsed if elapsed > 0 else None, flops, peak)
+        metrics, steps_per_s = window_rate(metrics, window_start, window_steps)
+        record = step_record(run, step, metrics, steps_per_s, flops, peak)
         records.append(record)
         log.log(record)
         window_start, window_steps = time.perf_counter(), 0
