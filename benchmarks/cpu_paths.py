@@ -283,15 +283,17 @@ def train_part(fv) -> None:
 
 def original_part(fv) -> None:
   """§3 side by side: the original PyTorch UNet, imported from `--original`, against ours on the same
-  random weights (written by the original's `save_pretrained`, read by our converter) and inputs."""
+  random weights (written by the original's `save_pretrained`, read as `convert.unet` reads it) and inputs."""
   import sys
   import tempfile
   import torch
   from flax import nnx
   from asva_jax.audio import segment_masks
   from asva_jax.models.unet_3d import audio_keys_per_frame
+  from asva_jax.models.unet_3d import build_unet
+  from asva_jax.models.unet_config import UNet3DConfig
+  from asva_jax.torch_weights import find_weights_file, load_into, open_state_dict, read_json_config
   from benchmarks.unet_forward import AUDIO_TOKENS, CONTEXT_DIM, SMALL_CONFIG, TEXT_TOKENS
-  from convert.unet import import_unet
   sys.path.insert(0, fv.original)  # checked by check_flags: a folder holding avgen/
   from avgen.models.unets import AudioUNet3DConditionModel
   torch.manual_seed(0)
@@ -301,7 +303,10 @@ def original_part(fv) -> None:
       p.add_(0.02 * torch.randn_like(p))
   with tempfile.TemporaryDirectory() as folder:
     original.save_pretrained(folder, safe_serialization=True)
-    ours, _ = import_unet(folder)
+    # What `convert.unet.import_unet` does (benchmarks may not import the converter: .importlinter).
+    ours = build_unet(UNet3DConfig.from_dict(read_json_config(folder), source=folder), abstract=True)
+    weights_file = find_weights_file(folder)
+    load_into(ours, open_state_dict(weights_file), str(weights_file))
   graph, weights = nnx.split(ours)
   frames, side = 12, fv.latent
   rng = np.random.default_rng(0)
