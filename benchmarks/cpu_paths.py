@@ -289,8 +289,7 @@ def original_part(fv) -> None:
   import torch
   from flax import nnx
   from asva_jax.audio import segment_masks
-  from asva_jax.models.unet_3d import audio_keys_per_frame
-  from asva_jax.models.unet_3d import build_unet
+  from asva_jax.models.unet_3d import audio_keys_per_frame, build_unet
   from asva_jax.models.unet_config import UNet3DConfig
   from asva_jax.torch_weights import find_weights_file, load_into, open_state_dict, read_json_config
   from benchmarks.unet_forward import AUDIO_TOKENS, CONTEXT_DIM, SMALL_CONFIG, TEXT_TOKENS
